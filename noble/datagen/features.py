@@ -1,0 +1,194 @@
+"""Electrophysiological features: per trace with eFEL, per neuron the F-I features NOBLE embeds.
+
+Per trace (eFEL, the Blue Brain feature library; the fit uses the same extractor): spike count in the
+stimulus window, rate, first-spike latency from stimulus onset, ISI CV, adaptation index, AP amplitude and
+half-width, AHP depth, resting potential, and for hyperpolarising steps input resistance, membrane time
+constant and sag ratio. Per neuron: rheobase `I_thr` (smallest step amplitude that spikes, bisection to
+`tol_pA`) and `s_thr` (slope of the F-I curve just above rheobase, Hz/pA).
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Sequence
+
+import efel
+import numpy as np
+
+from .models import ModelFamily
+from .simulate import simulate, steps_matrix
+
+# Our feature name -> (eFEL feature, reducer over its values, unit). Order is the dataset's column order.
+TRACE_FEATURES: dict[str, tuple[str, str, str]] = {
+    "spike_count": ("Spikecount_stimint", "first", "1"),
+    "rate_Hz": ("Spikecount_stimint", "rate", "Hz"),
+    "first_spike_latency_ms": ("time_to_first_spike", "first", "ms"),
+    "isi_cv": ("ISI_CV", "first", "1"),
+    "adaptation_index": ("adaptation_index2", "first", "1"),
+    "ap_amplitude_mV": ("AP_amplitude", "mean", "mV"),
+    "ap_half_width_ms": ("AP_duration_half_width", "mean", "ms"),
+    "ahp_depth_mV": ("AHP_depth", "mean", "mV"),
+    "v_rest_mV": ("voltage_base", "first", "mV"),
+    "input_resistance_MOhm": ("ohmic_input_resistance_vb_ssse", "first", "MOhm"),
+    "tau_m_ms": ("decay_time_constant_after_stim", "first", "ms"),
+    "sag_ratio": ("sag_ratio1", "first", "1"),
+}
+HYPERPOLARISING_ONLY = {"input_resistance_MOhm", "tau_m_ms", "sag_ratio"}
+NEURON_FEATURES: dict[str, str] = {"I_thr_pA": "pA", "s_thr_Hz_per_pA": "Hz/pA"}
+
+
+def trace_features(
+    v_mV: np.ndarray,
+    dt_ms: float,
+    stim_start_ms: float | Sequence[float],
+    stim_end_ms: float | Sequence[float],
+    amp_pA: float | Sequence[float],
+    threshold_mV: float = -20.0,
+) -> dict[str, np.ndarray]:
+    """eFEL features of n traces (rows of v_mV sampled at dt_ms); NaN where a feature is undefined
+    (no spikes for AP features, depolarising steps for passive ones)."""
+    v = np.atleast_2d(np.asarray(v_mV, dtype=np.float64))
+    n, T = v.shape
+    starts = np.broadcast_to(np.asarray(stim_start_ms, dtype=float), (n,))
+    ends = np.broadcast_to(np.asarray(stim_end_ms, dtype=float), (n,))
+    amps = np.broadcast_to(np.asarray(amp_pA, dtype=float), (n,))
+    t = np.arange(T) * dt_ms
+    efel.reset()
+    efel.set_setting("Threshold", float(threshold_mV))
+    traces = [
+        {"T": t, "V": v[k], "stim_start": [float(starts[k])], "stim_end": [float(ends[k])],
+         "stimulus_current": [float(amps[k]) * 1e-3]}  # eFEL wants nA
+        for k in range(n)
+    ]
+    names = sorted({spec[0] for spec in TRACE_FEATURES.values()})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        raw = efel.get_feature_values(traces, names, raise_warnings=False)
+    out = {name: np.full(n, np.nan) for name in TRACE_FEATURES}
+    for k, values in enumerate(raw):
+        for name, (efel_name, how, _unit) in TRACE_FEATURES.items():
+            if name in HYPERPOLARISING_ONLY and amps[k] >= 0:
+                continue
+            val = values.get(efel_name)
+            if val is None or len(val) == 0:
+                if efel_name == "Spikecount_stimint":
+                    out[name][k] = 0.0
+                continue
+            arr = np.asarray(val, dtype=float)
+            if how == "mean":
+                out[name][k] = float(np.nanmean(arr))
+            elif how == "rate":
+                out[name][k] = float(arr[0]) / max((ends[k] - starts[k]) / 1000.0, 1e-12)
+            else:
+                out[name][k] = float(arr[0])
+    return out
+
+
+def count_in_window(spike_times_ms: Sequence[np.ndarray], start_ms: float, end_ms: float) -> np.ndarray:
+    """Spikes per neuron with start <= t < end (stimulus window)."""
+    return np.array([int(np.sum((s >= start_ms) & (s < end_ms))) for s in spike_times_ms], dtype=np.int64)
+
+
+def fi_curve(
+    family: type[ModelFamily],
+    params: np.ndarray,
+    amplitudes_pA: Sequence[float],
+    *,
+    start_ms: float = 100.0,
+    duration_ms: float = 1000.0,
+    tail_ms: float = 100.0,
+    dt_ms: float = 0.025,
+    stim_dt_ms: float = 0.1,
+    target: str | None = None,
+) -> np.ndarray:
+    """Noise-free F-I curves: rate (Hz) of every neuron (rows of params) at every amplitude, (n, A).
+    All n x A cells run as one Brian2 group."""
+    params = np.atleast_2d(params)
+    amps = np.asarray(amplitudes_pA, dtype=float)
+    n, A = params.shape[0], len(amps)
+    rows = np.repeat(params, A, axis=0)
+    total = start_ms + duration_ms + tail_ms
+    stim = steps_matrix(np.tile(amps, n), start_ms, duration_ms, total, stim_dt_ms)
+    res = simulate(family, rows, stim, stim_dt_ms=stim_dt_ms, duration_ms=total, dt_ms=dt_ms,
+                   record_dt_ms=max(stim_dt_ms, dt_ms), target=target)
+    counts = count_in_window(res.spike_times_ms, start_ms, start_ms + duration_ms)
+    return counts.reshape(n, A) / (duration_ms / 1000.0)
+
+
+def rheobase_and_slope(
+    family: type[ModelFamily],
+    params: np.ndarray,
+    *,
+    start_ms: float = 100.0,
+    duration_ms: float = 1000.0,
+    max_pA: float = 1000.0,
+    tol_pA: float = 1.0,
+    probes_per_round: int = 7,
+    slope_deltas_pA: Sequence[float] = (10.0, 20.0, 30.0, 40.0),
+    dt_ms: float = 0.025,
+    stim_dt_ms: float = 0.1,
+    target: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per-neuron rheobase I_thr (pA, to within tol_pA) and F-I slope s_thr (Hz/pA) just above it.
+
+    A k-ary bisection: each round probes `probes_per_round` amplitudes per neuron in ONE group, shrinking
+    every bracket (lo silent, hi spiking) by a factor k+1. Neurons that fire without input get I_thr = 0;
+    neurons silent at max_pA get NaN (rejected by any acceptance window).
+    """
+    params = np.atleast_2d(params)
+    n = params.shape[0]
+    kw = dict(start_ms=start_ms, duration_ms=duration_ms, dt_ms=dt_ms, stim_dt_ms=stim_dt_ms, target=target)
+    ends = fi_curve(family, params, [0.0, max_pA], **kw)
+    lo = np.zeros(n)
+    hi = np.full(n, max_pA)
+    spontaneous = ends[:, 0] > 0
+    never = ends[:, 1] == 0
+    active = ~(spontaneous | never)
+    k = probes_per_round
+    while np.any(active) and np.max((hi - lo)[active]) > tol_pA:
+        idx = np.flatnonzero(active & ((hi - lo) > tol_pA))
+        fracs = np.arange(1, k + 1) / (k + 1)
+        probes = lo[idx, None] + (hi - lo)[idx, None] * fracs[None, :]  # (m, k)
+        amps_flat = probes.ravel()
+        rows = np.repeat(params[idx], k, axis=0)
+        total = start_ms + duration_ms + 100.0
+        stim = steps_matrix(amps_flat, start_ms, duration_ms, total, stim_dt_ms)
+        res = simulate(family, rows, stim, stim_dt_ms=stim_dt_ms, duration_ms=total, dt_ms=dt_ms,
+                       record_dt_ms=max(stim_dt_ms, dt_ms), target=target)
+        fired = (count_in_window(res.spike_times_ms, start_ms, start_ms + duration_ms) > 0).reshape(-1, k)
+        for r, j in enumerate(idx):
+            # Smallest probe that fires (F-I is monotone for these families; take the first firing probe).
+            first = np.flatnonzero(fired[r])
+            if len(first):
+                f = first[0]
+                hi[j] = probes[r, f]
+                lo[j] = probes[r, f - 1] if f > 0 else lo[j]
+            else:
+                lo[j] = probes[r, -1]
+    I_thr = np.where(never, np.nan, np.where(spontaneous, 0.0, hi))
+    s_thr = np.full(n, np.nan)
+    ok = np.flatnonzero(np.isfinite(I_thr))
+    if len(ok):
+        deltas = np.asarray(slope_deltas_pA, dtype=float)
+        rates = np.empty((len(ok), len(deltas)))
+        # Different amplitudes per neuron: run each (neuron, delta) as its own row of one group.
+        amps_flat = (I_thr[ok, None] + deltas[None, :]).ravel()
+        rows = np.repeat(params[ok], len(deltas), axis=0)
+        total = start_ms + duration_ms + 100.0
+        stim = steps_matrix(amps_flat, start_ms, duration_ms, total, stim_dt_ms)
+        res = simulate(family, rows, stim, stim_dt_ms=stim_dt_ms, duration_ms=total, dt_ms=dt_ms,
+                       record_dt_ms=max(stim_dt_ms, dt_ms), target=target)
+        rates[:] = (count_in_window(res.spike_times_ms, start_ms, start_ms + duration_ms)
+                    / (duration_ms / 1000.0)).reshape(len(ok), len(deltas))
+        x = deltas - deltas.mean()
+        s_thr[ok] = (rates - rates.mean(axis=1, keepdims=True)) @ x / float(x @ x)
+    return I_thr, s_thr
+
+
+def adaptation_ratio(spike_times_ms: np.ndarray) -> float:
+    """Last ISI over first ISI (1 = no adaptation); NaN with fewer than 3 spikes."""
+    if len(spike_times_ms) < 3:
+        return math.nan
+    isi = np.diff(spike_times_ms)
+    return float(isi[-1] / isi[0])

@@ -1,0 +1,72 @@
+TITLE nb_na: fast Na+ current of Pospischil et al. (2008), Traub-Miles kinetics shifted by vt
+
+COMMENT
+I_Na = gbar m^3 h (v - erev), as in noble/datagen/models/hh.py. Rates in 1/ms with vu = v - vt (mV).
+No temperature factor. Nonspecific current so that E_Na is a plain per-cell parameter.
+ENDCOMMENT
+
+NEURON {
+    SUFFIX nb_na
+    NONSPECIFIC_CURRENT i
+    RANGE gbar, erev, vt, i
+}
+
+UNITS {
+    (mA) = (milliamp)
+    (mV) = (millivolt)
+    (S) = (siemens)
+}
+
+PARAMETER {
+    gbar = 0.058 (S/cm2)
+    erev = 50 (mV)
+    vt = -57.9 (mV)
+}
+
+ASSIGNED {
+    v (mV)
+    i (mA/cm2)
+    am (/ms)
+    bm (/ms)
+    ah (/ms)
+    bh (/ms)
+}
+
+STATE { m h }
+
+BREAKPOINT {
+    SOLVE states METHOD cnexp
+    i = gbar * m * m * m * h * (v - erev)
+}
+
+INITIAL {
+    rates(v)
+    m = am / (am + bm)
+    h = ah / (ah + bh)
+}
+
+DERIVATIVE states {
+    rates(v)
+    m' = am * (1 - m) - bm * m
+    h' = ah * (1 - h) - bh * h
+}
+
+UNITSOFF
+PROCEDURE rates(v) {
+    LOCAL vu
+    vu = v - vt
+    am = 0.32 * vtrap(13 - vu, 4)
+    bm = 0.28 * vtrap(vu - 40, 5)
+    ah = 0.128 * exp((17 - vu) / 18)
+    bh = 4 / (1 + exp((40 - vu) / 5))
+}
+
+FUNCTION vtrap(x, y) {
+    : x / (exp(x / y) - 1), continuous through x = 0
+    if (fabs(x / y) < 1e-6) {
+        vtrap = y * (1 - x / y / 2)
+    } else {
+        vtrap = x / (exp(x / y) - 1)
+    }
+}
+UNITSON
