@@ -56,6 +56,31 @@ def dask_client(scheduler: str | None = None, workers: int = 2, threads_per_work
         cluster.close()
 
 
+@contextlib.contextmanager
+def directory_lock(directory: Path) -> Iterator[None]:
+    """One job per dataset directory at a time (an flock held by the driving process)."""
+    import fcntl
+
+    fh = open(directory / ".lock", "w")
+    try:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise RuntimeError(f"another datagen job is writing {directory}") from None
+        yield
+    finally:
+        fh.close()
+
+
+def remove_stale_temporaries(directory: Path) -> list[str]:
+    """Partial shards left by a killed run (never renamed into place) are garbage; delete them."""
+    removed = []
+    for tmp in directory.glob(".shard-*.h5.tmp-*"):
+        tmp.unlink(missing_ok=True)
+        removed.append(tmp.name)
+    return removed
+
+
 def pending_shards(cfg: DatasetConfig, directory: Path) -> tuple[list[int], dict[int, dict]]:
     """Shards still to compute, and records of those already complete (from disk, not trusted blindly)."""
     done: dict[int, dict] = {}
@@ -81,9 +106,6 @@ def run_datagen(
     on_progress: Callable[[int, int], None] | None = None,
 ) -> JobSummary:
     """Generate every missing shard of `cfg` into `directory` on Dask and keep the manifest current."""
-    from distributed import as_completed
-    from tqdm.auto import tqdm
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     existing = read_manifest(directory)
@@ -91,6 +113,18 @@ def run_datagen(
         raise ValueError(
             f"{directory} holds a dataset of another config (digest {existing.get('config_digest')}); "
             "use a new directory rather than overwrite it")
+    with directory_lock(directory):
+        return _run_locked(cfg, directory, scheduler, workers, retries, progress, client, on_progress)
+
+
+def _run_locked(cfg: DatasetConfig, directory: Path, scheduler: str | None, workers: int, retries: int,
+                progress: bool, client, on_progress: Callable[[int, int], None] | None) -> JobSummary:
+    from distributed import as_completed
+    from tqdm.auto import tqdm
+
+    removed = remove_stale_temporaries(directory)
+    if removed:
+        log.info("removed %d partial shard(s) of an interrupted run", len(removed))
     todo, done = pending_shards(cfg, directory)
     summary = JobSummary(directory=directory, n_shards=cfg.n_shards, skipped=sorted(done))
     write_manifest(directory, cfg, done)

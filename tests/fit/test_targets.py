@@ -1,0 +1,140 @@
+"""Fit targets: eFEL features of the real recordings (via the datagen's extractor), rheobase, F-I slope,
+rest and variability; and a Brian2 LIF run whose rheobase and F-I slope are known analytically."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noble.fit.targets import (ABS_SD_FLOOR, RecordingTargets, feature_variability, recording_targets,
+                               rheobase_and_fi_slope, spike_count_between, targets_table)
+from noble.io import Recording, Sweep, read_recording
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+RS, FSI, ACTIVE = "171116sh_0018.abf", "2019_07_24_0055_fsi.abf", "17o05028_ic_steps.abf"
+
+
+@pytest.fixture(scope="module")
+def targets() -> dict[str, RecordingTargets]:
+    if not DATA.is_dir():
+        pytest.skip(f"real recordings folder {DATA} is absent (expected at <project root>/../shared/data)")
+    out = {name: recording_targets(read_recording(DATA / name)) for name in (RS, FSI, ACTIVE)}
+    print("\n" + targets_table(list(out.values())))
+    return out
+
+
+def _count(t: RecordingTargets, amp: float) -> float:
+    return t.feature_array("spike_count")[t.amplitudes_pA.index(amp)]
+
+
+def test_regular_spiking_cell(targets: dict[str, RecordingTargets]) -> None:
+    t = targets[RS]
+    counts = t.feature_array("spike_count")
+    amps = np.array(t.amplitudes_pA)
+    assert np.all(counts[amps <= 25] == 0)
+    # In the 0.5 s test step: 1 spike at 50 pA, 9 at 300 pA. The README's '2 at 50 pA, 18 at 300 pA' are
+    # whole-sweep counts: the protocol repeats the test level from 1.647 s (checked below).
+    assert _count(t, 50.0) == 1 and _count(t, 300.0) == 9
+    rec = read_recording(DATA / RS)
+    whole = {s.stim_amplitude_pA: spike_count_between(s.v_mV, s.dt_ms, 0.0, s.duration_ms) for s in rec.sweeps}
+    assert whole[25.0] == 0 and whole[50.0] == 2 and whole[300.0] == 18
+    # the eFEL count agrees with plain threshold crossings in the step, sweep by sweep
+    direct = [spike_count_between(s.v_mV, s.dt_ms, s.stim_start_ms, s.stim_end_ms) for s in rec.sweeps]
+    np.testing.assert_array_equal(counts, direct)
+    assert np.all(np.diff(counts) >= 0)  # F-I is monotone for this cell
+    assert t.rest_mV == pytest.approx(-62.0, abs=1.5) and t.rest_sd_mV < 1.0
+    assert t.spontaneous_rate_Hz == 0.0 and not t.notes
+    assert t.rheobase_bracket_pA == (25.0, 50.0) and 25.0 < t.rheobase_pA <= 50.0
+    assert t.rheobase_first_spiking_pA == 50.0 and t.I_thr_pA == t.rheobase_pA
+    assert 0.02 < t.fi_slope_Hz_per_pA < 0.3 and t.fi_points == 4
+    lat = t.feature_array("first_spike_latency_ms")
+    spiking = counts > 0
+    assert np.all(np.isnan(lat[~spiking])) and np.all(lat[spiking] > 0)
+    assert lat[-1] < lat[np.flatnonzero(spiking)[0]]  # stronger step, earlier first spike
+    hyper = amps < 0
+    rin = t.feature_array("input_resistance_MOhm")
+    assert np.all((rin[hyper] > 50) & (rin[hyper] < 300)) and np.all(np.isnan(rin[~hyper]))
+    assert 5.0 < t.tau_m_ms < 60.0
+    ap = t.feature_array("ap_amplitude_mV")[spiking]
+    hw = t.feature_array("ap_half_width_ms")[spiking]
+    assert np.all((ap > 40) & (ap < 150)) and np.all((hw > 0.2) & (hw < 3.0))
+
+
+def test_fast_spiking_and_spontaneous_cells(targets: dict[str, RecordingTargets]) -> None:
+    rs, fsi, act = targets[RS], targets[FSI], targets[ACTIVE]
+    # FSI: depolarised and drifting (its pre-step baseline ranges ~-46..-64 mV over the run); the README's
+    # '-51 mV' is its first sweep's first 47 ms, so only the ordering and range are asserted here.
+    assert -60.0 < fsi.rest_mV < -50.0 and fsi.rest_mV > rs.rest_mV + 3.0
+    assert -50.0 < act.rest_mV < -42.0
+    for t in (fsi, act):
+        assert t.spontaneous_rate_Hz > 1.0 and any("spontaneously active" in n for n in t.notes)
+    # FSI: much faster than the pyramidal cell, narrower spikes
+    assert _count(fsi, 300.0) / 0.5 > 100.0 and _count(fsi, 300.0) > 5 * _count(rs, 300.0)
+    hw_fsi = np.nanmedian(fsi.feature_array("ap_half_width_ms"))
+    hw_rs = np.nanmedian(rs.feature_array("ap_half_width_ms"))
+    assert hw_fsi < 0.7 * hw_rs
+    assert fsi.fi_slope_Hz_per_pA > 3 * rs.fi_slope_Hz_per_pA
+    # silent in the step at -25 pA, firing at 0 pA: rheobase bracketed, I_thr clamps at 0 like the datagen
+    assert fsi.rheobase_bracket_pA == (-25.0, 0.0) and fsi.I_thr_pA == 0.0
+    for t in (rs, fsi, act):
+        assert set(t.feature_sd) == set(t.features)
+        for name, sd in t.feature_sd.items():
+            assert np.isfinite(sd.sd) and sd.sd >= ABS_SD_FLOOR[name] - 1e-12
+    # drift shows up as variability of the resting potential: the FSI's far exceeds the RS cell's
+    assert fsi.feature_sd["v_rest_mV"].sd > 3 * rs.feature_sd["v_rest_mV"].sd
+
+
+def test_rheobase_interpolation_and_edge_cases() -> None:
+    amps = np.arange(0.0, 101.0, 10.0)
+    rates = np.maximum(0.0, 0.5 * (amps - 33.0))
+    rheo, first, bracket, slope, n = rheobase_and_fi_slope(amps, rates, n_fi=4)
+    assert first == 40.0 and bracket == (30.0, 40.0) and n == 4
+    assert slope == pytest.approx(0.5) and rheo == pytest.approx(33.0)
+    # a lone early spike below a silent step does not set the rheobase
+    rates2 = rates.copy()
+    rates2[1] = 2.0
+    assert rheobase_and_fi_slope(amps, rates2)[1] == 40.0
+    # never fires / fires everywhere
+    assert np.isnan(rheobase_and_fi_slope(amps, np.zeros_like(amps))[0])
+    r, f, b, _s, _n = rheobase_and_fi_slope(amps, 5.0 + amps)
+    assert r == f == 0.0 and np.isnan(b[0])
+
+
+def test_variability_recovers_known_scatter() -> None:
+    rng = np.random.default_rng(3)
+    amps = np.repeat(np.arange(0.0, 200.0, 10.0), 3)
+    noisy = 20.0 + 0.3 * amps + rng.normal(0.0, 4.0, len(amps))
+    sd = feature_variability(amps, {"rate_Hz": noisy, "v_rest_mV": -65 + rng.normal(0, 2.0, len(amps))})
+    assert sd["rate_Hz"].empirical_sd == pytest.approx(4.0, rel=0.25)
+    assert sd["v_rest_mV"].sd == pytest.approx(2.0, rel=0.25)
+    flat = feature_variability(amps, {"ap_half_width_ms": np.full(len(amps), 1.0)})
+    assert flat["ap_half_width_ms"].sd == pytest.approx(max(0.05, ABS_SD_FLOOR["ap_half_width_ms"]))
+
+
+def test_lif_simulation_targets_match_analytic_rheobase_and_slope() -> None:
+    """Brian2 LIF traces wrapped as a Recording: rheobase and F-I slope from targets vs LIF theory."""
+    from noble.datagen.models import get
+    from noble.datagen.simulate import simulate, steps_matrix
+
+    LIF = get("lif")
+    p = LIF.preset_values("default", {})
+    params = np.array([[p[n] for n in LIF.param_names()]])
+    gap = p["V_th"] - p["V_rest"]
+    rheo_true = gap / (p["R"] * 1e-3)  # pA
+    amps = rheo_true + np.arange(-40.0, 81.0, 20.0)  # 160..280 pA around 200 pA
+    start, dur, total, dt_rec = 100.0, 1000.0, 1200.0, 0.1
+    stim = steps_matrix(amps, start, dur, total, dt_rec)
+    res = simulate(LIF, np.repeat(params, len(amps), axis=0), stim, stim_dt_ms=dt_rec, duration_ms=total,
+                   record_dt_ms=dt_rec)
+    rec = Recording([Sweep(v_mV=res.v_mV[k], dt_ms=dt_rec, i_pA=stim[k], stim_amplitude_pA=a,
+                           stim_start_ms=start, stim_end_ms=start + dur, index=k) for k, a in enumerate(amps)])
+    t = recording_targets(rec, n_fi=3)
+    assert t.rheobase_bracket_pA == (rheo_true, rheo_true + 20.0)  # at exactly R*I = gap it never fires
+    assert rheo_true <= t.rheobase_pA <= rheo_true + 20.0
+    rate_th = LIF.analytic_rate_Hz(amps, p["tau_m"], p["R"], p["V_rest"], p["V_th"], p["V_reset"], p["t_ref"])
+    k0 = int(np.flatnonzero(rate_th > 0)[0])
+    slope_th = np.polyfit(amps[k0:k0 + 3], rate_th[k0:k0 + 3], 1)[0]
+    assert t.fi_slope_Hz_per_pA == pytest.approx(slope_th, rel=0.15)
+    assert t.rest_mV == pytest.approx(p["V_rest"], abs=0.1)
