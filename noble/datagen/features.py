@@ -56,6 +56,9 @@ def trace_features(
     t = np.arange(T) * dt_ms
     efel.reset()
     efel.set_setting("Threshold", float(threshold_mV))
+    # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
+    # response: restrict spike-based features to the stimulus window.
+    efel.set_setting("strict_stiminterval", True)
     traces = [
         {"T": t, "V": v[k], "stim_start": [float(starts[k])], "stim_end": [float(ends[k])],
          "stimulus_current": [float(amps[k]) * 1e-3]}  # eFEL wants nA

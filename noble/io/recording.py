@@ -9,7 +9,7 @@ datagen and the app see one shape. Construction validates what would otherwise s
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -40,6 +40,12 @@ def _noise_sd(x: np.ndarray) -> float:
     return float(1.4826 * np.median(np.abs(d - np.median(d))) / np.sqrt(2.0))
 
 
+def holding_level(i_pA: np.ndarray, dt_ms: float) -> float:
+    """Command level at the start of a sweep (median of its first ms): the reference for step amplitudes."""
+    n_base = max(1, min(len(i_pA) // 100, int(round(1.0 / dt_ms))))
+    return float(np.median(i_pA[:n_base]))
+
+
 def detect_steps(i_pA: np.ndarray, dt_ms: float) -> list[StepInfo]:
     """All constant segments of a command current that differ from its starting (holding) level.
 
@@ -51,8 +57,7 @@ def detect_steps(i_pA: np.ndarray, dt_ms: float) -> list[StepInfo]:
         return []
     sd = _noise_sd(i)
     thr = max(1.0, 6.0 * sd)
-    n_base = max(1, min(len(i) // 100, int(round(1.0 / dt_ms))))
-    baseline = float(np.median(i[:n_base]))
+    baseline = holding_level(i, dt_ms)
     edges = np.flatnonzero(np.abs(np.diff(i)) > thr) + 1
     bounds = np.concatenate([[0], edges, [len(i)]])
     min_len = max(2, int(np.ceil(MIN_STEP_MS / dt_ms)))
@@ -327,3 +332,82 @@ class Recording:
             "amplitudes_pA": self.amplitudes_pA.tolist(),
             "stim_windows_ms": sorted({(s.stim_start_ms, s.stim_end_ms) for s in self.sweeps}),
         }
+
+
+
+def _common_window(cmds: list[np.ndarray], dt_ms: float) -> tuple[float, float] | None:
+    """The stimulus window shared by equal-length sweeps: among all step windows seen in any sweep, the one
+    whose level varies most across sweeps (the F-I test step, not a fixed pre/post step); the earliest wins
+    ties. None when no window varies (e.g. repeated trials at one amplitude)."""
+    cand = sorted({(round(st.start_ms / dt_ms), round(st.end_ms / dt_ms)) for c in cmds
+                   for st in detect_steps(c, dt_ms)})
+    best: tuple[float, tuple[int, int]] | None = None
+    for a, b in cand:
+        levels = np.array([np.median(c[a:b]) - holding_level(c, dt_ms) for c in cmds])
+        spread = float(np.ptp(levels))
+        if spread > 1.0 and (best is None or spread > best[0] * 1.001):
+            best = (spread, (a, b))
+    if best is None:
+        return None
+    a, b = best[1]
+    return a * dt_ms, b * dt_ms
+
+
+def _fits_window(c: np.ndarray, a: int, b: int, dt_ms: float) -> bool:
+    """Command flat inside samples [a, b) and changing at both edges (so the window is this sweep's step)."""
+    inner = c[a:b]
+    level = float(np.median(inner))
+    thr = max(1.0, 6.0 * _noise_sd(c))
+    if float(np.percentile(inner, 95) - np.percentile(inner, 5)) > max(thr, 0.1 * abs(level - holding_level(c, dt_ms))):
+        return False
+    w = max(1, min(5, (b - a) // 10))
+    before = float(np.median(c[max(0, a - w):a])) if a > 0 else holding_level(c, dt_ms)
+    after = float(np.median(c[b:b + w])) if b < len(c) else before
+    return abs(level - before) > thr and (b >= len(c) or abs(level - after) > thr)
+
+
+def sweeps_from_traces(traces: Sequence[tuple[int, np.ndarray, np.ndarray, float, float]], where: str,
+                       metadata: Sequence[dict[str, Any]] | None = None,
+                       on_error: Callable[[int, str], None] | None = None) -> list[Sweep]:
+    """Sweeps from (index, v_mV, i_pA, dt_ms, t0_ms) tuples, the step read off the command currents.
+
+    Sweeps of equal length share the window where the command varies across sweeps (so a 0 pA sweep, or a
+    protocol with a fixed extra step, still gets the test step); a sweep whose own step is elsewhere, or
+    a lone sweep, uses its longest step. Errors raise, or go to on_error(position, message) and skip.
+    """
+    cmds: list[np.ndarray] = []
+    for index, _v, i, _dt, _t0 in traces:
+        arr = _as_1d(i, "i_pA", f"{where}: sweep {index}")
+        cmds.append(arr)
+    groups: dict[tuple[int, float], list[int]] = {}
+    for k, (_index, v, _i, dt_ms, _t0) in enumerate(traces):
+        groups.setdefault((len(v), float(dt_ms)), []).append(k)
+    out: dict[int, Sweep] = {}
+    for (_n, dt_ms), members in groups.items():
+        finite = [k for k in members if np.all(np.isfinite(cmds[k]))]
+        shared = _common_window([cmds[k] for k in finite], dt_ms) if len(finite) > 1 else None
+        for k in members:
+            index, v, _i, _dt, t0 = traces[k]
+            meta = dict(metadata[k]) if metadata is not None else {}
+            c = cmds[k]
+            try:
+                _check_finite(c, "i_pA", f"sweep {index}")
+                step: StepInfo | None = None
+                if shared is not None:
+                    a, b = round(shared[0] / dt_ms), round(shared[1] / dt_ms)
+                    hold = holding_level(c, dt_ms)
+                    amp = float(np.median(c[a:b]) - hold)
+                    if abs(amp) <= 1.0 or _fits_window(c, a, b, dt_ms):
+                        step = StepInfo(shared[0], shared[1], amp if abs(amp) > 1.0 else 0.0, hold)
+                if step is None:
+                    step = detect_step(c, dt_ms)
+                if step is None:
+                    raise RecordingError(f"sweep {index}: no stimulus step in the command current "
+                                         f"(range {c.min():.4g}..{c.max():.4g} pA)")
+                out[k] = Sweep(v_mV=v, i_pA=c, dt_ms=dt_ms, t0_ms=t0, stim_amplitude_pA=step.amplitude_pA,
+                               stim_start_ms=step.start_ms, stim_end_ms=step.end_ms, index=index, metadata=meta)
+            except RecordingError as exc:
+                if on_error is None:
+                    raise RecordingError(f"{where}: {exc}") from exc
+                on_error(k, str(exc))
+    return [out[k] for k in sorted(out)]

@@ -1,0 +1,256 @@
+"""Fit targets from a recording: per-sweep eFEL features, per-recording rheobase / F-I slope / rest, and
+per-feature experimental variability (sd) for scaling an objective.
+
+Per-sweep features come from `noble.datagen.features.trace_features`, the same extractor the datagen
+uses, so a simulated and a recorded trace are measured identically. Each sweep is cut at the next change
+of its command after the test step (e.g. the fixed -100 pA step of the pyABF protocols), so later epochs
+cannot leak into post-stimulus features.
+
+Resting potential: the median over sweeps of each sweep's median pre-step voltage (robust to spontaneous
+spikes; its sweep-to-sweep sd shows drift); the per-sweep eFEL `v_rest_mV` stays among the features.
+
+Rheobase: the first amplitude from which every larger step fires (Allen convention: the first spiking
+step), refined to the x-intercept of the F-I line through the first supra-threshold sweeps when that
+falls between the last silent and the first spiking step. F-I slope: least-squares slope of rate (spikes
+in the step / step duration) vs amplitude over the first `n_fi` supra-threshold sweeps (NOBLE's s_thr).
+
+Variability: residual sd of each feature around a quadratic trend in amplitude (sweep-to-sweep scatter;
+across sweeps for the amplitude-independent resting potential), floored at 5 % of |median| as
+BluePyEModel's `threshold_efeature_std` does (not for the resting potential, which has no natural zero),
+and at a per-feature absolute floor (measurement precision).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from noble.datagen.features import TRACE_FEATURES, trace_features
+from noble.io.recording import Recording, Sweep, holding_level
+
+REL_SD_FLOOR = 0.05  # BluePyEModel threshold_efeature_std default
+ABS_SD_FLOOR: dict[str, float] = {
+    "spike_count": 1.0, "rate_Hz": 2.0, "first_spike_latency_ms": 1.0, "isi_cv": 0.02,
+    "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
+    "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
+}
+AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
+NO_RELATIVE_FLOOR = {"v_rest_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
+
+
+def _f(x: float) -> float | None:
+    """JSON-friendly float (None for NaN/inf)."""
+    return float(x) if x is not None and math.isfinite(float(x)) else None
+
+
+class FeatureSD(BaseModel):
+    """Experimental variability of one feature and how it was obtained."""
+
+    model_config = ConfigDict(frozen=True)
+    sd: float
+    empirical_sd: float | None = Field(None, description="scatter in the data, before floors")
+    n: int = Field(0, description="sweeps the scatter was measured on")
+
+
+class RecordingTargets(BaseModel):
+    """What a fit should reproduce for one recording (per-sweep arrays follow `amplitudes_pA` order)."""
+
+    model_config = ConfigDict(frozen=True)
+    source: str
+    amplitudes_pA: list[float]
+    stim_start_ms: list[float]
+    stim_end_ms: list[float]
+    features: dict[str, list[float | None]] = Field(..., description="per-sweep eFEL features; None = undefined")
+    feature_sd: dict[str, FeatureSD]
+    rheobase_pA: float | None = Field(None, description="interpolated rheobase (I_thr)")
+    rheobase_first_spiking_pA: float | None = Field(None, description="first step from which all larger fire")
+    rheobase_bracket_pA: tuple[float | None, float | None] = (None, None)
+    fi_slope_Hz_per_pA: float | None = Field(None, description="F-I slope just above rheobase (s_thr)")
+    fi_points: int = 0
+    I_thr_pA: float | None = Field(None, description="rheobase as the datagen defines I_thr: >= 0, 0 when the "
+                                    "cell fires without input")
+    s_thr_Hz_per_pA: float | None = Field(None, description="= fi_slope_Hz_per_pA, under the datagen's name")
+    rest_mV: float | None = Field(None, description="median over sweeps of the median pre-step voltage")
+    rest_sd_mV: float | None = Field(None, description="sweep-to-sweep sd of that baseline (drift)")
+    input_resistance_MOhm: float | None = None
+    tau_m_ms: float | None = None
+    sag_ratio: float | None = None
+    spontaneous_rate_Hz: float = Field(0.0, description="firing before the stimulus (pre-step baseline)")
+    notes: list[str] = []
+
+    @property
+    def spontaneously_active(self) -> bool:
+        return self.spontaneous_rate_Hz > 0.0
+
+    def feature_array(self, name: str) -> np.ndarray:
+        return np.array([np.nan if x is None else x for x in self.features[name]], dtype=float)
+
+
+def analysis_end_ms(sweep: Sweep, max_tail_ms: float = 1000.0) -> float:
+    """End of the analysis window: the next command change after the test step, at most max_tail_ms later."""
+    assert sweep.dt_ms is not None
+    c = sweep.command_pA()
+    b = min(int(round(sweep.stim_end_ms / sweep.dt_ms)), len(c))
+    hold = holding_level(c, sweep.dt_ms)
+    limit = min(len(c), b + int(round(max_tail_ms / sweep.dt_ms)))
+    # skip the step's own falling edge (a few samples), then look for the next departure from holding
+    start = min(limit, b + 2)
+    away = np.flatnonzero(np.abs(c[start:limit] - hold) > 1.0)
+    end = start + int(away[0]) if len(away) else limit
+    return end * sweep.dt_ms
+
+
+def spike_count_between(v_mV: np.ndarray, dt_ms: float, t0_ms: float, t1_ms: float,
+                        threshold_mV: float = -20.0) -> int:
+    """Upward threshold crossings in [t0, t1) (the eFEL default threshold): a cheap spontaneous-firing check."""
+    a, b = max(0, int(round(t0_ms / dt_ms))), min(len(v_mV), int(round(t1_ms / dt_ms)))
+    seg = v_mV[a:b]
+    if len(seg) < 2:
+        return 0
+    return int(np.count_nonzero((seg[1:] >= threshold_mV) & (seg[:-1] < threshold_mV)))
+
+
+def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
+    """eFEL features of every sweep (recording order), each trace cut at its analysis end."""
+    n = len(rec)
+    out = {name: np.full(n, np.nan) for name in TRACE_FEATURES}
+    groups: dict[tuple[float, int, float, float], list[int]] = {}
+    for k, s in enumerate(rec.sweeps):
+        assert s.dt_ms is not None
+        T = int(round(analysis_end_ms(s) / s.dt_ms))
+        groups.setdefault((s.dt_ms, T, s.stim_start_ms, s.stim_end_ms), []).append(k)
+    for (dt, T, start, end), members in groups.items():
+        v = np.stack([rec.sweeps[k].v_mV[:T] for k in members])
+        amps = np.array([rec.sweeps[k].stim_amplitude_pA for k in members])
+        feats = trace_features(v, dt, start, end, amps, threshold_mV=threshold_mV)
+        for name, vals in feats.items():
+            if name in out:
+                out[name][members] = vals
+    return out
+
+
+def rheobase_and_fi_slope(amplitudes_pA: np.ndarray, rates_Hz: np.ndarray, n_fi: int = 4
+                          ) -> tuple[float, float, tuple[float, float], float, int]:
+    """(rheobase, first spiking amplitude, (last silent, first spiking), F-I slope Hz/pA, points used).
+
+    Sweeps at the same amplitude are averaged. NaN where undefined (never fires; slope with < 2 points).
+    """
+    amps = np.asarray(amplitudes_pA, dtype=float)
+    rates = np.asarray(rates_Hz, dtype=float)
+    ok = np.isfinite(amps) & np.isfinite(rates)
+    ua = np.unique(amps[ok])
+    ur = np.array([rates[ok][amps[ok] == a].mean() for a in ua])
+    nan = float("nan")
+    if len(ua) == 0 or ur[-1] <= 0:
+        return nan, nan, (nan, nan), nan, 0
+    silent = np.flatnonzero(ur <= 0)
+    k0 = int(silent[-1]) + 1 if len(silent) else 0  # first index from which every larger step fires
+    first = float(ua[k0])
+    last_silent = float(ua[k0 - 1]) if k0 > 0 else nan
+    sel = slice(k0, min(len(ua), k0 + n_fi))
+    x, y = ua[sel], ur[sel]
+    slope = float(np.polyfit(x, y, 1)[0]) if len(x) >= 2 else nan
+    rheo = first
+    if math.isfinite(last_silent) and math.isfinite(slope) and slope > 0:
+        x_int = first - ur[k0] / slope
+        rheo = float(min(first, max(last_silent, x_int)))
+    return rheo, first, (last_silent, first), slope, int(len(x))
+
+
+def _trend_residual_sd(amps: np.ndarray, vals: np.ndarray, degree: int = 2) -> tuple[float, int]:
+    ok = np.isfinite(amps) & np.isfinite(vals)
+    x, y = amps[ok], vals[ok]
+    n = len(x)
+    if n < degree + 3 or np.ptp(x) == 0:
+        return float("nan"), n
+    coef = np.polyfit(x, y, degree)
+    resid = y - np.polyval(coef, x)
+    return float(np.sqrt(np.sum(resid**2) / (n - degree - 1))), n
+
+
+def feature_variability(amplitudes_pA: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, FeatureSD]:
+    """Per-feature sd for objective scaling: data scatter, floored (see module docstring)."""
+    amps = np.asarray(amplitudes_pA, dtype=float)
+    out: dict[str, FeatureSD] = {}
+    for name, vals in features.items():
+        vals = np.asarray(vals, dtype=float)
+        finite = vals[np.isfinite(vals)]
+        if name in AMPLITUDE_INDEPENDENT:
+            emp, n = (float(np.std(finite, ddof=1)), len(finite)) if len(finite) >= 2 else (float("nan"), len(finite))
+        else:
+            emp, n = _trend_residual_sd(amps, vals)
+        med = float(np.median(np.abs(finite))) if len(finite) else 0.0
+        rel = 0.0 if name in NO_RELATIVE_FLOOR else REL_SD_FLOOR * med
+        floor = max(rel, ABS_SD_FLOOR.get(name, 1e-3))
+        sd = max(emp, floor) if math.isfinite(emp) else floor
+        out[name] = FeatureSD(sd=sd, empirical_sd=_f(emp), n=n)
+    return out
+
+
+def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -20.0) -> RecordingTargets:
+    """Everything a fit needs from one recording (see module docstring)."""
+    feats = sweep_features(rec, threshold_mV=threshold_mV)
+    amps = rec.amplitudes_pA
+    rates = feats["rate_Hz"]
+    rheo, first, bracket, slope, n_pts = rheobase_and_fi_slope(amps, rates, n_fi=n_fi)
+    notes: list[str] = []
+    # spontaneous firing: spikes in the pre-step baseline of every sweep
+    pre_spikes, pre_s = 0, 0.0
+    for s in rec.sweeps:
+        assert s.dt_ms is not None
+        pre_spikes += spike_count_between(s.v_mV, s.dt_ms, 0.0, s.stim_start_ms, threshold_mV)
+        pre_s += s.stim_start_ms / 1000.0
+    spont = pre_spikes / pre_s if pre_s > 0 else 0.0
+    if not math.isfinite(rheo):
+        notes.append("no sweep fires: rheobase above the largest step")
+    elif not math.isfinite(bracket[0]):
+        notes.append("fires at every tested amplitude: rheobase is at or below the smallest step (censored)")
+    if spont > 0:
+        notes.append(f"spontaneously active ({spont:.1f} Hz before the step)")
+    neg = amps < 0
+    base = np.array([float(np.median(s.v_mV[: max(1, int(round(s.stim_start_ms / s.dt_ms)))]))  # type: ignore[operator]
+                     for s in rec.sweeps])
+
+    def med(name: str, mask: np.ndarray | None = None) -> float | None:
+        vals = feats[name] if mask is None else feats[name][mask]
+        vals = vals[np.isfinite(vals)]
+        return _f(float(np.median(vals))) if len(vals) else None
+
+    return RecordingTargets(
+        source=rec.source,
+        amplitudes_pA=amps.tolist(),
+        stim_start_ms=[s.stim_start_ms for s in rec.sweeps],
+        stim_end_ms=[s.stim_end_ms for s in rec.sweeps],
+        features={k: [_f(x) for x in v] for k, v in feats.items()},
+        feature_sd=feature_variability(amps, feats),
+        rheobase_pA=_f(rheo), rheobase_first_spiking_pA=_f(first),
+        rheobase_bracket_pA=(_f(bracket[0]), _f(bracket[1])),
+        fi_slope_Hz_per_pA=_f(slope), fi_points=n_pts,
+        I_thr_pA=_f(max(0.0, rheo)) if math.isfinite(rheo) else None,
+        s_thr_Hz_per_pA=_f(slope),
+        rest_mV=_f(float(np.median(base))),
+        rest_sd_mV=_f(float(np.std(base, ddof=1))) if len(base) > 1 else None,
+        input_resistance_MOhm=med("input_resistance_MOhm", neg),
+        tau_m_ms=med("tau_m_ms", neg),
+        sag_ratio=med("sag_ratio", neg),
+        spontaneous_rate_Hz=float(spont),
+        notes=notes,
+    )
+
+
+def targets_table(targets: list[RecordingTargets]) -> str:
+    """A small fixed-width table (file, rheobase, F-I slope, rest, Rin) for logs and reports."""
+    def fmt(x: Any, spec: str) -> str:
+        return "-" if x is None else format(x, spec)
+
+    rows = [f"{'file':32s} {'rheobase_pA':>11s} {'bracket_pA':>13s} {'FI_Hz/pA':>8s} {'rest_mV':>8s} "
+            f"{'Rin_MOhm':>8s} {'spont_Hz':>8s}"]
+    for t in targets:
+        br = f"{fmt(t.rheobase_bracket_pA[0], '.0f')}..{fmt(t.rheobase_bracket_pA[1], '.0f')}"
+        rows.append(f"{t.source.rsplit('/', 1)[-1][:32]:32s} {fmt(t.rheobase_pA, '11.1f')} {br:>13s} "
+                    f"{fmt(t.fi_slope_Hz_per_pA, '8.3f')} {fmt(t.rest_mV, '8.1f')} "
+                    f"{fmt(t.input_resistance_MOhm, '8.0f')} {t.spontaneous_rate_Hz:8.1f}")
+    return "\n".join(rows)
