@@ -74,8 +74,13 @@ def simulate(
     configure_brian(target)
     b2.start_scope()
     b2.defaultclock.dt = dt_ms * b2.ms
-    # TimedArray indexed (time, neuron): I_stim(t, i).
-    I_stim = b2.TimedArray(np.ascontiguousarray(drive.T) * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
+    # TimedArray indexed (time, neuron): I_stim(t, i). Brian2 compiles the array's shape into the generated
+    # code, so pad both axes to powers of two: requests of nearby sizes then reuse the compiled module.
+    # Padding columns is free (the group has n neurons), padded times lie past the end of the run.
+    T_pad, n_pad = _bucket(drive.shape[1]), _bucket(n)
+    values = np.zeros((T_pad, n_pad))
+    values[: drive.shape[1], :n] = drive.T
+    I_stim = b2.TimedArray(values * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
     built = family.build(n, params, {"I_stim": I_stim}, rng)
     state = b2.StateMonitor(built.group, built.v_name, record=True, dt=record_dt_ms * b2.ms, name="vmon")
     spikes = b2.SpikeMonitor(built.group, name="spikemon")
@@ -88,6 +93,10 @@ def simulate(
     trains = spikes.spike_trains()
     spike_times = [np.asarray(trains[k] / b2.ms, dtype=np.float64) for k in range(n)]
     return SimResult(t_ms=t, v_mV=v, spike_times_ms=spike_times, record_dt_ms=record_dt_ms)
+
+
+def _bucket(size: int) -> int:
+    return 1 << max(int(size) - 1, 1).bit_length()
 
 
 def steps_matrix(amplitudes_pA: np.ndarray, start_ms: float, duration_ms: float, total_ms: float,
