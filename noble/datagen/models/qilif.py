@@ -235,12 +235,13 @@ class QILIF(ModelFamily):
         cls.check_params(params)
         params = np.atleast_2d(np.asarray(params, dtype=float))
         stim = namespace.get("I_stim")
-        if not isinstance(stim, b2.TimedArray) or np.ndim(stim.values) != 2 or stim.values.shape[1] != n:
-            raise ValueError("qilif needs a 2-D TimedArray I_stim(t, i) with one column per neuron in the namespace")
+        if not isinstance(stim, b2.TimedArray) or np.ndim(stim.values) != 2 or stim.values.shape[1] < n:
+            raise ValueError("qilif needs a 2-D TimedArray I_stim(t, i) with a column per neuron in the namespace")
         if stim.dim != b2.amp.dim:
             raise ValueError("I_stim must be a current")
         dt_ms = float(stim.dt) * 1e3
-        summary = step_summary(np.asarray(stim.values).T * 1e12, dt_ms)
+        # Columns past n are padding added by simulate() (compiled-shape buckets).
+        summary = step_summary(np.asarray(stim.values)[:, :n].T * 1e12, dt_ms)
         latency = cls.draw_latency_ms(summary.amp_pA, params, rng)
         onset = summary.t_on_ms + latency
         onset = np.where(np.isfinite(onset) & (onset < summary.t_off_ms), onset, _NO_SPIKE_S * 1e3)
