@@ -1,0 +1,106 @@
+"""The FastAPI application: `create_app(settings)` and its lifespan.
+
+Startup: open the job store (SQLite under NOBLE_DATA_DIR or NOBLE_DATABASE_URL), load the surrogates, start
+the micro-batchers and the Brian2 worker process, start (or connect to) Dask in the background and resume
+the jobs a previous process left behind. Shutdown reverses it; running datagen jobs go back to the queue.
+Run it with `noble serve` (uvicorn).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from typing import AsyncIterator
+
+from fastapi import Depends, FastAPI
+
+from .. import __version__
+from ..config import Settings, settings_from_env
+from .errors import install_handlers
+from .metrics import Metrics
+from .observability import RequestContextMiddleware
+from .security import BodyLimitMiddleware, auth_dependency
+
+log = logging.getLogger("noble.app")
+
+DESCRIPTION = """Synthetic biological neurons on demand.
+
+* `GET /v1/models`: model families (parameters with units, presets) and loaded surrogates.
+* `POST /v1/sample`: n sampled neurons of a surrogate for a stimulus (JSON, `application/x-npz`, `application/x-nwb`).
+* `POST /v1/simulate`: Brian2 ground truth for small requests.
+* `/v1/jobs`: dataset generation and training on Dask; results as zip/tar.
+
+Units are in field names (`amplitude_pA`, `dt_ms`, `v_mV`). When NOBLE_API_KEYS is set, every `/v1` call needs
+`X-API-Key` or `Authorization: Bearer`.
+"""
+
+
+@contextlib.asynccontextmanager
+async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    from .jobs import JobRunner
+    from .routers.models import families_out
+    from .simulation import SimulationPool
+    from .store import JobStore
+    from .surrogates import SurrogateRegistry
+
+    s: Settings = app.state.settings
+    metrics: Metrics = app.state.metrics
+    s.data_dir.mkdir(parents=True, exist_ok=True)
+    store = await asyncio.to_thread(JobStore, s.database_url, s.data_dir)
+    metrics.bind_store(store)
+    app.state.store = store
+    app.state.families = await asyncio.to_thread(families_out)
+
+    forward_executor = ThreadPoolExecutor(1, thread_name_prefix="noble-forward")
+    sample_executor = ThreadPoolExecutor(s.sample_threads, thread_name_prefix="noble-sample")
+    app.state.sample_executor = sample_executor
+    registry = SurrogateRegistry(s, forward_executor, metrics)
+    await asyncio.to_thread(registry.load_all)
+    for item in registry.items.values():
+        item.batcher.start()
+    app.state.registry = registry
+
+    sim_pool = SimulationPool(s.simulate_processes, s.simulate_timeout_s, s.simulate_max_pending)
+    await asyncio.to_thread(sim_pool.warm)
+    app.state.sim_pool = sim_pool
+
+    runner = JobRunner(s, store, metrics)
+    await runner.start()
+    app.state.runner = runner
+    log.info("noble %s ready to serve: store=%s surrogates=%s dask=%s", __version__, store.dialect,
+             sorted(registry.items), s.dask_address or "LocalCluster")
+    try:
+        yield
+    finally:
+        log.info("shutting down")
+        app.state.runner = None
+        await runner.stop()
+        await registry.close()
+        sim_pool.close()
+        sample_executor.shutdown(wait=False, cancel_futures=True)
+        forward_executor.shutdown(wait=False, cancel_futures=True)
+        store.close()
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    """The app for `settings` (default: NOBLE_* environment variables)."""
+    from .routers import fit, health, jobs, models, sample, simulate
+
+    settings = settings or settings_from_env()
+    metrics = Metrics()
+    app = FastAPI(title="noble", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.metrics = metrics
+    install_handlers(app)
+    app.include_router(health.router)
+    auth = [Depends(auth_dependency())]
+    for r in (models.router, sample.router, simulate.router, jobs.router):
+        app.include_router(r, dependencies=auth)
+    if fit.available():
+        app.include_router(fit.router, dependencies=auth)
+    # Outermost last: the request id and metrics wrap everything, including 413s from the body limit.
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(RequestContextMiddleware, metrics=metrics)
+    return app

@@ -1,0 +1,134 @@
+"""Brian2 ground truth for /v1/simulate, in worker processes so the event loop stays free.
+
+A process (not a thread) because a simulation that runs past NOBLE_SIMULATE_TIMEOUT_S must be stoppable:
+the pool's processes are killed and a fresh pool started. Spawned (not forked) so the workers never
+inherit the server's threads or torch state.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+
+class SimulationTimeout(Exception):
+    pass
+
+
+class SimulationBusy(Exception):
+    pass
+
+
+class SimulationCrashed(Exception):
+    pass
+
+
+def _warm() -> bool:
+    import brian2  # noqa: F401 - import once per worker so the first request does not pay it
+
+    return True
+
+
+def simulate_task(req: dict[str, Any]) -> dict[str, Any]:
+    """Run one /v1/simulate request (a validated, plain-dict payload) and return arrays."""
+    from noble.datagen.features import trace_features
+    from noble.datagen.models import get as get_family
+    from noble.datagen.simulate import simulate
+    from noble.datagen.stimuli import render, stim_window_ms
+
+    family = get_family(req["family"])
+    params = np.asarray(req["params"], dtype=np.float64)
+    stim_model = req["stimulus_model"]
+    stim = render(stim_model, req["duration_ms"], req["stim_dt_ms"])
+    n = params.shape[0]
+    t0 = time.perf_counter()
+    res = simulate(family, params, np.broadcast_to(stim, (n, stim.shape[0])), stim_dt_ms=req["stim_dt_ms"],
+                   duration_ms=req["duration_ms"], dt_ms=req["dt_ms"], record_dt_ms=req["record_dt_ms"],
+                   noise_sigma_pA=req["noise_sigma_pA"], noise_tau_ms=req["noise_tau_ms"], seed=req["seed"])
+    wall = time.perf_counter() - t0
+    start, end = stim_window_ms(stim_model)
+    amp = float(getattr(stim_model, "amplitude_pA", getattr(stim_model, "mean_pA", 0.0)))
+    latency = np.full(n, np.nan)
+    for k, st in enumerate(res.spike_times_ms):
+        after = st[st >= start]
+        if after.size:
+            latency[k] = after[0] - start
+    features: dict[str, np.ndarray] = {}
+    if req.get("features"):
+        try:
+            features = trace_features(res.v_mV, res.record_dt_ms, start, min(end, req["duration_ms"]), amp)
+        except Exception as exc:  # noqa: BLE001 - features are a bonus, the traces are the answer
+            log.warning("feature extraction failed: %s", exc)
+    stim_rec = render(stim_model, req["duration_ms"], req["record_dt_ms"])[: res.v_mV.shape[1]]
+    return {"v_mV": res.v_mV, "t_ms": res.t_ms, "spike_times_ms": res.spike_times_ms,
+            "spike_counts": res.spike_counts, "first_spike_latency_ms": latency, "stim_pA": stim_rec,
+            "record_dt_ms": res.record_dt_ms, "wall_s": wall, "features": features,
+            "stim_window_ms": (start, end), "amplitude_pA": amp}
+
+
+class SimulationPool:
+    """A small spawned process pool with a per-call time limit and a bound on queued calls."""
+
+    def __init__(self, processes: int, timeout_s: float, max_pending: int) -> None:
+        self.processes = processes
+        self.timeout_s = timeout_s
+        self.max_pending = max_pending
+        self.pending = 0
+        self._pool: ProcessPoolExecutor | None = None
+
+    def _make(self) -> ProcessPoolExecutor:
+        return ProcessPoolExecutor(self.processes, mp_context=multiprocessing.get_context("spawn"))
+
+    def warm(self) -> None:
+        """Start the worker processes in the background (brian2 imported once)."""
+        if self._pool is None:
+            self._pool = self._make()
+        for _ in range(self.processes):
+            self._pool.submit(_warm)
+
+    async def run(self, payload: dict[str, Any]) -> dict[str, Any]:
+        if self.pending >= self.max_pending:
+            raise SimulationBusy(f"{self.pending} simulations already queued (NOBLE_SIMULATE_MAX_PENDING)")
+        if self._pool is None:
+            self._pool = self._make()
+        pool = self._pool
+        self.pending += 1
+        try:
+            fut = pool.submit(simulate_task, payload)
+            try:
+                return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.timeout_s)
+            except asyncio.TimeoutError:
+                self._kill(pool)
+                raise SimulationTimeout(f"simulation exceeded the time limit of {self.timeout_s:g} s "
+                                        "(NOBLE_SIMULATE_TIMEOUT_S)") from None
+            except BrokenProcessPool:
+                self._kill(pool)
+                raise SimulationCrashed("the simulation worker stopped (killed or out of memory); retry") from None
+        finally:
+            self.pending -= 1
+
+    def _kill(self, pool: ProcessPoolExecutor) -> None:
+        """Stop a pool whose worker is stuck: kill its processes, start afresh on the next call."""
+        procs = list(getattr(pool, "_processes", {}).values())
+        for p in procs:
+            with contextlib.suppress(Exception):
+                p.kill()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=False, cancel_futures=True)
+        if self._pool is pool:
+            self._pool = None
+        log.warning("simulation pool restarted (killed %d process(es))", len(procs))
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._kill(self._pool)

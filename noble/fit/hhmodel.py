@@ -1,0 +1,204 @@
+"""The Brian2 `hh` family as the fit sees it: start at the true resting state, pin the rest by E_leak, and
+a bounded, transformed space of the parameters a fit may move.
+
+* `HHFit` is `hh` (same equations, so the same compiled code) built at its true steady state rather than
+  at v = E_leak: with the M, Na window and Ca currents the rest is not E_leak, and a run that starts off
+  rest spends its first tens of ms relaxing (spurious spikes / drifting baselines in the fit window).
+* A constant holding (bias) current I_b is exactly a shift of the leak reversal, g_leak (E_leak - V) + I_b/A
+  = g_leak (E_leak + I_b / (g_leak A) - V), so the fit carries no separate bias: `pin_rest` solves E_leak in
+  closed form so that the steady state sits at the recorded resting potential (the Allen / BluePyOpt
+  'holding current' search, without the search). `equivalent_bias_pA` reports the same model as the preset
+  E_leak plus a holding current.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, ClassVar, Sequence
+
+import brian2 as b2
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from noble.datagen.models.base import BuiltGroup, assign_params
+from noble.datagen.models.hh import HH, _gates_at_rest
+
+NAMES: list[str] = HH.param_names()
+IDX: dict[str, int] = {n: k for k, n in enumerate(NAMES)}
+
+
+def _col(params: np.ndarray, name: str) -> np.ndarray:
+    return np.asarray(params, dtype=np.float64)[..., IDX[name]]
+
+
+def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Steady-state outward current of the active channels at v (uA/cm^2 = mS/cm^2 x mV), leak excluded."""
+    p = np.atleast_2d(params)
+    v = np.asarray(v_mV, dtype=np.float64)
+    # broadcast v (n,) or (n, G) against per-neuron columns
+    if v.ndim == 2:
+        col = lambda name: _col(p, name)[:, None]  # noqa: E731
+    else:
+        col = lambda name: _col(p, name)  # noqa: E731
+    g = _gates_at_rest(v, col("V_T"), col("V_x"))
+    vx = v + col("V_x")
+    s_inf = 1.0 / (1.0 + np.exp(-(vx + 57.0) / 6.2))
+    i_na = col("g_Na") * g["m"] ** 3 * g["h"] * (v - col("E_Na"))
+    i_kd = col("g_Kd") * g["n"] ** 4 * (v - col("E_K"))
+    i_m = col("g_M") * g["p"] * (v - col("E_K"))
+    i_t = col("g_T") * s_inf**2 * g["u"] * (v - col("E_Ca"))
+    i_l = col("g_L") * g["q"] ** 2 * g["r"] * (v - col("E_Ca"))
+    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l)
+
+
+def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(params with E_leak solved so the steady state is at rest_mV, mask of rows whose E_leak stayed in range).
+
+    g_leak (E_leak - V*) = I_ion(V*)  =>  E_leak = V* + I_ion(V*) / g_leak (densities, so area-free).
+    Rows where that E_leak leaves the family's range are clipped (their rest will not match)."""
+    p = np.array(np.atleast_2d(params), dtype=np.float64)
+    v = np.broadcast_to(np.asarray(rest_mV, dtype=np.float64), (p.shape[0],))
+    e = v + ionic_current_density(v, p) / _col(p, "g_leak")
+    spec = HH.param_spec("E_leak")
+    ok = np.isfinite(e) & (e >= spec.low) & (e <= spec.high)
+    p[:, IDX["E_leak"]] = np.clip(np.nan_to_num(e, nan=spec.low), spec.low, spec.high)
+    return p, ok
+
+
+def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = -20.0,
+                      step_mV: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
+    """(V_rest, stable) per row: the steady state of the full model (lowest stable root of the net current
+    with gates at steady state; the lowest root of any kind when none is stable, i.e. a spontaneous
+    oscillator, stable=False)."""
+    p = np.atleast_2d(params)
+    grid = np.arange(lo_mV, hi_mV + 1e-9, step_mV)
+    V = np.broadcast_to(grid, (p.shape[0], len(grid)))
+    net_in = _col(p, "g_leak")[:, None] * (_col(p, "E_leak")[:, None] - V) - ionic_current_density(V, p)
+    s = np.sign(net_in)
+    down = (s[:, :-1] > 0) & (s[:, 1:] <= 0)  # net inward -> outward: stable fixed point
+    up = (s[:, :-1] < 0) & (s[:, 1:] >= 0)
+    out = np.empty(p.shape[0])
+    stable = np.zeros(p.shape[0], dtype=bool)
+    for k in range(p.shape[0]):
+        idx = np.flatnonzero(down[k])
+        if len(idx):
+            stable[k] = True
+        else:
+            idx = np.flatnonzero(up[k] | down[k])
+        if len(idx):
+            j = int(idx[0])
+            a, b = net_in[k, j], net_in[k, j + 1]
+            out[k] = grid[j] + step_mV * (a / (a - b) if a != b else 0.0)
+        else:  # no root on the grid: the end the current pushes towards
+            out[k] = grid[0] if net_in[k, 0] < 0 else grid[-1]
+    return out, stable
+
+
+def equivalent_bias_pA(params: np.ndarray, reference_E_leak_mV: float) -> np.ndarray:
+    """Holding current (pA) that, with E_leak at the reference, gives the same model: g_leak A (E - E_ref)."""
+    p = np.atleast_2d(params)
+    area_cm2 = math.pi * (_col(p, "diam_um") * 1e-4) ** 2
+    g_uS = _col(p, "g_leak") * 1e-3 * area_cm2 * 1e6  # mS/cm^2 -> S/cm^2 x cm^2 -> uS
+    return g_uS * (_col(p, "E_leak") - reference_E_leak_mV) * 1e3  # uS x mV = nA -> pA
+
+
+class HHFit(HH):
+    """`hh` started at its own steady state (see module docstring); same equations and parameters."""
+
+    name: ClassVar[str] = "hh"
+
+    @classmethod
+    def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
+        cls.check_params(params)
+        group = b2.NeuronGroup(n, cls.equations(), method=cls.method, threshold="v > -20*mV",
+                               refractory="v > -20*mV", namespace=namespace, name="neurons")
+        assign_params(group, cls, params)
+        v0, _stable = resting_potential(params)
+        gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"))
+        group.v = v0 * b2.mV
+        for key, val in gates.items():
+            setattr(group, key, val)
+        return BuiltGroup(group=group)
+
+
+# ---- the search space ---------------------------------------------------------------------------------
+DEFAULT_FREE: tuple[str, ...] = ("diam_um", "g_leak", "V_T", "g_Na", "g_Kd", "g_M", "tau_max")
+# Fit bounds (narrower than the family's ranges where those admit non-neurons); log-scaled when positive
+# and spanning decades.
+FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
+    "diam_um": (10.0, 200.0, True),
+    "g_leak": (0.003, 0.5, True),
+    "E_leak": (-100.0, -40.0, False),
+    "V_T": (-72.0, -42.0, False),
+    "g_Na": (5.0, 200.0, True),
+    "g_Kd": (0.3, 50.0, True),
+    "g_M": (0.001, 1.0, True),
+    "tau_max": (30.0, 5000.0, True),
+    "g_T": (0.01, 2.0, True),
+    "g_L": (0.01, 1.0, True),
+    "V_x": (-10.0, 10.0, False),
+    "E_Na": (30.0, 70.0, False),
+    "E_K": (-110.0, -70.0, False),
+}
+
+
+class ParamSpace(BaseModel):
+    """Free parameters of a fit, mapped to the unit cube (log-uniform where `log`) and back."""
+
+    model_config = ConfigDict(frozen=True)
+    free: tuple[str, ...] = DEFAULT_FREE
+    base: dict[str, float] = Field(..., description="values of every hh parameter (fixed ones stay here)")
+    bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
+
+    @model_validator(mode="after")
+    def _check(self) -> "ParamSpace":
+        for name in self.free:
+            if name not in IDX:
+                raise ValueError(f"unknown hh parameter {name!r}; allowed: {NAMES}")
+            if name not in self.bounds:
+                raise ValueError(f"no fit bounds for {name!r}")
+            lo, hi, log = self.bounds[name]
+            if not hi > lo or (log and lo <= 0):
+                raise ValueError(f"bad bounds for {name!r}: {lo}..{hi} (log={log})")
+        if len(set(self.free)) != len(self.free):
+            raise ValueError("duplicate free parameters")
+        missing = set(NAMES) - set(self.base)
+        if missing:
+            raise ValueError(f"base values missing for {sorted(missing)}")
+        return self
+
+    @property
+    def dim(self) -> int:
+        return len(self.free)
+
+    def to_unit(self, values: dict[str, float] | np.ndarray) -> np.ndarray:
+        """Free-parameter values (dict, or full (P,) / (n, P) rows) -> unit-cube coordinates, clipped."""
+        if isinstance(values, dict):
+            vals = np.array([[values[n] for n in self.free]])
+        else:
+            full = np.atleast_2d(values)
+            vals = np.stack([full[:, IDX[n]] for n in self.free], axis=1)
+        out = np.empty_like(vals, dtype=np.float64)
+        for j, name in enumerate(self.free):
+            lo, hi, log = self.bounds[name]
+            x = np.clip(vals[:, j], lo, hi)
+            out[:, j] = (np.log(x / lo) / np.log(hi / lo)) if log else (x - lo) / (hi - lo)
+        return out
+
+    def from_unit(self, u: np.ndarray) -> np.ndarray:
+        """Unit-cube rows (n, d) -> full hh parameter rows (n, P) (fixed parameters from `base`)."""
+        u = np.clip(np.atleast_2d(np.asarray(u, dtype=np.float64)), 0.0, 1.0)
+        base = np.array([self.base[n] for n in NAMES], dtype=np.float64)
+        out = np.repeat(base[None, :], u.shape[0], axis=0)
+        for j, name in enumerate(self.free):
+            lo, hi, log = self.bounds[name]
+            out[:, IDX[name]] = lo * np.exp(u[:, j] * np.log(hi / lo)) if log else lo + u[:, j] * (hi - lo)
+        return out
+
+
+def params_dict(row: Sequence[float]) -> dict[str, float]:
+    return {n: float(v) for n, v in zip(NAMES, row)}
+
+
+def params_row(values: dict[str, float]) -> np.ndarray:
+    return np.array([values[n] for n in NAMES], dtype=np.float64)

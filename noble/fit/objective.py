@@ -1,0 +1,308 @@
+"""The feature-based objective: simulate candidates x sweeps as ONE Brian2 group, measure them exactly as the
+recording is measured, and score each feature by its experimental variability.
+
+Every sweep is cut to [step onset - pre_ms, analysis end] (analysis end: the next command change after the
+step, at most tail_ms after it), and the targets are recomputed on that cut recording, so the recording
+and the simulations go through the same code (`noble.fit.targets`): eFEL per sweep, then rheobase, rest and
+spontaneous rate per cell. The stimulus is the recorded command minus its holding level.
+
+Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
+variability (`RecordingTargets.feature_sd`); a feature the data has but the model lacks (no spike) scores
+`z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); |z| is
+capped at `z_cap` (BluePyOpt's max_score). objective = sum_k w_k z_k^2 / sum_k w_k (a mean squared z).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from noble.datagen.features import TRACE_FEATURES
+from noble.datagen.simulate import simulate
+from noble.io.recording import Recording, RecordingError, Sweep, holding_level
+
+from .hhmodel import HHFit
+from .targets import (RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
+                      spike_count_between, sweep_features)
+
+DEFAULT_WEIGHTS: dict[str, float] = {
+    "spike_count": 1.0, "first_spike_latency_ms": 1.0, "isi_cv": 0.5, "v_rest_mV": 1.0,
+    "input_resistance_MOhm": 1.0, "tau_m_ms": 0.5,
+    # AP shape: the single-compartment model has a near-fixed spike shape and recorded spikes are filtered
+    # by the electrode, so shape terms inform little and get a small weight.
+    "ap_amplitude_mV": 0.1, "ap_half_width_ms": 0.1, "ahp_depth_mV": 0.1,
+}
+CELL_TERMS = ("rheobase_pA", "rest_mV", "spontaneous_rate_Hz")
+
+
+class ObjectiveConfig(BaseModel):
+    """What the objective compares and how each term is scaled."""
+
+    model_config = ConfigDict(extra="forbid")
+    weights: dict[str, float] = Field(default_factory=lambda: dict(DEFAULT_WEIGHTS),
+                                      description="per-sweep eFEL feature -> weight (0 or absent: not used)")
+    rheobase_weight: float = Field(2.0, ge=0)
+    rheobase_sd_pA: float = Field(10.0, gt=0, description="scale of the rheobase term")
+    rest_weight: float = Field(1.0, ge=0)
+    spontaneous_weight: float = Field(1.0, ge=0, description="pre-step firing rate term")
+    spontaneous_sd_Hz: float = Field(2.0, gt=0)
+    z_missing: float = Field(5.0, gt=0, description="score of a feature the data has but the model lacks")
+    z_cap: float = Field(10.0, gt=0, description="|z| cap (a failed candidate cannot dominate)")
+    pre_ms: float = Field(150.0, ge=10, le=5000, description="baseline kept before the step")
+    tail_ms: float = Field(150.0, ge=20, le=5000, description="kept after the step (passive decay)")
+
+    @field_validator("weights")
+    @classmethod
+    def _known(cls, v: dict[str, float]) -> dict[str, float]:
+        bad = [k for k in v if k not in TRACE_FEATURES]
+        if bad:
+            raise ValueError(f"unknown features {bad}; allowed: {list(TRACE_FEATURES)}")
+        if any(w < 0 for w in v.values()):
+            raise ValueError("weights must be >= 0")
+        return v
+
+
+def crop_recording(rec: Recording, pre_ms: float, tail_ms: float) -> tuple[Recording, list[float]]:
+    """Each sweep cut to [onset - pre_ms, min(analysis end, offset + tail_ms)]; (cut recording, cut starts)."""
+    out: list[Sweep] = []
+    starts: list[float] = []
+    for s in rec.sweeps:
+        assert s.dt_ms is not None
+        dt = s.dt_ms
+        a = max(0, int(round((s.stim_start_ms - pre_ms) / dt)))
+        b = min(s.n_samples, int(round(min(analysis_end_ms(s), s.stim_end_ms + tail_ms) / dt)))
+        cmd = s.command_pA()
+        out.append(Sweep(v_mV=s.v_mV[a:b], i_pA=cmd[a:b], dt_ms=dt, stim_amplitude_pA=s.stim_amplitude_pA,
+                         stim_start_ms=s.stim_start_ms - a * dt, stim_end_ms=s.stim_end_ms - a * dt,
+                         index=s.index, t0_ms=s.t0_ms + a * dt, metadata=dict(s.metadata)))
+        starts.append(a * dt)
+    return Recording(out, rec.source, rec.format, rec.cell, dict(rec.metadata)), starts
+
+
+@dataclass
+class Evaluation:
+    """Scores of a batch of candidates (rows) and what they were computed from."""
+
+    objective: np.ndarray  # (C,)
+    chi2: np.ndarray  # (C,) sum_k w z^2
+    z: np.ndarray  # (C, K)
+    features: dict[str, np.ndarray]  # per-sweep feature -> (C, S)
+    cell: dict[str, np.ndarray]  # rheobase_pA, rest_mV, spontaneous_rate_Hz -> (C,)
+    v_mV: np.ndarray | None = None  # (C, S, T) when kept
+    dt_ms: float = 0.0
+
+
+@dataclass
+class FitProblem:
+    """A recording prepared for fitting: cut sweeps, their targets, the objective's terms and weights."""
+
+    recording: Recording  # the cut sweeps (recording order)
+    targets: RecordingTargets
+    config: ObjectiveConfig
+    crop_start_ms: list[float]
+    term_labels: list[tuple[str, str]] = field(default_factory=list)  # (sweep label, feature)
+    term_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    n_simulated: int = 0  # neuron-runs simulated so far
+    sim_seconds: float = 0.0
+    feature_seconds: float = 0.0
+
+    @classmethod
+    def from_recording(cls, rec: Recording, config: ObjectiveConfig | None = None) -> "FitProblem":
+        cfg = config or ObjectiveConfig()
+        cut, starts = crop_recording(rec, cfg.pre_ms, cfg.tail_ms)
+        tg = recording_targets(cut)
+        prob = cls(recording=cut, targets=tg, config=cfg, crop_start_ms=starts)
+        prob._build_terms()
+        if not prob.term_labels:
+            raise RecordingError(f"{rec.source}: no usable fit target (no defined feature in any sweep)")
+        return prob
+
+    # ---- terms -----------------------------------------------------------------------------------------
+    @property
+    def amplitudes_pA(self) -> np.ndarray:
+        return self.recording.amplitudes_pA
+
+    def sweep_label(self, k: int) -> str:
+        s = self.recording.sweeps[k]
+        return f"sweep {s.index} ({s.stim_amplitude_pA:+g} pA)"
+
+    def _build_terms(self) -> None:
+        labels: list[tuple[str, str]] = []
+        weights: list[float] = []
+        self._sweep_terms: list[tuple[str, int, float, float]] = []  # feature, sweep, target, sd
+        for name, w in self.config.weights.items():
+            if w <= 0:
+                continue
+            tgt = self.targets.feature_array(name)
+            sd = self.targets.feature_sd[name].sd
+            for k, val in enumerate(tgt):
+                if math.isfinite(val):
+                    self._sweep_terms.append((name, k, float(val), sd))
+                    labels.append((self.sweep_label(k), name))
+                    weights.append(w)
+        self._cell_terms: list[tuple[str, float, float]] = []
+        t = self.targets
+        c = self.config
+        if c.rheobase_weight > 0 and t.rheobase_pA is not None:
+            self._cell_terms.append(("rheobase_pA", t.rheobase_pA, c.rheobase_sd_pA))
+            labels.append(("cell", "rheobase_pA"))
+            weights.append(c.rheobase_weight)
+        if c.rest_weight > 0 and t.rest_mV is not None:
+            self._cell_terms.append(("rest_mV", t.rest_mV, max(t.rest_sd_mV or 0.0, 0.5)))
+            labels.append(("cell", "rest_mV"))
+            weights.append(c.rest_weight)
+        if c.spontaneous_weight > 0:
+            self._cell_terms.append(("spontaneous_rate_Hz", t.spontaneous_rate_Hz, c.spontaneous_sd_Hz))
+            labels.append(("cell", "spontaneous_rate_Hz"))
+            weights.append(c.spontaneous_weight)
+        self.term_labels = labels
+        self.term_weights = np.asarray(weights, dtype=np.float64)
+
+    # ---- simulation ------------------------------------------------------------------------------------
+    def record_dt(self, dt_ms: float) -> float:
+        """Record grid: the recording's dt rounded to a multiple of the integration dt (>= dt)."""
+        dts = {s.dt_ms for s in self.recording.sweeps}
+        dt_rec = float(min(d for d in dts if d is not None))
+        return dt_ms * max(1, int(round(dt_rec / dt_ms)))
+
+    def stimulus(self, dt_ms: float) -> tuple[np.ndarray, float]:
+        """(S, T) command minus holding on the integration grid, and the simulated duration (ms)."""
+        dur = max(s.duration_ms for s in self.recording.sweeps)
+        T = int(math.ceil(dur / dt_ms - 1e-9))
+        t = np.arange(T) * dt_ms
+        rows = []
+        for s in self.recording.sweeps:
+            assert s.dt_ms is not None
+            c = s.command_pA()
+            c = c - holding_level(c, s.dt_ms)
+            idx = np.minimum((t / s.dt_ms + 1e-9).astype(np.int64), len(c) - 1)
+            row = c[idx]
+            row[t >= s.duration_ms] = 0.0
+            rows.append(row)
+        return np.stack(rows), T * dt_ms
+
+    def simulate(self, params: np.ndarray, dt_ms: float) -> tuple[np.ndarray, float]:
+        """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group."""
+        params = np.atleast_2d(params)
+        C, S = params.shape[0], len(self.recording)
+        stim, dur = self.stimulus(dt_ms)
+        rec_dt = self.record_dt(dt_ms)
+        t0 = time.perf_counter()
+        res = simulate(HHFit, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
+                       duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
+        self.sim_seconds += time.perf_counter() - t0
+        self.n_simulated += C * S
+        v = res.v_mV.reshape(C, S, -1)
+        return v, rec_dt
+
+    def simulated_recording(self, v_mV: np.ndarray, dt_ms: float, name: str = "fit") -> Recording:
+        """One candidate's (S, T) traces as a Recording with the cut sweeps' windows and commands."""
+        sweeps = []
+        for k, s in enumerate(self.recording.sweeps):
+            n = min(v_mV.shape[1], int(round(s.duration_ms / dt_ms)))
+            t = np.arange(n) * dt_ms
+            assert s.dt_ms is not None
+            c = s.command_pA()
+            cmd = c[np.minimum((t / s.dt_ms + 1e-9).astype(np.int64), len(c) - 1)]
+            sweeps.append(Sweep(v_mV=np.asarray(v_mV[k, :n], dtype=np.float64), i_pA=cmd, dt_ms=dt_ms,
+                                stim_amplitude_pA=s.stim_amplitude_pA, stim_start_ms=s.stim_start_ms,
+                                stim_end_ms=s.stim_end_ms, index=s.index, t0_ms=s.t0_ms))
+        return Recording(sweeps, f"{name}:{self.recording.source}", "simulated", self.recording.cell)
+
+    # ---- measurement and scoring -------------------------------------------------------------------------
+    def measure(self, v: np.ndarray, dt_ms: float) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+        """Per-sweep features (C, S) and cell-level measures (C,) of simulated traces (C, S, T)."""
+        C, S, _ = v.shape
+        t0 = time.perf_counter()
+        finite = np.all(np.isfinite(v), axis=2)
+        v = np.where(finite[..., None], v, 0.0)
+        big: list[Sweep] = []
+        for c in range(C):
+            rec = self.simulated_recording(np.clip(v[c], -150.0, 150.0), dt_ms)
+            for k, s in enumerate(rec.sweeps):
+                s.index = c * S + k
+                big.append(s)
+        feats = sweep_features(Recording(big, "candidates", "simulated"))
+        per = {n: a.reshape(C, S) for n, a in feats.items()}
+        amps = self.amplitudes_pA
+        rheo = np.full(C, np.nan)
+        rest = np.full(C, np.nan)
+        spont = np.zeros(C)
+        for c in range(C):
+            r, *_ = rheobase_and_fi_slope(amps, per["rate_Hz"][c])
+            rheo[c] = r
+            base, pre_spikes, pre_s = [], 0, 0.0
+            for k, s in enumerate(self.recording.sweeps):
+                a = max(1, int(round(s.stim_start_ms / dt_ms)))
+                base.append(float(np.median(v[c, k, :a])))
+                pre_spikes += spike_count_between(v[c, k], dt_ms, 0.0, s.stim_start_ms)
+                pre_s += s.stim_start_ms / 1000.0
+            rest[c] = float(np.median(base))
+            spont[c] = pre_spikes / pre_s if pre_s > 0 else 0.0
+        bad = ~np.all(finite, axis=1)
+        for name in per:
+            per[name][bad] = np.nan
+        rest[bad] = np.nan
+        self.feature_seconds += time.perf_counter() - t0
+        return per, {"rheobase_pA": rheo, "rest_mV": rest, "spontaneous_rate_Hz": spont}
+
+    def score(self, per: dict[str, np.ndarray], cell: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """(z (C, K), chi2 (C,)) for measured candidates."""
+        C = next(iter(cell.values())).shape[0]
+        cfg = self.config
+        cols = []
+        for name, k, tgt, sd in self._sweep_terms:
+            m = per[name][:, k].copy()
+            missing = ~np.isfinite(m)
+            if name == "first_spike_latency_ms":
+                s = self.recording.sweeps[k]
+                m[missing] = s.stim_end_ms - s.stim_start_ms
+                z = (m - tgt) / sd
+            else:
+                z = np.where(missing, cfg.z_missing, (m - tgt) / sd)
+            cols.append(z)
+        for name, tgt, sd in self._cell_terms:
+            m = cell[name]
+            cols.append(np.where(np.isfinite(m), (m - tgt) / sd, cfg.z_missing))
+        z = np.clip(np.stack(cols, axis=1) if cols else np.zeros((C, 0)), -cfg.z_cap, cfg.z_cap)
+        chi2 = (z**2) @ self.term_weights
+        return z, chi2
+
+    def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False) -> Evaluation:
+        """Simulate, measure and score candidates (rows of full hh parameters)."""
+        v, rec_dt = self.simulate(params, dt_ms)
+        per, cell = self.measure(v, rec_dt)
+        z, chi2 = self.score(per, cell)
+        obj = chi2 / float(self.term_weights.sum())
+        return Evaluation(objective=obj, chi2=chi2, z=z, features=per, cell=cell,
+                          v_mV=v if keep_traces else None, dt_ms=rec_dt)
+
+    def per_feature_rms_z(self, z: np.ndarray) -> dict[str, float]:
+        """Root-mean-square z of each feature over its terms (one candidate's z row)."""
+        out: dict[str, list[float]] = {}
+        for (_, name), val in zip(self.term_labels, z):
+            out.setdefault(name, []).append(float(val))
+        return {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in out.items()}
+
+    def per_sweep_rms_z(self, z: np.ndarray) -> dict[str, float]:
+        out: dict[str, list[float]] = {}
+        for (label, _), val in zip(self.term_labels, z):
+            out.setdefault(label, []).append(float(val))
+        return {k: float(np.sqrt(np.mean(np.square(v)))) for k, v in out.items()}
+
+
+def select_sweeps(rec: Recording, sweeps: Sequence[int] | None) -> Recording:
+    """Keep sweeps by their index (file numbering); RecordingError naming unknown ones."""
+    if not sweeps:
+        return rec
+    want = list(dict.fromkeys(int(s) for s in sweeps))
+    have = {s.index: s for s in rec.sweeps}
+    unknown = [s for s in want if s not in have]
+    if unknown:
+        raise RecordingError(f"{rec.source}: no sweep(s) {unknown}; available: {sorted(have)}")
+    return Recording([have[s] for s in want], rec.source, rec.format, rec.cell, dict(rec.metadata))

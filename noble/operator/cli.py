@@ -1,0 +1,112 @@
+"""`noble train | evaluate | sample`: the surrogate's commands (mounted at the top level by noble/cli.py).
+
+Heavy imports (torch, neuraloperator) happen inside the commands so `noble --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, help="Train, evaluate and sample the NOBLE surrogate.")
+console = Console(stderr=True)
+
+
+@app.command("train")
+def train_cmd(
+    dataset: Path = typer.Argument(..., help="dataset directory (manifest.json + shards)"),
+    out: Path = typer.Option(..., "--out", "-o", help="checkpoint directory (resumed if it holds a run)"),
+    config: Optional[Path] = typer.Option(None, "--config", "-c", help="training config (YAML)"),
+    epochs: Optional[int] = typer.Option(None, "--epochs", min=1, help="override the config's epochs"),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="override the config's seed"),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu (default) or cuda"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="no progress bars"),
+) -> None:
+    """Train a surrogate (held-out split by neuron model); a checkpoint is written after every epoch."""
+    from .config import load_train_config
+    from .evaluate import format_table
+    from .train import train
+
+    try:
+        cfg = load_train_config(config)
+        update = {k: v for k, v in {"epochs": epochs, "seed": seed, "device": device}.items() if v is not None}
+        cfg = cfg.model_validate({**cfg.model_dump(), **update})
+        result = train(dataset, out, cfg, progress=not quiet)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    card = json.loads((out / "card.json").read_text())
+    console.print(f"{out}: {result.epochs_done} epochs (resumed from {result.resumed_from})")
+    if "metrics_heldout" in card:
+        typer.echo(format_table({"overall": card["metrics_heldout"],
+                                 "per_amplitude": card["metrics_heldout_per_amplitude"]}))
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    ckpt: Path = typer.Argument(..., help="checkpoint directory"),
+    dataset: Path = typer.Argument(..., help="dataset directory"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write metrics.json and evaluation.png here"),
+) -> None:
+    """Held-out metrics (voltage rel L2, spike count, latency, F-I, AP shape) per amplitude and overall."""
+    from .evaluate import format_table, run_evaluation
+
+    try:
+        report = run_evaluation(ckpt, dataset, out)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    typer.echo(f"{report['models']}")
+    typer.echo(format_table(report))
+    if out is not None:
+        console.print(f"wrote {out / 'metrics.json'} and {out / 'evaluation.png'}")
+
+
+@app.command("sample")
+def sample_cmd(
+    ckpt: Optional[Path] = typer.Argument(None, help="checkpoint directory (default: the shipped hh_fs)"),
+    amplitude_pA: float = typer.Option(..., "--amplitude-pA", help="step amplitude (pA) of the trained protocol"),
+    n: int = typer.Option(16, "--n", min=1, max=100_000, help="neurons to sample"),
+    seed: int = typer.Option(0, "--seed", min=0),
+    feature: Optional[list[str]] = typer.Option(None, "--feature", help="fix a feature: NAME=VALUE (repeatable)"),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write traces, bands and statistics (.npz)"),
+) -> None:
+    """Sample n neurons of the trained cell class at one step amplitude; print spike statistics."""
+    import numpy as np
+
+    from .checkpoint import default_surrogate_path, load_surrogate
+    from .sample import sample
+
+    fixed = {}
+    for item in feature or []:
+        name, _, value = item.partition("=")
+        try:
+            fixed[name.strip()] = float(value)
+        except ValueError:
+            console.print(f"[red]--feature {item!r}: expected NAME=VALUE[/red]")
+            raise typer.Exit(2)
+    try:
+        sur = load_surrogate(ckpt or default_surrogate_path())
+        res = sample(sur, amplitude_pA, n, seed, features=fixed or None)
+    except (ValueError, FileNotFoundError) as exc:
+        console.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2)
+    lat = res.first_spike_latency_ms
+    summary = {
+        "surrogate": sur.name, "amplitude_pA": amplitude_pA, "n": n, "seed": seed,
+        "spike_count": {"mean": float(res.spike_counts.mean()), "q05": float(np.quantile(res.spike_counts, 0.05)),
+                        "q50": float(np.median(res.spike_counts)), "q95": float(np.quantile(res.spike_counts, 0.95))},
+        "first_spike_latency_ms": {"n_spiking": int(np.isfinite(lat).sum()),
+                                   "median": float(np.nanmedian(lat)) if np.isfinite(lat).any() else None},
+    }
+    typer.echo(json.dumps(summary, indent=1))
+    if out is not None:
+        np.savez_compressed(out, t_ms=res.t_ms, v_mV=res.v_mV, features=res.features,
+                            feature_names=np.array(res.feature_names), stim_pA=res.stim_pA,
+                            spike_counts=res.spike_counts, first_spike_latency_ms=lat,
+                            **{f"band_{k}": v for k, v in res.bands.items()})
+        console.print(f"wrote {out}")

@@ -1,0 +1,168 @@
+"""Pydantic configs of the surrogate: what is trained (TrainConfig, from YAML) and what a checkpoint is
+(SurrogateConfig, written to config.json). Every number the model needs at inference lives here, so a
+checkpoint is loaded from json + safetensors alone."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ..datagen.config import format_validation_error
+
+
+class EmbeddingConfig(BaseModel):
+    """NOBLE's frequency-modulated feature embedding: features normalised to [0, 1] over the training
+    population by (x - low) / (high - low), lifted by [sin(2^k pi x), cos(2^k pi x)], k = 0..K-1."""
+
+    model_config = ConfigDict(extra="forbid")
+    feature_names: list[str] = Field(default_factory=lambda: ["I_thr_pA", "s_thr_Hz_per_pA"], min_length=1)
+    n_frequencies: int = Field(4, ge=1, le=16, description="K")
+    # Normalisers, one [low, high] per feature (filled from the training population at training time).
+    lows: list[float] | None = None
+    highs: list[float] | None = None
+
+    @property
+    def n_channels(self) -> int:
+        return 2 * self.n_frequencies * len(self.feature_names)
+
+    @model_validator(mode="after")
+    def _lengths(self) -> "EmbeddingConfig":
+        for name in ("lows", "highs"):
+            val = getattr(self, name)
+            if val is not None and len(val) != len(self.feature_names):
+                raise ValueError(f"embedding.{name}: need one value per feature ({len(self.feature_names)})")
+        if self.lows is not None and self.highs is not None:
+            for f, lo, hi in zip(self.feature_names, self.lows, self.highs):
+                if not hi > lo:
+                    raise ValueError(f"embedding: feature {f!r} has high {hi} <= low {lo}")
+        return self
+
+
+class FNOConfig(BaseModel):
+    """Arguments of `neuralop.models.FNO` for a 1-D operator (time axis)."""
+
+    model_config = ConfigDict(extra="forbid")
+    n_modes: int = Field(256, ge=4, le=4096, description="total Fourier modes (rfft keeps n_modes//2+1)")
+    hidden_channels: int = Field(32, ge=4, le=256)
+    n_layers: int = Field(4, ge=1, le=12)
+    lifting_channel_ratio: float = Field(2, gt=0, le=8)
+    projection_channel_ratio: float = Field(2, gt=0, le=8)
+    channel_mlp_expansion: float = Field(0.5, gt=0, le=4)
+    positional_embedding: Literal["grid"] | None = Field("grid", description="add a time channel in [0, 1]")
+    domain_padding: float | None = Field(None, ge=0, le=1)
+
+
+class LossConfig(BaseModel):
+    """Relative L2 of the (normalised) voltage plus terms that keep spikes sharp.
+
+    * `derivative_weight`: relative L2 of the time derivative dv/dt. Spikes carry almost all of the
+      derivative's energy, so this term penalises misplaced or blunted upstrokes/downstrokes that a plain
+      L2 on voltage (dominated by the long subthreshold stretches) lets the network smear into averages.
+    * `spike_weight`: extra weight on samples where the target is above `spike_threshold_mV` (inside APs).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    derivative_weight: float = Field(0.5, ge=0)
+    spike_weight: float = Field(0.0, ge=0)
+    spike_threshold_mV: float = -20.0
+
+
+class StimulusProtocol(BaseModel):
+    """The stimulus family the surrogate was trained on (long-square steps)."""
+
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["step"] = "step"
+    start_ms: float = Field(100.0, ge=0)
+    duration_ms: float = Field(1000.0, gt=0)
+    amplitudes_pA: list[float] = Field(default_factory=list)
+
+    @property
+    def end_ms(self) -> float:
+        return self.start_ms + self.duration_ms
+
+
+class TrainConfig(BaseModel):
+    """Everything `noble train` needs besides the dataset (YAML; see noble/assets/hh_fs/train.yaml)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field("surrogate", pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
+    embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig)
+    fno: FNOConfig = Field(default_factory=FNOConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    dt_ms: float = Field(0.2, gt=0, le=10, description="surrogate grid (dataset dt times an integer)")
+    holdout_models: int = Field(16, ge=1, description="whole neuron MODELS held out for evaluation")
+    epochs: int = Field(40, ge=1, le=100_000)
+    batch_size: int = Field(8, ge=1, le=4096)
+    lr: float = Field(3e-3, gt=0, le=1)
+    weight_decay: float = Field(1e-5, ge=0)
+    lr_schedule: Literal["cosine", "constant"] = "cosine"
+    warmup_epochs: int = Field(1, ge=0)
+    grad_clip: float | None = Field(1.0, gt=0)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+    threads: int = Field(2, ge=1, le=256)
+    device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap (tests); None = full epoch")
+
+
+class SurrogateConfig(BaseModel):
+    """config.json of a checkpoint: architecture, embedding with its normalisers, output/stimulus
+    normalisers, time grid, stimulus protocol, feature names/ranges and the training population."""
+
+    model_config = ConfigDict(extra="forbid")
+    schema_version: int = 1
+    name: str
+    family: str
+    preset: str | None = None
+    feature_names: list[str]
+    feature_units: list[str]
+    feature_ranges: dict[str, tuple[float, float]] = Field(description="trained range of every feature")
+    embedding: EmbeddingConfig
+    fno: FNOConfig
+    stim_scale_pA: float = Field(..., gt=0, description="stimulus channel = stim_pA / stim_scale_pA")
+    v_mean_mV: float
+    v_std_mV: float = Field(..., gt=0)
+    dt_ms: float = Field(..., gt=0)
+    n_time: int = Field(..., ge=2)
+    stimulus: StimulusProtocol
+    population: list[list[float]] = Field(description="feature vectors of the training models (raw units)")
+    density: dict[str, Any] = Field(default_factory=lambda: {"kind": "gaussian_kde", "space": "normalised",
+                                                             "bandwidth": "scott", "clip": "range"})
+    heldout_model_ids: list[int] = Field(default_factory=list)
+    train_model_ids: list[int] = Field(default_factory=list)
+
+    @property
+    def t_ms(self) -> "Any":
+        import numpy as np
+
+        return np.arange(self.n_time) * self.dt_ms
+
+    @property
+    def duration_ms(self) -> float:
+        return self.n_time * self.dt_ms
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "SurrogateConfig":
+        if self.embedding.feature_names != self.feature_names:
+            raise ValueError("embedding.feature_names must equal feature_names")
+        if list(self.feature_ranges) != self.feature_names:
+            raise ValueError("feature_ranges must list every feature, in feature_names order")
+        return self
+
+
+def load_train_config(path: str | Path | None) -> TrainConfig:
+    """TrainConfig from YAML/JSON (defaults when path is None); ValueError with field-named messages."""
+    if path is None:
+        return TrainConfig()
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"train config not found: {path}")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(raw, dict):
+        raise ValueError(f"train config {path} must be a mapping")
+    try:
+        return TrainConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ValueError(format_validation_error(exc)) from None

@@ -1,0 +1,52 @@
+"""NOBLE's frequency-modulated feature embedding (Ghafourpour et al. 2025; NeRF-style positional encoding).
+
+Each per-neuron feature f_j is normalised over the training population, x_j = (f_j - low_j)/(high_j - low_j)
+in [0, 1], then lifted to 2K numbers [sin(2^0 pi x_j), ..., sin(2^(K-1) pi x_j), cos(2^0 pi x_j), ...,
+cos(2^(K-1) pi x_j)] (feature-major: all of feature 0's channels, then feature 1's, ...). The result is
+constant in time and broadcast along the time axis, then stacked after the stimulus channel:
+input channels = [stim_pA / stim_scale_pA, emb_0, ..., emb_{2KF-1}]  -> shape (B, 1 + 2KF, T).
+Written in torch so it is differentiable (fitting can descend in feature space).
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from .config import EmbeddingConfig
+
+
+def normalise(features: torch.Tensor, lows: torch.Tensor, highs: torch.Tensor) -> torch.Tensor:
+    """(B, F) raw features -> (B, F) in [0, 1] over the training range."""
+    return (features - lows) / (highs - lows)
+
+
+def frequency_embedding(x: torch.Tensor, n_frequencies: int) -> torch.Tensor:
+    """(B, F) normalised features -> (B, 2*K*F): per feature [sin(2^k pi x) for k<K] + [cos(2^k pi x) for k<K]."""
+    freqs = (2.0 ** torch.arange(n_frequencies, dtype=x.dtype, device=x.device)) * math.pi  # (K,)
+    arg = x[..., :, None] * freqs  # (B, F, K)
+    emb = torch.cat([torch.sin(arg), torch.cos(arg)], dim=-1)  # (B, F, 2K)
+    return emb.reshape(*x.shape[:-1], -1)
+
+
+def embed_inputs(features: torch.Tensor, stim: torch.Tensor, cfg: EmbeddingConfig) -> torch.Tensor:
+    """Raw features (B, F) and the (already scaled) stimulus channel (B, T) -> FNO input (B, 1 + 2KF, T)."""
+    if cfg.lows is None or cfg.highs is None:
+        raise ValueError("embedding normalisers (lows/highs) are not set; fit them on the training population")
+    lows = torch.as_tensor(cfg.lows, dtype=features.dtype, device=features.device)
+    highs = torch.as_tensor(cfg.highs, dtype=features.dtype, device=features.device)
+    emb = frequency_embedding(normalise(features, lows, highs), cfg.n_frequencies)  # (B, C)
+    T = stim.shape[-1]
+    return torch.cat([stim[:, None, :], emb[:, :, None].expand(-1, -1, T)], dim=1)
+
+
+def fit_normalisers(population: np.ndarray) -> tuple[list[float], list[float]]:
+    """[low, high] per feature over the training population (a degenerate column gets +-0.5 around it)."""
+    pop = np.asarray(population, dtype=np.float64)
+    lows, highs = pop.min(axis=0), pop.max(axis=0)
+    flat = highs - lows <= 1e-12 * np.maximum(1.0, np.abs(highs))
+    lows = np.where(flat, lows - 0.5, lows)
+    highs = np.where(flat, highs + 0.5, highs)
+    return [float(v) for v in lows], [float(v) for v in highs]

@@ -1,0 +1,121 @@
+"""The NOBLE surrogate network: frequency embedding -> 1-D FNO (neuraloperator) -> voltage, with the
+stimulus (input) and voltage (output) normalisers inside the module so the weights file carries them.
+
+`Surrogate` is the inference object the CLI and the service use: batched `predict` under
+torch.inference_mode on a fixed time grid, with the trained feature ranges enforced.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from neuralop.data.transforms.normalizers import UnitGaussianNormalizer
+from neuralop.models import FNO
+from torch import nn
+
+from .config import SurrogateConfig
+from .embedding import embed_inputs
+
+
+class NobleOperator(nn.Module):
+    """features (B, F) + stim_pA (B, T) -> normalised voltage (B, T); `.to_mV` undoes the output normaliser."""
+
+    def __init__(self, cfg: SurrogateConfig) -> None:
+        super().__init__()
+        self.embedding_cfg = cfg.embedding
+        f = cfg.fno
+        self.fno = FNO(
+            n_modes=(f.n_modes,), in_channels=1 + cfg.embedding.n_channels, out_channels=1,
+            hidden_channels=f.hidden_channels, n_layers=f.n_layers,
+            lifting_channel_ratio=f.lifting_channel_ratio, projection_channel_ratio=f.projection_channel_ratio,
+            channel_mlp_expansion=f.channel_mlp_expansion, positional_embedding=f.positional_embedding,
+            domain_padding=f.domain_padding,
+        )
+        one = torch.ones(1, 1)
+        self.in_normalizer = UnitGaussianNormalizer(mean=0.0 * one, std=cfg.stim_scale_pA * one, eps=0.0)
+        self.out_normalizer = UnitGaussianNormalizer(mean=cfg.v_mean_mV * one, std=cfg.v_std_mV * one, eps=0.0)
+
+    def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
+        x = embed_inputs(features, self.in_normalizer.transform(stim_pA), self.embedding_cfg)
+        return self.fno(x)[:, 0, :]
+
+    def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
+        return self.out_normalizer.inverse_transform(v_norm)
+
+    def normalise_v(self, v_mV: torch.Tensor) -> torch.Tensor:
+        return self.out_normalizer.transform(v_mV)
+
+
+class Surrogate:
+    """A loaded checkpoint: config (SurrogateConfig), card (dict), name, and the network in eval mode."""
+
+    def __init__(self, net: NobleOperator, config: SurrogateConfig, card: dict[str, Any] | None = None,
+                 path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        self.net = net.to(device).eval()
+        self.config = config
+        self.card = card or {}
+        self.path = path
+        self.device = device
+        self.batch_size = batch_size
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+    @property
+    def feature_names(self) -> list[str]:
+        return self.config.feature_names
+
+    @property
+    def t_ms(self) -> np.ndarray:
+        return self.config.t_ms
+
+    def check_features(self, features: np.ndarray) -> np.ndarray:
+        """(B, F) float array inside the trained ranges; ValueError naming the feature and range otherwise."""
+        feats = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        names = self.config.feature_names
+        if feats.ndim != 2 or feats.shape[1] != len(names):
+            raise ValueError(f"features must be (B, {len(names)}) ordered as {names}, got shape {feats.shape}")
+        for j, name in enumerate(names):
+            lo, hi = self.config.feature_ranges[name]
+            col = feats[:, j]
+            tol = 1e-9 * max(1.0, abs(lo), abs(hi))
+            bad = ~np.isfinite(col) | (col < lo - tol) | (col > hi + tol)
+            if bad.any():
+                unit = self.config.feature_units[j]
+                raise ValueError(f"feature {name!r}={col[bad][0]:g} {unit} is outside the trained range "
+                                 f"[{lo:g}, {hi:g}] {unit}")
+        return feats
+
+    def step_stimulus(self, amplitude_pA: float) -> np.ndarray:
+        """(T,) long-square step of the trained protocol (onset, duration) on the surrogate's grid."""
+        p = self.config.stimulus
+        t = self.t_ms
+        on = (t >= p.start_ms - 1e-9) & (t < p.end_ms - 1e-9)
+        return (float(amplitude_pA) * on).astype(np.float32)
+
+    def predict(self, features: np.ndarray, stim_pA: np.ndarray, *, check_range: bool = True) -> np.ndarray:
+        """v_mV (B, T) float32 for feature vectors (B, F) and stimuli (B, T) on the surrogate grid.
+        `check_range=False` lets evaluation probe unseen neurons just outside the trained range."""
+        if check_range:
+            feats = self.check_features(features)
+        else:
+            feats = np.atleast_2d(np.asarray(features, dtype=np.float64))
+        stim = np.atleast_2d(np.asarray(stim_pA, dtype=np.float32))
+        if stim.shape[1] != self.config.n_time:
+            raise ValueError(f"stim_pA must have {self.config.n_time} samples at dt {self.config.dt_ms} ms, "
+                             f"got {stim.shape[1]}")
+        if stim.shape[0] == 1 and feats.shape[0] > 1:
+            stim = np.repeat(stim, feats.shape[0], axis=0)
+        if stim.shape[0] != feats.shape[0]:
+            raise ValueError(f"{feats.shape[0]} feature vectors but {stim.shape[0]} stimuli")
+        out = np.empty(stim.shape, dtype=np.float32)
+        with torch.inference_mode():
+            for a in range(0, len(stim), self.batch_size):
+                f = torch.as_tensor(feats[a:a + self.batch_size], dtype=torch.float32, device=self.device)
+                s = torch.as_tensor(stim[a:a + self.batch_size], device=self.device)
+                out[a:a + self.batch_size] = self.net.to_mV(self.net(f, s)).float().cpu().numpy()
+        return out

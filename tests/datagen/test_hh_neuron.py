@@ -1,0 +1,98 @@
+"""Cross-check of the Brian2 `hh` family (Pospischil 2008) against the same model built in NEURON.
+
+* Rheobase (Brian2: `features.rheobase_and_slope`, NEURON: `neuron_ref.rheobase_neuron`, both to 1 pA on the
+  same 300 ms step) agrees within 10 % for every preset.
+* Spike trains: Brian2 at the data-generation settings (dt 0.025 ms, the family's integration method) against
+  a converged NEURON reference (dt 0.005 ms, Crank-Nicolson, within ~0.07 ms of the dt -> 0 limit here):
+  same spike count and every spike within 0.5 ms, for every preset at three depolarising amplitudes, and the
+  subthreshold response to a hyperpolarising step within 0.1 mV (leak, I_M and I_T at rest).
+
+Every Brian2 run here has 16 rows and the same duration, so the cython code (whose TimedArray bakes in the
+array shape) compiles once for this module and is shared with `rheobase_and_slope`'s bisection rounds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+pytest.importorskip("neuron")
+
+from noble.datagen.features import rheobase_and_slope  # noqa: E402
+from noble.datagen.models.hh import HH  # noqa: E402
+from noble.datagen.neuron_ref import rheobase_neuron, simulate_neuron  # noqa: E402
+from noble.datagen.simulate import simulate, steps_matrix  # noqa: E402
+
+pytestmark = pytest.mark.neuron
+
+PRESETS = ["fast_spiking", "regular_spiking", "intrinsically_bursting", "low_threshold_spiking"]
+START_MS, STEP_MS = 50.0, 300.0
+TOTAL_MS = START_MS + STEP_MS + 100.0  # = the bisection rounds' run length in rheobase_and_slope
+DT_MS, STIM_DT_MS = 0.025, 0.1
+AMPS_PA = [-100.0, 150.0, 250.0, 400.0]  # one hyperpolarising (passive) + three spiking amplitudes
+SPIKE_TOL_MS = 0.5
+REF_DT_MS = 0.005  # NEURON reference step
+
+
+def _preset_rows(presets: list[str]) -> np.ndarray:
+    names = HH.param_names()
+    return np.array([[HH.preset_values(p)[k] for k in names] for p in presets])
+
+
+@pytest.fixture(scope="module")
+def rheobases() -> dict[str, tuple[float, float]]:
+    params = _preset_rows(PRESETS)
+    # 4 presets x 4 probes = 16 rows per round (same compiled shape as the spike-train run below).
+    i_brian, _ = rheobase_and_slope(HH, params, start_ms=START_MS, duration_ms=STEP_MS, max_pA=1000.0,
+                                    tol_pA=1.0, probes_per_round=4, dt_ms=DT_MS, stim_dt_ms=STIM_DT_MS)
+    i_neuron = rheobase_neuron(params, start_ms=START_MS, duration_ms=STEP_MS, max_pA=1000.0, tol_pA=1.0,
+                               dt_ms=DT_MS)
+    return {p: (float(b), float(n)) for p, b, n in zip(PRESETS, i_brian, i_neuron)}
+
+
+@pytest.fixture(scope="module")
+def trains():
+    rows = np.repeat(_preset_rows(PRESETS), len(AMPS_PA), axis=0)
+    amps = np.tile(AMPS_PA, len(PRESETS))
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1,
+                          secondorder=2)
+    return amps, brian, ref
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_rheobase_matches_neuron(rheobases, preset):
+    i_brian, i_neuron = rheobases[preset]
+    assert np.isfinite(i_brian) and np.isfinite(i_neuron), (i_brian, i_neuron)
+    assert i_neuron > 0, f"{preset}: NEURON cell fires without input"
+    assert abs(i_brian - i_neuron) <= 0.10 * i_neuron, (
+        f"{preset}: rheobase Brian2 {i_brian:.1f} pA vs NEURON {i_neuron:.1f} pA (> 10 %)")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_spike_times_match_neuron(trains, preset):
+    amps, brian, ref = trains
+    p = PRESETS.index(preset)
+    for a, amp in enumerate(AMPS_PA):
+        if amp <= 0:
+            continue
+        k = p * len(AMPS_PA) + a
+        sb, sn = brian.spike_times_ms[k], ref.spike_times_ms[k]
+        assert len(sn) >= 2, f"{preset} at {amp} pA: reference fires {len(sn)} spikes; choose a larger amplitude"
+        m = min(len(sb), len(sn))
+        worst = float(np.max(np.abs(sb[:m] - sn[:m]))) if m else np.inf
+        assert len(sb) == len(sn) and worst <= SPIKE_TOL_MS, (
+            f"{preset} at {amp} pA (Brian2 method {HH.method!r}, dt {DT_MS} ms): {len(sb)} vs {len(sn)} spikes, "
+            f"worst spike-time difference {worst:.2f} ms > {SPIKE_TOL_MS} ms")
+
+
+@pytest.mark.parametrize("preset", PRESETS)
+def test_subthreshold_response_matches_neuron(trains, preset):
+    amps, brian, ref = trains
+    k = PRESETS.index(preset) * len(AMPS_PA) + AMPS_PA.index(-100.0)
+    window = slice(0, int(round((START_MS + STEP_MS) / 0.1)))  # rest and the hyperpolarising step
+    dv = np.abs(brian.v_mV[k, window].astype(float) - ref.v_mV[k, window])
+    sag = float(ref.v_mV[k, window].max() - ref.v_mV[k, window].min())
+    assert sag > 5.0, f"{preset}: the -100 pA step moves v by only {sag:.1f} mV"
+    assert dv.max() < 0.1, f"{preset}: subthreshold v differs by up to {dv.max():.3f} mV"
