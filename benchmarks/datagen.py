@@ -67,10 +67,18 @@ def family_for(name: str, method: str | None) -> Any:
     return type(f"{base.__name__}_{method}", (base,), {"method": method})
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process and its waited-for children (the standalone binary)."""
+    import resource
+
+    me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 class PeakRSS:
     """Samples the RSS of this process plus its children (e.g. the standalone binary) in a thread."""
 
-    def __init__(self, interval_s: float = 0.01) -> None:
+    def __init__(self, interval_s: float = 0.02) -> None:
         import psutil
 
         self._proc = psutil.Process()
@@ -108,13 +116,13 @@ class PeakRSS:
 # ---------------------------------------------------------------------------------------------------------
 # workers (one per subprocess)
 # ---------------------------------------------------------------------------------------------------------
-def _worker_cython(cfg: dict, fam: Any) -> dict:
+def _worker_cython(cfg: dict, fam: Any, scratch: Path) -> dict:
     import brian2 as b2
 
     from noble.datagen.simulate import simulate, steps_matrix
 
-    b2.prefs.codegen.runtime.cython.cache_dir = tempfile.mkdtemp(prefix="noble-bench-cython-")
-    times, counts0, totals = [], None, []
+    b2.prefs.codegen.runtime.cython.cache_dir = str(scratch / "cython")  # fresh cache: cold compile
+    times, cpu, counts0, totals = [], [], None, []
     first_s = None
     rss = None
     for r in range(cfg["repeats"] + 1):
@@ -127,18 +135,18 @@ def _worker_cython(cfg: dict, fam: Any) -> dict:
             first_s = time.perf_counter() - t0
             rss = PeakRSS().__enter__()
             continue
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu_seconds()
         res = simulate(fam, params, stim, stim_dt_ms=cfg["stim_dt_ms"], duration_ms=cfg["duration_ms"],
                        dt_ms=cfg["dt_ms"], record_dt_ms=cfg["record_dt_ms"], target="cython")
         times.append(time.perf_counter() - t0)
+        cpu.append(cpu_seconds() - c0)
         totals.append(int(res.spike_counts.sum()))
         if r == 1:
             counts0 = res.spike_counts
         del res, stim
     rss.__exit__()
-    shutil.rmtree(b2.prefs.codegen.runtime.cython.cache_dir, ignore_errors=True)
     return {"compile_s": max(first_s - statistics.median(times), 0.0), "first_run_s": first_s, "run_s": times,
-            "peak_rss_MB": rss.peak / 2**20, "counts": counts0, "spikes_per_repeat": totals}
+            "cpu_s": cpu, "peak_rss_MB": rss.peak / 2**20, "counts": counts0, "spikes_per_repeat": totals}
 
 
 def _initial_state(fam: Any, params: np.ndarray) -> dict[str, np.ndarray]:
@@ -156,13 +164,13 @@ def _initial_state(fam: Any, params: np.ndarray) -> dict[str, np.ndarray]:
     raise ValueError(f"no initial-state rule for family {fam.name!r}")
 
 
-def _worker_standalone(cfg: dict, fam: Any) -> dict:
+def _worker_standalone(cfg: dict, fam: Any, scratch: Path) -> dict:
     import brian2 as b2
 
     from noble.datagen.models.base import UNITS
     from noble.datagen.simulate import steps_matrix
 
-    project = tempfile.mkdtemp(prefix="noble-bench-standalone-")
+    project = str(scratch / "standalone")
     b2.set_device("cpp_standalone", build_on_run=False, directory=project)
     b2.prefs.devices.cpp_standalone.openmp_threads = cfg["threads"] if cfg["threads"] > 1 else 0
     b2.prefs.logging.file_log = False
@@ -181,12 +189,12 @@ def _worker_standalone(cfg: dict, fam: Any) -> dict:
     b2.device.build(directory=project, compile=True, run=False)
     compile_s = time.perf_counter() - t0
 
-    times, counts0, totals = [], None, []
+    times, cpu, counts0, totals = [], [], None, []
     n_rec = int(round(cfg["duration_ms"] / cfg["record_dt_ms"]))
     with PeakRSS() as rss:
         for r in range(cfg["repeats"]):
             params, amps, start, dur = make_inputs(fam, cfg["n"], cfg["seed"] + r, cfg["duration_ms"])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             stim = steps_matrix(amps, start, dur, cfg["duration_ms"], cfg["stim_dt_ms"])
             run_args: dict[Any, Any] = {I_stim: np.ascontiguousarray(stim.T) * b2.pA}
             for j, spec in enumerate(fam.params):
@@ -197,6 +205,7 @@ def _worker_standalone(cfg: dict, fam: Any) -> dict:
             v = np.asarray(getattr(state, built.v_name) / b2.mV, dtype=np.float32)[:, :n_rec]
             trains = spikes.spike_trains()
             times.append(time.perf_counter() - t0)
+            cpu.append(cpu_seconds() - c0)
             counts = np.array([len(trains[k]) for k in range(cfg["n"])])
             totals.append(int(counts.sum()))
             if r == 0:
@@ -205,13 +214,12 @@ def _worker_standalone(cfg: dict, fam: Any) -> dict:
             for f in Path(project, "static_arrays").glob("init_*"):
                 f.unlink(missing_ok=True)
             del v, trains, stim, run_args
-    shutil.rmtree(project, ignore_errors=True)
-    return {"compile_s": compile_s, "run_s": times, "peak_rss_MB": rss.peak / 2**20, "counts": counts0,
-            "spikes_per_repeat": totals}
+    return {"compile_s": compile_s, "run_s": times, "cpu_s": cpu, "peak_rss_MB": rss.peak / 2**20,
+            "counts": counts0, "spikes_per_repeat": totals}
 
 
-def _worker_neuron(cfg: dict, fam: Any, reference: bool = False) -> dict:
-    os.environ["NOBLE_CACHE_DIR"] = tempfile.mkdtemp(prefix="noble-bench-nrn-")
+def _worker_neuron(cfg: dict, fam: Any, scratch: Path, reference: bool = False) -> dict:
+    os.environ["NOBLE_CACHE_DIR"] = str(scratch / "nrn")  # fresh cache: cold nrnivmodl
     from noble.datagen import neuron_ref
 
     t0 = time.perf_counter()
@@ -223,21 +231,21 @@ def _worker_neuron(cfg: dict, fam: Any, reference: bool = False) -> dict:
         res = neuron_ref.simulate_neuron(params[:k], amps[:k], start, dur, cfg["duration_ms"],
                                          dt_ms=cfg["dt_ms"] / 5, record_dt_ms=None, secondorder=2)
         return {"counts": res.spike_counts}
-    times, counts0, totals = [], None, []
+    times, cpu, counts0, totals = [], [], None, []
     with PeakRSS() as rss:
         for r in range(cfg["repeats"]):
             params, amps, start, dur = make_inputs(fam, cfg["n"], cfg["seed"] + r, cfg["duration_ms"])
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), cpu_seconds()
             res = neuron_ref.simulate_neuron(params, amps, start, dur, cfg["duration_ms"], dt_ms=cfg["dt_ms"],
                                              record_dt_ms=cfg["record_dt_ms"], nthread=cfg["threads"])
             times.append(time.perf_counter() - t0)
+            cpu.append(cpu_seconds() - c0)
             totals.append(int(res.spike_counts.sum()))
             if r == 0:
                 counts0 = res.spike_counts
             del res
-    shutil.rmtree(os.environ["NOBLE_CACHE_DIR"], ignore_errors=True)
-    return {"compile_s": compile_s, "run_s": times, "peak_rss_MB": rss.peak / 2**20, "counts": counts0,
-            "spikes_per_repeat": totals}
+    return {"compile_s": compile_s, "run_s": times, "cpu_s": cpu, "peak_rss_MB": rss.peak / 2**20,
+            "counts": counts0, "spikes_per_repeat": totals}
 
 
 def worker(cfg: dict) -> dict:
@@ -249,16 +257,20 @@ def worker(cfg: dict) -> dict:
         import neuron  # noqa: F401
     fam = family_for(cfg["family"], cfg.get("method"))
     baseline_MB = psutil.Process().memory_info().rss / 2**20
-    if cfg["variant"] == "brian2-cython":
-        out = _worker_cython(cfg, fam)
-    elif cfg["variant"] == "brian2-standalone":
-        out = _worker_standalone(cfg, fam)
-    elif cfg["variant"] == "neuron":
-        out = _worker_neuron(cfg, fam)
-    elif cfg["variant"] == "neuron-reference":
-        out = _worker_neuron(cfg, fam, reference=True)
-    else:
-        raise ValueError(cfg["variant"])
+    scratch = Path(tempfile.mkdtemp(prefix="noble-bench-"))
+    try:
+        if cfg["variant"] == "brian2-cython":
+            out = _worker_cython(cfg, fam, scratch)
+        elif cfg["variant"] == "brian2-standalone":
+            out = _worker_standalone(cfg, fam, scratch)
+        elif cfg["variant"] == "neuron":
+            out = _worker_neuron(cfg, fam, scratch)
+        elif cfg["variant"] == "neuron-reference":
+            out = _worker_neuron(cfg, fam, scratch, reference=True)
+        else:
+            raise ValueError(cfg["variant"])
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     out["baseline_rss_MB"] = baseline_MB
     counts = out.pop("counts")
     out["counts_subset"] = None if counts is None else [int(c) for c in counts[: cfg["accuracy_n"]]]
@@ -300,12 +312,16 @@ def summarise(records: list[dict], ref_counts: list[int] | None) -> list[dict]:
             continue
         med = statistics.median(r["run_s"])
         thr = r["n"] * r["duration_ms"] / 1000.0 / med
-        row = {**r, "median_run_s": med, "throughput": thr,
+        cpu_med = statistics.median(r["cpu_s"])
+        row = {**r, "median_run_s": med, "throughput": thr, "median_cpu_s": cpu_med,
+               "throughput_per_cpu_s": r["n"] * r["duration_ms"] / 1000.0 / cpu_med,
                "rss_per_1000_MB": r["peak_rss_MB"] * 1000.0 / r["n"],
                "rss_above_baseline_per_1000_MB": (r["peak_rss_MB"] - r["baseline_rss_MB"]) * 1000.0 / r["n"]}
         if nrn is not None and r["family"] == "hh":
             nrn_thr = nrn["n"] * nrn["duration_ms"] / 1000.0 / statistics.median(nrn["run_s"])
             row["ratio_vs_neuron"] = thr / nrn_thr
+            nrn_cpu = nrn["n"] * nrn["duration_ms"] / 1000.0 / statistics.median(nrn["cpu_s"])
+            row["cpu_ratio_vs_neuron"] = row["throughput_per_cpu_s"] / nrn_cpu
         if ref_counts is not None and r["family"] == "hh" and r.get("counts_subset"):
             a = np.asarray(r["counts_subset"][: len(ref_counts)])
             b = np.asarray(ref_counts[: len(a)])
@@ -316,13 +332,14 @@ def summarise(records: list[dict], ref_counts: list[int] | None) -> list[dict]:
 
 def markdown(rows: list[dict], meta: dict) -> str:
     head = ("| family | variant | method | compile (s) | run median (s) | neuron-s / wall-s | x NEURON (hh) "
+            "| neuron-s / CPU-s | x NEURON (CPU) "
             "| spike-count err vs ref (%) | peak RSS (MB) | RSS per 1000 neurons (MB) | above import baseline, "
             "per 1000 (MB) |")
-    lines = [head, "|" + "---|" * 11]
+    lines = [head, "|" + "---|" * 13]
     for r in rows:
         if r.get("throughput") is None:
             lines.append(f"| {r['family']} | {r['variant']} | {r.get('method', '')} | error: "
-                         f"{r.get('error', '')[-120:]!r} |  |  |  |  |  |  |  |")
+                         f"{r.get('error', '')[-120:]!r} |  |  |  |  |  |  |  |  |  |")
             continue
 
         def fmt(x: Any, spec: str) -> str:
@@ -331,6 +348,7 @@ def markdown(rows: list[dict], meta: dict) -> str:
         lines.append(
             f"| {r['family']} | {r['variant']} | {r['method']} | {r['compile_s']:.1f} | {r['median_run_s']:.2f} "
             f"| {r['throughput']:.1f} | {fmt(r.get('ratio_vs_neuron'), '.2f')} "
+            f"| {r['throughput_per_cpu_s']:.1f} | {fmt(r.get('cpu_ratio_vs_neuron'), '.2f')} "
             f"| {fmt(r.get('spike_count_err_pct'), '.1f')} | {r['peak_rss_MB']:.0f} | {r['rss_per_1000_MB']:.0f} "
             f"| {r['rss_above_baseline_per_1000_MB']:.0f} |")
     cfg = (f"n={meta['n']}, {meta['duration_ms']:g} ms simulated, dt={meta['dt_ms']} ms, v recorded every "
@@ -408,7 +426,8 @@ def main(argv: list[str] | None = None) -> int:
         if "error" in rec:
             print(f"  FAILED: {rec['error'][-500:]}", flush=True)
         else:
-            print(f"  compile {rec['compile_s']:.1f} s, runs {[round(t, 2) for t in rec['run_s']]} s, "
+            print(f"  compile {rec['compile_s']:.1f} s, runs {[round(t, 2) for t in rec['run_s']]} s "
+                  f"(CPU {[round(t, 2) for t in rec['cpu_s']]} s), "
                   f"peak RSS {rec['peak_rss_MB']:.0f} MB, spikes per repeat {rec['spikes_per_repeat']}", flush=True)
         records.append(rec)
     ref_counts = None
@@ -425,7 +444,8 @@ def main(argv: list[str] | None = None) -> int:
                and r["variant"].startswith("brian2")]
     for r in hh_rows:
         verdict = ">= 1 (target met)" if r["ratio_vs_neuron"] >= 1 else "< 1"
-        print(f"hh {r['variant']} ({r['method']}): {r['ratio_vs_neuron']:.2f} x NEURON throughput: {verdict}")
+        print(f"hh {r['variant']} ({r['method']}): {r['ratio_vs_neuron']:.2f} x NEURON throughput (wall), "
+              f"{r['cpu_ratio_vs_neuron']:.2f} x per CPU-second: {verdict}")
     if args.json:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "table": table,
                                          "reference_counts": ref_counts}, indent=2, default=float))

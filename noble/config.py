@@ -41,6 +41,7 @@ class Settings(BaseModel):
 
     # ---- /v1/simulate ---------------------------------------------------------------------------------
     simulate_max_neurons: int = Field(64, ge=1, le=10_000)
+    simulate_max_neuron_steps: float = Field(2e7, gt=0, description="/v1/simulate budget: neurons x duration / dt")
     simulate_max_pending: int = Field(8, ge=1, le=1000, description="queued simulations before 429")
     simulate_processes: int = Field(1, ge=1, le=64, description="worker processes running Brian2 for /v1/simulate")
 

@@ -146,7 +146,7 @@ class SimNoise(Strict):
 
 
 class SimulateIn(Strict):
-    family: str = Field("hh", pattern=r"^[a-z0-9_]{1,32}$", description="a family from /v1/models")
+    family: str = Field(..., pattern=r"^[a-z0-9_]{1,32}$", description="a family from /v1/models (hh, lif, ...)")
     preset: str | None = Field(None, pattern=NAME_PATTERN)
     overrides: dict[Annotated[str, Field(pattern=r"^[A-Za-z0-9_]{1,64}$")], Finite] = Field(
         default_factory=dict, max_length=64, description="parameter values replacing the preset's")
@@ -162,6 +162,11 @@ class SimulateIn(Strict):
     noise: SimNoise = Field(default_factory=SimNoise)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     include_features: bool = Field(False, description="eFEL features of every trace")
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
+        {"family": "lif", "n_neurons": 2, "duration_ms": 150.0, "dt_ms": 0.1, "record_dt_ms": 0.1,
+         "stimulus": {"kind": "step", "amplitude_pA": 300.0, "start_ms": 20.0, "duration_ms": 100.0},
+         "variability": {"cv": 0.1, "sd_potential_mV": 1.0}, "seed": 1}]})
 
 
 class SimulateOut(BaseModel):
@@ -187,6 +192,13 @@ class SimulateOut(BaseModel):
 class DatagenJobIn(Strict):
     kind: Literal["datagen"] = "datagen"
     config: DatasetConfig
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={"examples": [
+        {"kind": "datagen", "config": {
+            "name": "tiny-lif", "family": "lif", "n_models": 1, "models_per_shard": 1, "seed": 0,
+            "protocol": [{"kind": "step", "amplitude_pA": 300.0, "start_ms": 20.0, "duration_ms": 100.0}],
+            "duration_ms": 150.0, "dt_ms": 0.1, "record_dt_ms": 0.1, "rheobase_duration_ms": 100.0,
+            "brian_target": "numpy"}}]})
 
 
 class TrainOptions(Strict):

@@ -130,5 +130,12 @@ class SimulationPool:
         log.warning("simulation pool restarted (killed %d process(es))", len(procs))
 
     def close(self) -> None:
-        if self._pool is not None:
-            self._kill(self._pool)
+        """Stop the workers now (a simulation still running is abandoned)."""
+        pool, self._pool = self._pool, None
+        if pool is None:
+            return
+        for p in list(getattr(pool, "_processes", {}).values()):
+            with contextlib.suppress(Exception):
+                p.kill()
+        with contextlib.suppress(Exception):
+            pool.shutdown(wait=False, cancel_futures=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from .models import ModelFamily
 from .models.hh_mc import HHMC, MCBuiltGroup
-from .simulate import SimResult, configure_brian
+from .simulate import SimResult, _bucket, configure_brian
 from .stimuli import ou_noise
 
 
@@ -65,11 +65,15 @@ def simulate_multi(
     spikes_out: list[np.ndarray] = [np.empty(0)] * n
     configure_brian(target)
     Ri = params[:, family.param_names().index("Ri")] if "Ri" in family.param_names() else np.zeros(n)
+    # Brian2 compiles the TimedArray's shape into the code: pad both axes to powers of two (at least 8
+    # columns) as `simulate` does, so calls of nearby sizes reuse the compiled module.
+    values = np.zeros((_bucket(drive.shape[1]), max(_bucket(n), 8)))
+    values[: drive.shape[1], :n] = drive.T
     for value in np.unique(Ri):
         rows = np.flatnonzero(Ri == value)
         b2.start_scope()
         b2.defaultclock.dt = dt_ms * b2.ms
-        I_stim = b2.TimedArray(np.ascontiguousarray(drive.T) * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
+        I_stim = b2.TimedArray(values * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
         built: MCBuiltGroup = family.build(len(rows), params[rows], {"I_stim": I_stim}, rng, stim_rows=rows)
         state = b2.StateMonitor(built.group, "v", record=built.soma_index, dt=record_dt_ms * b2.ms, name="vmon")
         spk = b2.SpikeMonitor(built.group, name="spikemon")

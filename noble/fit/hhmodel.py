@@ -192,7 +192,8 @@ class ParamSpace(BaseModel):
         out = np.repeat(base[None, :], u.shape[0], axis=0)
         for j, name in enumerate(self.free):
             lo, hi, log = self.bounds[name]
-            out[:, IDX[name]] = lo * np.exp(u[:, j] * np.log(hi / lo)) if log else lo + u[:, j] * (hi - lo)
+            val = lo * np.exp(u[:, j] * np.log(hi / lo)) if log else lo + u[:, j] * (hi - lo)
+            out[:, IDX[name]] = np.clip(val, lo, hi)  # exp/log round-off must not leave the range
         return out
 
 

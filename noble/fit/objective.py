@@ -9,7 +9,12 @@ spontaneous rate per cell. The stimulus is the recorded command minus its holdin
 Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
 variability (`RecordingTargets.feature_sd`); a feature the data has but the model lacks (no spike) scores
 `z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); |z| is
-capped at `z_cap` (BluePyOpt's max_score). objective = sum_k w_k z_k^2 / sum_k w_k (a mean squared z).
+capped at `z_cap` (BluePyOpt's max_score). Each term costs rho(z) = z^2 for |z| <= c and 2c|z| - c^2
+beyond (Huber): a feature the model cannot reach (e.g. a filtered AP amplitude) keeps a constant pull
+instead of dominating the sum, and no term goes flat. objective = sum_k w_k rho(z_k) / sum_k w_k (a mean
+squared z while the fit is within c sds everywhere). The first-spike latencies of the two lowest
+supra-threshold sweeps get `near_rheobase_latency_weight` (near rheobase the latency is what tells the
+slow currents apart, and a single F-I point hides it).
 """
 
 from __future__ import annotations
@@ -52,7 +57,10 @@ class ObjectiveConfig(BaseModel):
     spontaneous_weight: float = Field(1.0, ge=0, description="pre-step firing rate term")
     spontaneous_sd_Hz: float = Field(2.0, gt=0)
     z_missing: float = Field(5.0, gt=0, description="score of a feature the data has but the model lacks")
-    z_cap: float = Field(10.0, gt=0, description="|z| cap (a failed candidate cannot dominate)")
+    z_cap: float = Field(50.0, gt=0, description="|z| cap (a failed candidate cannot dominate)")
+    huber_c: float = Field(3.0, gt=0, description="quadratic up to |z| = c, linear beyond")
+    near_rheobase_latency_weight: float = Field(3.0, ge=0, description="latency weight at the 2 lowest "
+                                                "supra-threshold sweeps")
     pre_ms: float = Field(150.0, ge=10, le=5000, description="baseline kept before the step")
     tail_ms: float = Field(150.0, ge=20, le=5000, description="kept after the step (passive decay)")
 
@@ -65,6 +73,12 @@ class ObjectiveConfig(BaseModel):
         if any(w < 0 for w in v.values()):
             raise ValueError("weights must be >= 0")
         return v
+
+
+def huber(z: np.ndarray, c: float) -> np.ndarray:
+    """z^2 for |z| <= c, 2c|z| - c^2 beyond (continuous value and slope)."""
+    a = np.abs(z)
+    return np.where(a <= c, a * a, 2.0 * c * a - c * c)
 
 
 def crop_recording(rec: Recording, pre_ms: float, tail_ms: float) -> tuple[Recording, list[float]]:
@@ -135,6 +149,9 @@ class FitProblem:
         labels: list[tuple[str, str]] = []
         weights: list[float] = []
         self._sweep_terms: list[tuple[str, int, float, float]] = []  # feature, sweep, target, sd
+        counts = self.targets.feature_array("spike_count")
+        order = np.argsort(self.amplitudes_pA, kind="stable")
+        lowest_supra = [int(k) for k in order if counts[k] > 0][:2]
         for name, w in self.config.weights.items():
             if w <= 0:
                 continue
@@ -144,7 +161,10 @@ class FitProblem:
                 if math.isfinite(val):
                     self._sweep_terms.append((name, k, float(val), sd))
                     labels.append((self.sweep_label(k), name))
-                    weights.append(w)
+                    wk = w
+                    if name == "first_spike_latency_ms" and k in lowest_supra:
+                        wk = w * self.config.near_rheobase_latency_weight
+                    weights.append(wk)
         self._cell_terms: list[tuple[str, float, float]] = []
         t = self.targets
         c = self.config
@@ -270,7 +290,7 @@ class FitProblem:
             m = cell[name]
             cols.append(np.where(np.isfinite(m), (m - tgt) / sd, cfg.z_missing))
         z = np.clip(np.stack(cols, axis=1) if cols else np.zeros((C, 0)), -cfg.z_cap, cfg.z_cap)
-        chi2 = (z**2) @ self.term_weights
+        chi2 = huber(z, cfg.huber_c) @ self.term_weights
         return z, chi2
 
     def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False) -> Evaluation:

@@ -1,22 +1,25 @@
 """Stage 2: CMA-ES (`cma`) on the Brian2 `hh` parameters, each generation ONE vectorised simulation
-(all candidates x all sweeps in a single group), with an uncertainty from the evaluated candidates.
+(all candidates x all sweeps in a single group), with a Laplace-type uncertainty from a response surface.
 
-Uncertainty: the 'acceptable set' of every evaluated parameter vector whose chi^2 lies within
-Delta = chi2_{d}^{-1}(level) x max(1, chi2_min / (K - d)) of the best (a likelihood-ratio region in the d free
-parameters, inflated by the reduced chi^2 when the model cannot reach the data, the usual scale-factor
-correction for a misspecified fit). After the search, `probe` extra candidates drawn from the final
-CMA-ES distribution widened around the best fill that region, so sloppy directions (which a converged
-CMA-ES samples least) are represented. This is NOBLE's 'hall of fame' of acceptable models of one cell,
-made quantitative; a finite-difference Laplace approximation is not usable here because spike counts make
-the objective piecewise constant.
+Uncertainty: a finite-difference Laplace approximation is not usable here because spike counts make the
+objective piecewise constant. Instead, after the search, probes along the principal axes of the final
+CMA-ES distribution (+-0.5, 1, 2, 4 x its sd; one batched simulation) join the search's own evaluations,
+and a full quadratic in the unit-cube coordinates is least-squares fitted to chi^2 of the evaluated points
+nearest the best (a response-surface Hessian H, which averages over the spike-count steps). The posterior
+is N(best, 2 H^-1 x max(1, chi2_min / (K - d))): the Laplace approximation of exp(-chi^2 / 2), inflated by
+the reduced chi^2 when the model cannot reach the data (the usual scale-factor correction). It is pushed
+through the parameter transforms (log scales, E_leak pinned to the rest) by sampling, giving each parameter
+an sd and a central interval. The 'acceptable set' (every evaluated candidate within the likelihood-ratio
+bound of the best, NOBLE's hall of fame of one cell) is kept as a second, sample-based view.
 """
 
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Any, Callable
 
 import cma
 import numpy as np
@@ -39,9 +42,12 @@ class SolverConfig(BaseModel):
     dt_ms: float = Field(0.05, gt=0, le=0.1, description="integration step during the search")
     time_limit_s: float | None = Field(None, gt=0)
     tolfun: float = Field(1e-3, ge=0, description="stop when the objective's spread in recent generations is below")
-    probe: int = Field(24, ge=0, le=4096, description="extra candidates for the uncertainty region")
-    probe_scale: float = Field(2.0, gt=0, description="widening of the final CMA-ES distribution for probing")
-    level: float = Field(0.68, gt=0, lt=1, description="coverage of the acceptable region")
+    probe: bool = Field(True, description="probe the principal axes after the search (uncertainty)")
+    probe_scales: tuple[float, ...] = Field((0.5, 1.0, 2.0, 4.0), min_length=1,
+                                            description="multiples of the final CMA-ES sd probed per axis")
+    level: float = Field(0.68, gt=0, lt=1, description="coverage of the acceptable set")
+    interval: float = Field(0.95, gt=0, lt=1, description="coverage of the reported parameter intervals")
+    posterior_samples: int = Field(4000, ge=100, le=1_000_000)
     pin_rest: bool = Field(True, description="solve E_leak so the steady state is at the recorded rest")
     seed: int = Field(0, ge=0)
 
@@ -62,6 +68,9 @@ class SolverResult:
     wall_s: float
     history: list[dict[str, float]] = field(default_factory=list)
     stop: str = ""
+    cov_unit: np.ndarray | None = None  # (d, d) posterior covariance in unit-cube coordinates
+    n_surface_points: int = 0  # evaluations the response surface was fitted to
+    samples: np.ndarray | None = None  # (N, P) parameter rows drawn from the posterior
 
     @property
     def best_params(self) -> np.ndarray:
@@ -71,19 +80,25 @@ class SolverResult:
     def best_objective(self) -> float:
         return float(self.objective[self.best])
 
-    def summary(self, space: ParamSpace, pinned: bool) -> dict[str, dict[str, float]]:
-        """Per parameter: best, sd, lo, hi over the acceptable set (fixed parameters: their value)."""
+    def summary(self, space: ParamSpace, pinned: bool, interval: float = 0.95) -> dict[str, dict[str, Any]]:
+        """Per parameter: best value, posterior sd and central interval (from the calibrated Gaussian when
+        probed, else the acceptable set), and the acceptable set's range."""
         acc = self.params[self.accepted]
-        out: dict[str, dict[str, float]] = {}
+        post = self.samples if self.samples is not None and len(self.samples) > 1 else acc
+        q = (0.5 - interval / 2, 0.5 + interval / 2)
+        out: dict[str, dict[str, Any]] = {}
         for j, name in enumerate(NAMES):
-            col = acc[:, j]
-            out[name] = {"value": float(self.best_params[j]), "sd": float(np.std(col)) if len(col) > 1 else 0.0,
-                         "lo": float(col.min()), "hi": float(col.max()),
+            col = post[:, j]
+            lo, hi = (np.quantile(col, q) if len(col) > 1 else (col[0], col[0]))
+            best = float(self.best_params[j])
+            out[name] = {"value": best, "sd": float(np.std(col)) if len(col) > 1 else 0.0,
+                         "lo": float(min(lo, best)), "hi": float(max(hi, best)), "interval": interval,
+                         "accepted_lo": float(acc[:, j].min()), "accepted_hi": float(acc[:, j].max()),
                          "free": name in space.free or (name == "E_leak" and pinned)}
         return out
 
 
-def candidates(space: ParamSpace, unit: np.ndarray, rest_mV: float | None) -> np.ndarray:
+def candidates(space: ParamSpace, unit: np.ndarray, rest_mV: float | np.ndarray | None) -> np.ndarray:
     """Unit-cube rows -> full parameter rows, E_leak pinned to the rest when given."""
     p = space.from_unit(unit)
     if rest_mV is not None:
@@ -102,10 +117,11 @@ def acceptable(chi2: np.ndarray, n_terms: int, dim: int, level: float) -> tuple[
 
 def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: SolverConfig,
               rest_mV: float | None = None, callback: Callable[[int, float], None] | None = None,
-              extra_starts: np.ndarray | None = None) -> SolverResult:
+              extra_starts: np.ndarray | None = None, rest_sem_mV: float = 0.0) -> SolverResult:
     """CMA-ES from unit-cube point x0 (d,); every generation is one `problem.evaluate` call.
 
-    extra_starts (m, d): further points evaluated with the first generation (e.g. other warm starts)."""
+    extra_starts (m, d): further points evaluated with the first generation (e.g. other warm starts).
+    rest_sem_mV: uncertainty of the recorded rest, propagated into the pinned E_leak's posterior."""
     t_start = time.perf_counter()
     d = space.dim
     x0 = np.clip(np.asarray(x0, dtype=np.float64).reshape(d), 0.0, 1.0)
@@ -165,13 +181,25 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
             break
     obj_all = np.concatenate(OBJ)
     ibest = int(np.argmin(obj_all))
-    if cfg.probe > 0:
+    cov_unit = None
+    samples = None
+    n_fit = 0
+    if cfg.probe and d > 0:
         rng = np.random.default_rng(cfg.seed + 7)
         ub = np.concatenate(U)[ibest]
-        cov = np.asarray(es.C) * (es.sigma * cfg.probe_scale) ** 2
-        cov = 0.5 * (cov + cov.T) + 1e-10 * np.eye(d)
-        probe = np.clip(rng.multivariate_normal(ub, cov, size=cfg.probe), 0.0, 1.0)
-        run(probe, np.full(cfg.probe, -2))
+        shape = np.asarray(es.C, dtype=np.float64) * float(es.sigma) ** 2
+        lam, vec = np.linalg.eigh(0.5 * (shape + shape.T))
+        sd_axes = np.sqrt(np.clip(lam, 1e-12, None))
+        pts = [ub[None, :] + sgn * sc * sd_axes[i] * vec[:, i][None, :]
+               for i in range(d) for sc in cfg.probe_scales for sgn in (1.0, -1.0)]
+        run(np.clip(np.concatenate(pts), 0.0, 1.0), np.full(len(pts), -2))
+        U_all, C_all = np.concatenate(U), np.concatenate(CHI)
+        ibest = int(np.argmin(np.concatenate(OBJ)))
+        n_terms = len(problem.term_labels)
+        cov_unit, n_fit = response_surface_cov(U_all, C_all, ibest, n_terms)
+        draws = rng.multivariate_normal(U_all[ibest], cov_unit, size=cfg.posterior_samples)
+        rests = None if rest_mV is None else rest_mV + rest_sem_mV * rng.standard_normal(len(draws))
+        samples = candidates(space, np.clip(draws, 0.0, 1.0), rests)
     unit = np.concatenate(U)
     params = np.concatenate(P)
     obj_all = np.concatenate(OBJ)
@@ -180,4 +208,38 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     mask, delta = acceptable(chi_all, len(problem.term_labels), d, cfg.level)
     return SolverResult(unit=unit, params=params, objective=obj_all, chi2=chi_all, generation=np.concatenate(GEN),
                         best=ibest, accepted=mask, delta_chi2=delta, generations=g,
-                        wall_s=time.perf_counter() - t_start, history=history, stop=stop)
+                        wall_s=time.perf_counter() - t_start, history=history, stop=stop, cov_unit=cov_unit,
+                        n_surface_points=n_fit, samples=samples)
+
+
+def response_surface_cov(unit: np.ndarray, chi2: np.ndarray, best: int, n_terms: int,
+                         max_sd: float = 0.5) -> tuple[np.ndarray, int]:
+    """(posterior covariance in unit coordinates, points used) from a quadratic fitted to chi^2 around `best`.
+
+    Uses the evaluated points nearest the best in chi^2 (at least 3x the quadratic's coefficients, all within
+    a rise of 10 x the chi^2_d median); eigenvalues of H are floored so no sd exceeds max_sd (a direction the
+    data do not constrain is reported as spanning the box, not as infinitely uncertain)."""
+    d = unit.shape[1]
+    ok = np.isfinite(chi2)
+    U, c = unit[ok], chi2[ok]
+    ub, cb = unit[best], chi2[best]
+    n_coef = 1 + d + d * (d + 1) // 2
+    inflate = max(1.0, float(cb) / max(1, n_terms - d))
+    rise = c - cb
+    order = np.argsort(rise)
+    within = int(np.sum(rise <= 10.0 * float(chi2_dist.ppf(0.5, df=d)) * inflate))
+    n = min(len(order), max(3 * n_coef, within))
+    sel = order[:n]
+    D = U[sel] - ub
+    iu = np.triu_indices(d)
+    quad = (D[:, :, None] * D[:, None, :])[:, iu[0], iu[1]]
+    X = np.concatenate([np.ones((n, 1)), D, quad], axis=1)
+    coef, *_ = np.linalg.lstsq(X, c[sel], rcond=None)
+    q = coef[1 + d:]
+    H = np.zeros((d, d))
+    H[iu] = q
+    H = H + H.T  # diagonal: 2 c_jj; off-diagonal: c_jk
+    lam, vec = np.linalg.eigh(0.5 * (H + H.T))
+    lam = np.maximum(lam, 2.0 / max_sd**2)
+    cov = inflate * 2.0 * (vec / lam) @ vec.T
+    return cov, int(n)

@@ -27,8 +27,11 @@ class NobleOperator(nn.Module):
         super().__init__()
         self.embedding_cfg = cfg.embedding
         f = cfg.fno
+        self.fold = f.time_fold
+        if cfg.n_time % self.fold:
+            raise ValueError(f"fno.time_fold={self.fold} must divide n_time={cfg.n_time}")
         self.fno = FNO(
-            n_modes=(f.n_modes,), in_channels=1 + cfg.embedding.n_channels, out_channels=1,
+            n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels, out_channels=self.fold,
             hidden_channels=f.hidden_channels, n_layers=f.n_layers,
             lifting_channel_ratio=f.lifting_channel_ratio, projection_channel_ratio=f.projection_channel_ratio,
             channel_mlp_expansion=f.channel_mlp_expansion, positional_embedding=f.positional_embedding,
@@ -39,8 +42,16 @@ class NobleOperator(nn.Module):
         self.out_normalizer = UnitGaussianNormalizer(mean=cfg.v_mean_mV * one, std=cfg.v_std_mV * one, eps=0.0)
 
     def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
-        x = embed_inputs(features, self.in_normalizer.transform(stim_pA), self.embedding_cfg)
-        return self.fno(x)[:, 0, :]
+        B, T = stim_pA.shape
+        k = self.fold
+        stim = self.in_normalizer.transform(stim_pA)
+        if k == 1:
+            return self.fno(embed_inputs(features, stim, self.embedding_cfg))[:, 0, :]
+        # polyphase fold: sample j*k + r of the fine grid -> channel r at coarse position j
+        coarse = stim.reshape(B, T // k, k).transpose(1, 2)  # (B, k, T/k)
+        emb = embed_inputs(features, coarse[:, 0, :], self.embedding_cfg)[:, 1:, :]
+        out = self.fno(torch.cat([coarse, emb], dim=1))  # (B, k, T/k)
+        return out.transpose(1, 2).reshape(B, T)
 
     def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
         return self.out_normalizer.inverse_transform(v_norm)

@@ -114,6 +114,7 @@ def server() -> Iterator[LiveServer]:
         "NOBLE_MAX_BODY_BYTES": "300000",
         "NOBLE_BRIAN_TARGET": "numpy",  # no C compilation in tests: cold machines stay quick
         "NOBLE_SIMULATE_MAX_NEURON_MS": "2000",
+        "NOBLE_SIMULATE_MAX_NEURON_STEPS": "10000",  # e.g. 2 neurons x 150 ms at 0.03 ms
         "NOBLE_SIMULATE_TIMEOUT_S": "120",
         "NOBLE_MAX_DURATION_MS": "1000",
         "NOBLE_JOB_MAX_NEURON_MS": "6000",

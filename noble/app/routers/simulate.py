@@ -1,7 +1,8 @@
 """POST /v1/simulate: Brian2 ground truth for small requests (bounded neurons x duration, time limit).
 
 Runs in a spawned worker process (see app/simulation.py); the cost is checked before anything runs:
-n_neurons x duration_ms over NOBLE_SIMULATE_MAX_NEURON_MS -> 413, a duration over NOBLE_MAX_DURATION_MS -> 413.
+n_neurons x duration_ms over NOBLE_SIMULATE_MAX_NEURON_MS -> 413, n_neurons x duration_ms / dt_ms over
+NOBLE_SIMULATE_MAX_NEURON_STEPS -> 413, a duration over NOBLE_MAX_DURATION_MS -> 413.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from ..schemas import SimulateIn, SimulateOut
 from ..simulation import SimulationBusy, SimulationCrashed, SimulationTimeout
 
 router = APIRouter(prefix="/v1", tags=["simulate"])
-MAX_NEURON_STEPS = 2e8
 
 RESPONSES: dict[int | str, dict[str, Any]] = {
     **AUTH_ERRORS,
@@ -72,9 +72,11 @@ def build_payload(body: SimulateIn, settings: Any) -> dict[str, Any]:
     if body.stimulus.end_ms() > body.duration_ms + 1e-9:
         raise field_error(["body", "stimulus"], f"stimulus ends at {body.stimulus.end_ms()} ms, after "
                                                 f"duration_ms={body.duration_ms}")
-    if n * body.duration_ms / body.dt_ms > MAX_NEURON_STEPS:
-        raise ApiError(413, f"{n} neurons x {body.duration_ms / body.dt_ms:.0f} steps exceed {MAX_NEURON_STEPS:.0e} "
-                            "neuron-steps; raise dt_ms or shorten the run")
+    steps = n * body.duration_ms / body.dt_ms
+    if steps > settings.simulate_max_neuron_steps:
+        raise ApiError(413, f"{n} neurons x {body.duration_ms / body.dt_ms:.0f} steps = {steps:.3g} neuron-steps exceed "
+                            f"NOBLE_SIMULATE_MAX_NEURON_STEPS={settings.simulate_max_neuron_steps:.3g}; "
+                            "raise dt_ms or shorten the run")
     rng = np.random.default_rng(body.seed)
     if body.variability.cv > 0 or body.variability.sd_potential_mV > 0:
         params = fam.sample_params(n, rng, body.preset, body.overrides, cv=body.variability.cv,

@@ -23,12 +23,15 @@ axon; ~120 compartments) or any SWC file (`Morphology.from_file`, geometry param
 The structure (number of sections and compartments) is fixed per family class (`MorphologySpec`);
 `HHMC.with_morphology(...)` makes a family with another structure. Geometry values vary per neuron.
 
-Preset `fast_spiking` (PV basket-cell-like): soma 20 um, 5 aspiny dendrites (~2 mm total), a 30 um AIS
-with a high Na+ density (spike initiation there), an unmyelinated axon; Pospischil's FS somatic Na/Kd/M
-densities and V_T; leak raised to 0.08 mS/cm^2 for the PV-typical tau_m ~ 12 ms; weak dendritic Na and a
-small dendritic I_h (little sag, as in PV cells). These densities were tuned by hand to give FS-like
-firing (brief APs, high rates, little adaptation), not fitted to a recording. `regular_spiking` uses
-Pospischil's RS densities with stronger M-current and I_h.
+Preset `fast_spiking` (PV basket-cell-like): soma 20 um, 5 aspiny dendrites each splitting in two (~2 mm
+in all), a 30 um AIS with a high Na+ density (spikes start there), a 300 um unmyelinated axon. Pospischil's
+FS somatic Na+ and M densities and V_T; a larger somatic Kd (30 mS/cm^2, standing in for the fast Kv3
+repolarisation of PV cells, which the single-compartment fit folds into its kinetics); leak 0.08 mS/cm^2
+for the PV-typical tau_m ~ 11 ms and R_in ~ 150 MOhm; weak dendritic Na+, small dendritic I_h (little sag).
+It fires brief APs (half-width ~0.5 ms) from ~45 Hz at rheobase (~120-150 pA) to >300 Hz with little
+adaptation. `regular_spiking` (pyramidal-like): Pospischil's RS Na+/V_T/tau_max, stronger M-current
+(adaptation) and I_h (sag), larger soma and dendrites, tau_m ~ 20 ms. Both presets were tuned by hand to
+these class features, not fitted to recordings.
 
 Numerics (both kept identical in the NEURON mirror, `noble.datagen.neuron_mc`): each neuron starts at its
 resting state (v per compartment from a Newton solve of the steady cable equation, gates at their steady
@@ -223,9 +226,24 @@ def cell_table(morph: b2.Morphology, ais_length_um: float) -> CellTable:
                      r_length_1_um=np.concatenate(rl1), r_length_2_um=np.concatenate(rl2), soma_index=soma_index)
 
 
+def _without_coordinates(sec: b2.Morphology) -> b2.Morphology:
+    """The same tree (diameters, lengths, types, child names) without 3-D coordinates, so that every
+    morphology gives the same SpatialNeuron equations (and compiled code) as the parameterised default."""
+    if isinstance(sec, b2.Soma):
+        new: b2.Morphology = b2.Soma(diameter=sec.diameter[0], type=sec.type)
+    else:
+        diam = np.concatenate([np.asarray(sec.start_diameter[:1] / b2.um), np.asarray(sec.end_diameter / b2.um)])
+        new = b2.Section(n=int(sec.n), diameter=diam * b2.um, length=np.asarray(sec.length / b2.um) * b2.um,
+                         type=sec.type)
+    for child in sec.children:
+        new.children.add(sec.children.name(child), _without_coordinates(child))
+    return new
+
+
 @functools.lru_cache(maxsize=8)
 def _swc(path: str) -> b2.Morphology:
-    return b2.Morphology.from_file(path)
+    """An SWC file as a coordinate-free Brian2 morphology (one compartment per SWC point, as Brian2 reads it)."""
+    return _without_coordinates(b2.Morphology.from_file(path))
 
 
 def cell_morphology(spec: MorphologySpec, values: Mapping[str, float]) -> b2.Morphology:
@@ -404,8 +422,8 @@ class HHMC(ModelFamily):
     presets: ClassVar[dict[str, dict[str, float]]] = {
         "fast_spiking": {},
         "regular_spiking": {"g_leak": 0.03, "E_leak": -70.3, "V_T": -56.2, "tau_max": 608.0, "g_Na_soma": 56.0,
-                            "g_Kd_soma": 6.0, "g_M_soma": 0.15, "g_h_soma": 0.02, "g_M_dend": 0.1, "g_h_dend": 0.1,
-                            "g_Na_dend": 10.0, "g_Kd_dend": 2.0, "soma_diam_um": 25.0, "dend_diam_um": 2.0,
+                            "g_Kd_soma": 20.0, "g_M_soma": 0.3, "g_h_soma": 0.02, "g_Na_dend": 10.0, "g_Kd_dend": 3.0,
+                            "g_M_dend": 0.2, "g_h_dend": 0.1, "soma_diam_um": 25.0, "dend_diam_um": 2.0,
                             "dend_length_um": 120.0, "branch_length_um": 200.0},
     }
 

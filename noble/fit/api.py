@@ -1,0 +1,325 @@
+"""`fit_recording`: the two-stage fit of a current-clamp recording, as a plain function (CLI, service, jobs).
+
+1. Surrogate stage (`surrogate_stage`): the surrogate's feature embedding fitted by gradient descent
+   through the FNO, with a Laplace + multi-start uncertainty.
+2. Solver stage (`solver`): CMA-ES on the Brian2 `hh` parameters against the same recording's feature
+   targets, every generation one vectorised Brian2 run, warm-started from the hall-of-fame members nearest
+   to stage 1's features (`warmstart`); E_leak pinned so the rest matches (`hhmodel.pin_rest`).
+Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
+
+The result carries the fitted features and parameters with uncertainty, per-sweep and per-feature z-scores,
+the acceptance checks (spike counts, rheobase, latency, rest), the simulated and surrogate traces, and
+timings; `noble.fit.report.write_outputs` turns it into fit.json + an overlay PNG + an NWB file.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Literal, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from noble.datagen.models import get as get_family
+from noble.io import Recording, RecordingError, read_recording
+
+from .hhmodel import DEFAULT_FREE, IDX, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest
+from .objective import FitProblem, ObjectiveConfig, select_sweeps
+from .solver import SolverConfig, SolverResult, run_cmaes
+from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
+
+log = logging.getLogger(__name__)
+
+
+class FitConfig(BaseModel):
+    """Everything `fit_recording` can be told (all optional)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage1: Literal["auto", "on", "off"] = Field(
+        "auto", description="surrogate stage: 'on' requires a surrogate, 'auto' uses one when installed")
+    surrogate: str | None = Field(None, description="checkpoint directory (default: the shipped one)")
+    hall_of_fame: str | None = Field(None, description="dataset directory of the surrogate's population")
+    free: tuple[str, ...] = DEFAULT_FREE
+    cold_preset: str = Field("fast_spiking", description="start of the solver without stage 1")
+    warm_sigma0: float = Field(0.08, gt=0, le=1, description="CMA-ES step size after a warm start")
+    n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members evaluated in generation 0")
+    final_dt_ms: float = Field(0.025, gt=0, le=0.1, description="integration step of the reported fit")
+    objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
+    solver: SolverConfig = Field(default_factory=lambda: SolverConfig(sigma0=0.25))
+    surrogate_stage: SurrogateStageConfig = Field(default_factory=SurrogateStageConfig)
+    sweeps: list[int] | None = Field(None, description="sweep indices to fit (default: all)")
+
+
+class FitTraces(BaseModel):
+    """Traces behind a fit (kept out of fit.json; the NWB file and the PNG carry them)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    recorded: list[Any]  # per sweep (T_k,) mV on its own dt
+    recorded_dt_ms: list[float]
+    simulated_v_mV: Any  # (S, T) at simulated_dt_ms
+    simulated_dt_ms: float
+    surrogate_v_mV: Any | None = None  # (S, T_sur) or None
+    surrogate_t_ms: Any | None = None  # (S, T_sur) on each sweep's cut timeline
+    stim_start_ms: list[float] = []
+    stim_end_ms: list[float] = []
+    amplitudes_pA: list[float] = []
+    sweep_index: list[int] = []
+
+
+class FitResult(BaseModel):
+    """Outcome of `fit_recording` (JSON-able except `traces`)."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    source: str
+    family: str = "hh"
+    sweeps: list[dict[str, Any]]
+    stage1: dict[str, Any]
+    warm_start: dict[str, Any]
+    parameters: dict[str, dict[str, Any]]
+    equivalent_bias_pA: float
+    objective: float = Field(..., description="mean squared z of the reported fit (final dt)")
+    objective_search: float = Field(..., description="best objective during the search (search dt)")
+    chi2: float
+    n_terms: int
+    per_feature_rms_z: dict[str, float]
+    per_sweep_rms_z: dict[str, float]
+    z_table: list[dict[str, Any]]
+    targets: dict[str, Any]
+    model_measures: dict[str, Any]
+    checks: dict[str, Any]
+    solver: dict[str, Any]
+    timing_s: dict[str, float]
+    notes: list[str] = []
+    files: dict[str, str] = {}
+    traces: FitTraces | None = Field(None, exclude=True)
+
+    def to_json_dict(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", exclude={"traces"})
+
+
+# ---- helpers ------------------------------------------------------------------------------------------------
+def _f(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dict[str, np.ndarray]) -> dict[str, Any]:
+    """The issue's acceptance figures for candidate 0 of (per, cell): spike count per supra-threshold sweep
+    within max(1, 10 %), rheobase within 20 pA, first-spike latency within 5 ms at the two lowest
+    supra-threshold sweeps, rest within 2 mV."""
+    t = problem.targets
+    amps = problem.amplitudes_pA
+    data_n = t.feature_array("spike_count")
+    model_n = per["spike_count"][0]
+    sup = [k for k in np.argsort(amps, kind="stable") if data_n[k] > 0]
+    counts = []
+    for k in sup:
+        tol = max(1.0, 0.1 * data_n[k])
+        m = model_n[k]
+        counts.append({"sweep": problem.recording.sweeps[k].index, "amplitude_pA": float(amps[k]),
+                       "data": float(data_n[k]), "model": _f(m), "tol": tol,
+                       "ok": bool(np.isfinite(m) and abs(m - data_n[k]) <= tol)})
+    data_l = t.feature_array("first_spike_latency_ms")
+    model_l = per["first_spike_latency_ms"][0]
+    lats = []
+    for k in sup[:2]:
+        m = model_l[k]
+        lats.append({"sweep": problem.recording.sweeps[k].index, "amplitude_pA": float(amps[k]),
+                     "data_ms": _f(data_l[k]), "model_ms": _f(m),
+                     "ok": bool(np.isfinite(m) and np.isfinite(data_l[k]) and abs(m - data_l[k]) <= 5.0)})
+    rheo_d, rheo_m = t.rheobase_pA, _f(cell["rheobase_pA"][0])
+    rest_d, rest_m = t.rest_mV, _f(cell["rest_mV"][0])
+    out = {
+        "spike_counts": counts,
+        "spike_counts_ok": f"{sum(c['ok'] for c in counts)}/{len(counts)}",
+        "rheobase": {"data_pA": rheo_d, "model_pA": rheo_m,
+                     "ok": bool(rheo_d is not None and rheo_m is not None and abs(rheo_m - rheo_d) <= 20.0)},
+        "latency": lats,
+        "rest": {"data_mV": rest_d, "model_mV": rest_m,
+                 "ok": bool(rest_d is not None and rest_m is not None and abs(rest_m - rest_d) <= 2.0)},
+    }
+    out["all_ok"] = bool(all(c["ok"] for c in counts) and out["rheobase"]["ok"] and all(x["ok"] for x in lats)
+                         and out["rest"]["ok"])
+    return out
+
+
+def _space(cfg: FitConfig, base: dict[str, float]) -> ParamSpace:
+    return ParamSpace(free=tuple(cfg.free), base=base)
+
+
+def _stage1(problem: FitProblem, cfg: FitConfig, notes: list[str]) -> tuple[Any, SurrogateFit | None, dict[str, Any]]:
+    if cfg.stage1 == "off":
+        return None, None, {"status": "off"}
+    try:
+        sur = load(cfg.surrogate)
+    except SurrogateUnavailable as exc:
+        if cfg.stage1 == "on":
+            raise
+        notes.append(f"surrogate stage skipped: {exc}")
+        return None, None, {"status": "unavailable", "reason": str(exc)}
+    if sur.config.family != "hh":
+        msg = f"surrogate {sur.name!r} models family {sur.config.family!r}, not 'hh'"
+        if cfg.stage1 == "on":
+            raise SurrogateUnavailable(msg)
+        notes.append(f"surrogate stage skipped: {msg}")
+        return None, None, {"status": "unavailable", "reason": msg}
+    fit = fit_embedding(problem, sur, cfg.surrogate_stage)
+    info = {"status": "ok", **fit.as_dict()}
+    if fit.at_edge:
+        notes.append(f"surrogate fit at the edge of its trained range for {fit.at_edge}: the recording is "
+                     f"outside the population the surrogate knows ({sur.name}); stage 2 corrects from there")
+    return sur, fit, info
+
+
+def _warm_start(problem: FitProblem, cfg: FitConfig, sur: Any, fit: SurrogateFit | None,
+                notes: list[str]) -> tuple[dict[str, float], np.ndarray | None, dict[str, Any]]:
+    """(base parameters, extra start rows (full params) or None, info)."""
+    HH = get_family("hh")
+    if fit is None:
+        base = HH.preset_values(cfg.cold_preset)
+        return base, None, {"kind": "cold", "preset": cfg.cold_preset}
+    from .warmstart import hall_of_fame, rank_members
+
+    hof = hall_of_fame(sur, cfg.hall_of_fame)
+    c = sur.config
+    lo = np.array([c.feature_ranges[n][0] for n in c.feature_names])
+    hi = np.array([c.feature_ranges[n][1] for n in c.feature_names])
+    ranked = rank_members(hof, fit.mean, fit.cov, lo, hi)
+    if not ranked:
+        notes.append("hall of fame empty: cold start")
+        return HH.preset_values(cfg.cold_preset), None, {"kind": "cold", "preset": cfg.cold_preset}
+    top = ranked[: cfg.n_warm_starts]
+    base = {n: float(v) for n, v in zip(NAMES, top[0]["params"])}
+    extra = np.stack([m["params"] for m in top[1:]]) if len(top) > 1 else None
+    info = {"kind": "hall_of_fame", "source": hof.source, "n_members": int(len(hof.params)),
+            "members": [{"member": m["member"], "area_scale": m["area_scale"], "mahalanobis2": m["mahalanobis2"],
+                         "features": dict(zip(c.feature_names, m["features"])),
+                         "params": {n: float(v) for n, v in zip(NAMES, m["params"])}} for m in top]}
+    return base, extra, info
+
+
+def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConfig | None = None,
+                  **overrides: Any) -> FitResult:
+    """Fit the hh family to a recording (file path or Recording); see the module docstring.
+
+    Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). Raises RecordingError
+    for unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
+    cfg = (config or FitConfig()).model_copy(update=overrides) if overrides else (config or FitConfig())
+    cfg = FitConfig.model_validate(cfg.model_dump())
+    t0 = time.perf_counter()
+    rec = recording if isinstance(recording, Recording) else read_recording(recording)
+    rec = select_sweeps(rec, cfg.sweeps)
+    try:
+        rec.sampling_rate_Hz
+    except RecordingError:
+        pass  # mixed rates are handled per sweep
+    notes: list[str] = []
+    problem = FitProblem.from_recording(rec, cfg.objective)
+    t = problem.targets
+    notes.extend(t.notes)
+    if t.rest_mV is None:
+        raise RecordingError(f"{rec.source}: no resting potential can be measured (no pre-step baseline)")
+
+    # ---- stage 1 ----
+    t1 = time.perf_counter()
+    sur, sfit, s1info = _stage1(problem, cfg, notes)
+    t_stage1 = time.perf_counter() - t1
+
+    # ---- warm start + stage 2 ----
+    t2 = time.perf_counter()
+    base, extra, wsinfo = _warm_start(problem, cfg, sur, sfit, notes)
+    space = _space(cfg, base)
+    x0 = space.to_unit(base)[0]
+    solver_cfg = cfg.solver
+    if sfit is not None:
+        solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})
+    extra_u = space.to_unit(extra) if extra is not None else None
+    rest_sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording)))
+    res: SolverResult = run_cmaes(problem, space, x0, solver_cfg, rest_mV=t.rest_mV, extra_starts=extra_u,
+                                  rest_sem_mV=rest_sem)
+    t_stage2 = time.perf_counter() - t2
+
+    # ---- final evaluation at the reporting dt ----
+    t3 = time.perf_counter()
+    best = res.best_params[None, :]
+    ev = problem.evaluate(best, cfg.final_dt_ms, keep_traces=True)
+    t_final = time.perf_counter() - t3
+    summary = res.summary(space, pinned=True, interval=solver_cfg.interval)
+    HH = get_family("hh")
+    params_out = {}
+    for name in NAMES:
+        spec = HH.param_spec(name)
+        params_out[name] = {**summary[name], "unit": spec.unit}
+    _pinned, ok = pin_rest(best, t.rest_mV)
+    if not bool(ok[0]):
+        notes.append("E_leak needed to hold the recorded rest lies outside its range; clipped (rest not matched)")
+    bias = float(equivalent_bias_pA(best, HH.preset_values(cfg.cold_preset)["E_leak"])[0])
+
+    # ---- tables ----
+    z = ev.z[0]
+    z_table = []
+    for (label, feat), zv, term in zip(problem.term_labels, z, _term_values(problem, ev)):
+        z_table.append({"sweep": label, "feature": feat, "target": term[0], "model": term[1], "z": float(zv)})
+    per_sweep_model = {n: [_f(v) for v in a[0]] for n, a in ev.features.items()}
+    checks = acceptance_checks(problem, ev.features, ev.cell)
+    sur_v = sur_t = None
+    if sur is not None and sfit is not None:
+        try:
+            from .surrogate_stage import surrogate_traces
+
+            sv = surrogate_traces(sur, sfit.features, problem.amplitudes_pA)
+            sur_v = sv
+            sur_t = np.stack([sfit.surrogate_t_ms - sfit.onset_ms + s.stim_start_ms for s in problem.recording.sweeps])
+        except Exception as exc:  # traces for display only
+            notes.append(f"surrogate traces not produced: {exc}")
+    traces = FitTraces(
+        recorded=[s.v_mV for s in problem.recording.sweeps],
+        recorded_dt_ms=[float(s.dt_ms) for s in problem.recording.sweeps],  # type: ignore[arg-type]
+        simulated_v_mV=ev.v_mV[0] if ev.v_mV is not None else None, simulated_dt_ms=ev.dt_ms,
+        surrogate_v_mV=sur_v, surrogate_t_ms=sur_t,
+        stim_start_ms=[s.stim_start_ms for s in problem.recording.sweeps],
+        stim_end_ms=[s.stim_end_ms for s in problem.recording.sweeps],
+        amplitudes_pA=problem.amplitudes_pA.tolist(), sweep_index=[s.index for s in problem.recording.sweeps],
+    )
+    total = time.perf_counter() - t0
+    return FitResult(
+        source=rec.source,
+        sweeps=[{"index": s.index, "amplitude_pA": s.stim_amplitude_pA, "stim_start_ms": s.stim_start_ms + c0,
+                 "stim_end_ms": s.stim_end_ms + c0}
+                for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],
+        stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias,
+        objective=float(ev.objective[0]), objective_search=res.best_objective, chi2=float(ev.chi2[0]),
+        n_terms=len(problem.term_labels), per_feature_rms_z=problem.per_feature_rms_z(z),
+        per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,
+        targets=t.model_dump(mode="json"),
+        model_measures={"features": per_sweep_model, **{k: _f(v[0]) for k, v in ev.cell.items()}},
+        checks=checks,
+        solver={"generations": res.generations, "evaluations": int(len(res.objective)), "stop": res.stop,
+                "objective_start": float(res.objective[0]),
+                "n_accepted": int(res.accepted.sum()), "delta_chi2": res.delta_chi2,
+                "n_surface_points": res.n_surface_points,
+                "cov_unit": None if res.cov_unit is None else res.cov_unit.tolist(),
+                "popsize": solver_cfg.popsize, "sigma0": solver_cfg.sigma0, "dt_ms": solver_cfg.dt_ms,
+                "history": res.history, "free": list(space.free), "E_leak": "pinned to the recorded rest"},
+        timing_s={"stage1": t_stage1, "stage2": t_stage2, "final": t_final, "total": total,
+                  "brian2_simulation": problem.sim_seconds, "feature_extraction": problem.feature_seconds,
+                  "neuron_runs": float(problem.n_simulated)},
+        notes=notes, traces=traces,
+    )
+
+
+def _term_values(problem: FitProblem, ev: Any) -> list[tuple[float | None, float | None]]:
+    """(target, model) of every objective term for candidate 0, in term order."""
+    out: list[tuple[float | None, float | None]] = []
+    for name, k, tgt, _sd in problem._sweep_terms:
+        out.append((tgt, _f(ev.features[name][0, k])))
+    for name, tgt, _sd in problem._cell_terms:
+        out.append((tgt, _f(ev.cell[name][0])))
+    return out

@@ -1,0 +1,108 @@
+"""`noble fit RECORDING [--sweeps ...] [--out DIR]`: fit the hh family to a recording (two stages), writing
+fit.json, an overlay PNG and an NWB file of the fitted responses into DIR."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+
+app = typer.Typer(no_args_is_help=True, add_completion=False,
+                  help="Fit neuron models to current-clamp recordings.")
+console = Console(stderr=True)
+
+
+def _parse_sweeps(values: Optional[List[str]]) -> Optional[list[int]]:
+    """'--sweeps 3 4 5', '--sweeps 3,4,5' or ranges '--sweeps 3-9'."""
+    if not values:
+        return None
+    out: list[int] = []
+    for v in values:
+        for part in str(v).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            if "-" in part:
+                a, b = part.split("-", 1)
+                out.extend(range(int(a), int(b) + 1))
+            else:
+                out.append(int(part))
+    return out
+
+
+@app.command("fit")
+def fit_cmd(
+    recording: Path = typer.Argument(..., help="ABF, NWB, CSV or NPZ current-clamp recording"),
+    sweeps: Optional[List[str]] = typer.Option(None, "--sweeps", "-s",
+                                               help="sweep indices to fit (e.g. 4,5,6 or 4-12); default all"),
+    out: Path = typer.Option(Path("fit_out"), "--out", "-o", help="output directory"),
+    surrogate: Optional[Path] = typer.Option(None, "--surrogate", help="surrogate checkpoint directory"),
+    no_surrogate: bool = typer.Option(False, "--no-surrogate", help="solver only, cold start from a preset"),
+    require_surrogate: bool = typer.Option(False, "--require-surrogate", help="fail if no surrogate can be loaded"),
+    generations: Optional[int] = typer.Option(None, "--generations", "-g", min=0, max=10000,
+                                              help="CMA-ES generations (default from the config)"),
+    popsize: Optional[int] = typer.Option(None, "--popsize", min=4, max=256),
+    seed: int = typer.Option(0, "--seed", min=0),
+    config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
+    quiet: bool = typer.Option(False, "--quiet", "-q"),
+) -> None:
+    """Fit RECORDING; prints a summary and writes fit.json, <name>_fit.png and <name>_fit.nwb into --out."""
+    import yaml
+    from pydantic import ValidationError
+
+    from noble.io import RecordingError
+
+    from .api import FitConfig, fit_recording
+    from .report import write_outputs
+    from .surrogate_stage import SurrogateUnavailable
+
+    try:
+        raw = yaml.safe_load(config.read_text()) if config else {}
+        cfg = FitConfig.model_validate(raw or {})
+        upd: dict = {"sweeps": _parse_sweeps(sweeps) or cfg.sweeps}
+        if surrogate is not None:
+            upd["surrogate"] = str(surrogate)
+        if no_surrogate and require_surrogate:
+            raise typer.BadParameter("--no-surrogate and --require-surrogate exclude each other")
+        if no_surrogate:
+            upd["stage1"] = "off"
+        elif require_surrogate:
+            upd["stage1"] = "on"
+        solver = cfg.solver.model_copy(update={k: v for k, v in {"max_generations": generations,
+                                                                   "popsize": popsize, "seed": seed}.items()
+                                               if v is not None})
+        upd["solver"] = solver
+        cfg = FitConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in upd.items() if k != "solver"},
+                                        "solver": solver.model_dump()})
+    except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
+        console.print(f"[red]bad configuration: {exc}[/red]")
+        raise typer.Exit(2)
+    if not quiet:
+        import logging
+
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+        for name in ("brian2", "matplotlib", "h5py", "hdmf", "pynwb"):
+            logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        result = fit_recording(recording, cfg)
+        files = write_outputs(result, out)
+    except RecordingError as exc:
+        console.print(f"[red]cannot fit {recording}: {exc}[/red]")
+        raise typer.Exit(2)
+    except SurrogateUnavailable as exc:
+        console.print(f"[red]surrogate stage unavailable: {exc}[/red]")
+        raise typer.Exit(3)
+    summary = {
+        "recording": str(recording), "objective": result.objective, "checks_all_ok": result.checks["all_ok"],
+        "spike_counts_ok": result.checks["spike_counts_ok"],
+        "rheobase_pA": {"data": result.checks["rheobase"]["data_pA"], "model": result.checks["rheobase"]["model_pA"]},
+        "rest_mV": {"data": result.checks["rest"]["data_mV"], "model": result.checks["rest"]["model_mV"]},
+        "stage1": result.stage1.get("status"), "timing_s": {k: round(v, 2) for k, v in result.timing_s.items()},
+        "files": files,
+    }
+    typer.echo(json.dumps(summary, indent=1))
+    for note in result.notes:
+        console.print(f"[yellow]note: {note}[/yellow]")

@@ -1,0 +1,101 @@
+"""Files of a fit: fit.json (everything but the traces), an overlay PNG of recording vs fit for every sweep,
+and an NWB file of the fitted (simulated) responses with their stimuli."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noble.io import Sweep, write_nwb
+from noble.io._atomic import atomic_path
+
+from .api import FitResult
+
+
+def _stem(source: str) -> str:
+    name = Path(str(source)).name or "recording"
+    return name.rsplit(".", 1)[0] if "." in name else name
+
+
+def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
+    """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    tr = result.traces
+    if tr is None:
+        raise ValueError("the result carries no traces")
+    S = len(tr.recorded)
+    cols = min(4, S)
+    rows = int(math.ceil(S / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), sharey=True, squeeze=False)
+    for k in range(S):
+        ax = axes[k // cols][k % cols]
+        v = np.asarray(tr.recorded[k])
+        ax.plot(np.arange(len(v)) * tr.recorded_dt_ms[k], v, color="k", lw=0.6, label="recording")
+        if tr.simulated_v_mV is not None:
+            sv = np.asarray(tr.simulated_v_mV[k])
+            n = min(len(sv), int(round(len(v) * tr.recorded_dt_ms[k] / tr.simulated_dt_ms)))
+            ax.plot(np.arange(n) * tr.simulated_dt_ms, sv[:n], color="tab:red", lw=0.6, alpha=0.85, label="hh fit")
+        if tr.surrogate_v_mV is not None and tr.surrogate_t_ms is not None:
+            st, su = np.asarray(tr.surrogate_t_ms[k]), np.asarray(tr.surrogate_v_mV[k])
+            keep = (st >= 0) & (st <= len(v) * tr.recorded_dt_ms[k]) & (st <= tr.stim_end_ms[k])
+            ax.plot(st[keep], su[keep], color="tab:blue", lw=0.6, ls="--", alpha=0.8, label="surrogate")
+        ax.axvspan(tr.stim_start_ms[k], tr.stim_end_ms[k], color="0.9", zorder=0)
+        ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8)
+        ax.tick_params(labelsize=7)
+        if k % cols == 0:
+            ax.set_ylabel("V (mV)", fontsize=8)
+        if k // cols == rows - 1:
+            ax.set_xlabel("t (ms)", fontsize=8)
+    for k in range(S, rows * cols):
+        axes[k // cols][k % cols].axis("off")
+    axes[0][0].legend(fontsize=7, loc="upper left")
+    fig.suptitle(f"{_stem(result.source)}: objective {result.objective:.3g} (mean squared z), "
+                 f"checks {'pass' if result.checks.get('all_ok') else 'partial'}", fontsize=9)
+    fig.tight_layout()
+    path = Path(path)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return path
+
+
+def fitted_sweeps(result: FitResult) -> list[Sweep]:
+    """The simulated responses as Sweeps (cut timeline, rendered step commands)."""
+    tr = result.traces
+    if tr is None or tr.simulated_v_mV is None:
+        raise ValueError("the result carries no simulated traces")
+    out = []
+    for k in range(len(tr.recorded)):
+        n = min(len(tr.simulated_v_mV[k]), int(round(len(tr.recorded[k]) * tr.recorded_dt_ms[k] / tr.simulated_dt_ms)))
+        out.append(Sweep(v_mV=np.asarray(tr.simulated_v_mV[k][:n], dtype=np.float64),
+                         stim_amplitude_pA=tr.amplitudes_pA[k], stim_start_ms=tr.stim_start_ms[k],
+                         stim_end_ms=tr.stim_end_ms[k], dt_ms=tr.simulated_dt_ms, index=tr.sweep_index[k]))
+    return out
+
+
+def write_outputs(result: FitResult, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, str]:
+    """Write <stem>_fit.png, <stem>_fit.nwb and fit.json into out_dir; returns their paths (also in result.files)."""
+    d = Path(out_dir)
+    d.mkdir(parents=True, exist_ok=True)
+    stem = stem or _stem(result.source)
+    png = overlay_png(result, d / f"{stem}_fit.png")
+    params = {k: v["value"] for k, v in result.parameters.items()}
+    nwb = write_nwb(d / f"{stem}_fit.nwb", fitted_sweeps(result),
+                    session_description=f"noble fit of {result.source}: hh responses at the fitted parameters",
+                    cell=stem, metadata={"fit": {"source": result.source, "parameters": params,
+                                                  "objective": result.objective}})
+    files = {"png": str(png), "nwb": str(nwb), "json": str(d / "fit.json")}
+    result.files = files
+    doc: dict[str, Any] = result.to_json_dict()
+    with atomic_path(d / "fit.json") as tmp:
+        Path(tmp).write_text(json.dumps(doc, indent=1, default=float) + "\n")
+    return files

@@ -1,0 +1,27 @@
+"""Synthetic recordings from known hh parameters (shared by the fit tests and the benchmark)."""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from noble.datagen.simulate import simulate, steps_matrix
+from noble.fit.hhmodel import HHFit, params_row
+from noble.io import Recording, Sweep
+
+
+def synthetic_recording(params: Mapping[str, float], amplitudes_pA: Sequence[float], *, start_ms: float = 100.0,
+                        duration_ms: float = 400.0, tail_ms: float = 150.0, dt_ms: float = 0.05,
+                        noise_pA: float = 2.0, seed: int = 1) -> Recording:
+    """Steps simulated from `params` (Brian2, dt 0.025 ms, OU current noise), sampled at dt_ms."""
+    amps = np.asarray(amplitudes_pA, dtype=float)
+    total = start_ms + duration_ms + tail_ms
+    stim = steps_matrix(amps, start_ms, duration_ms, total, dt_ms)
+    row = params_row(dict(params))
+    res = simulate(HHFit, np.repeat(row[None], len(amps), axis=0), stim, stim_dt_ms=dt_ms, duration_ms=total,
+                   dt_ms=0.025, record_dt_ms=dt_ms, noise_sigma_pA=noise_pA, seed=seed)
+    sweeps = [Sweep(v_mV=res.v_mV[k].astype(np.float64), i_pA=stim[k], dt_ms=dt_ms, stim_amplitude_pA=float(a),
+                    stim_start_ms=start_ms, stim_end_ms=start_ms + duration_ms, index=k)
+              for k, a in enumerate(amps)]
+    return Recording(sweeps, source="synthetic-hh", format="memory", cell="synthetic")

@@ -1,0 +1,105 @@
+"""The fit's model layer and objective: steady-state start, rest pinning (and the bias-current equivalence
+it relies on), the unit-cube parameter space, Huber scoring, and the surrogate stage's soft spike features."""
+
+from __future__ import annotations
+
+import math
+import types
+
+import numpy as np
+import pytest
+
+from noble.datagen.models import get as get_family
+from noble.datagen.simulate import simulate
+from noble.fit.hhmodel import (HHFit, IDX, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
+                               resting_potential)
+from noble.fit.objective import huber
+
+HH = get_family("hh")
+
+
+def test_pinned_rest_is_the_steady_state_and_a_bias_current_is_an_E_leak_shift() -> None:
+    presets = sorted(HH.presets)
+    rows = np.stack([params_row(HH.preset_values(p)) for p in presets])
+    pinned, ok = pin_rest(rows, -60.0)
+    assert ok.all()
+    v0, stable = resting_potential(pinned)
+    np.testing.assert_allclose(v0, -60.0, atol=0.05)
+    assert stable.all()
+    # Brian2: (a) pinned FS and RS from their steady state stay at -60 mV with no input (no start transient);
+    # (b) the FS preset with a 30 pA holding current == the FS preset with E_leak shifted by the equivalent.
+    fs = rows[presets.index("fast_spiking")]
+    area_cm2 = math.pi * (fs[IDX["diam_um"]] * 1e-4) ** 2
+    g_nS = fs[IDX["g_leak"]] * area_cm2 * 1e6  # mS/cm^2 x cm^2 -> nS
+    shifted = fs.copy()
+    shifted[IDX["E_leak"]] += 30.0 / g_nS  # pA / nS = mV
+    assert equivalent_bias_pA(shifted[None], fs[IDX["E_leak"]])[0] == pytest.approx(30.0, rel=1e-9)
+    params = np.stack([pinned[presets.index("fast_spiking")], pinned[presets.index("regular_spiking")], fs, shifted])
+    T = 3000  # 300 ms at 0.1 ms
+    stim = np.zeros((4, T))
+    stim[2] = 30.0
+    res = simulate(HHFit, params, stim, stim_dt_ms=0.1, duration_ms=300.0, dt_ms=0.025, record_dt_ms=0.1)
+    assert np.max(np.abs(res.v_mV[:2] + 60.0)) < 0.05
+    # the held cell starts at its unheld rest and relaxes to where the shifted-E_leak cell sits from t = 0
+    assert np.ptp(res.v_mV[3]) < 0.01
+    assert float(res.v_mV[2, 0]) < float(res.v_mV[3, 0]) - 4.0
+    assert abs(float(res.v_mV[2, -1]) - float(res.v_mV[3, -1])) < 0.05
+
+
+def test_param_space_round_trip_and_bounds() -> None:
+    base = HH.preset_values("regular_spiking")
+    space = ParamSpace(free=("diam_um", "g_leak", "V_T", "tau_max"), base=base)
+    u = space.to_unit(base)
+    assert u.shape == (1, 4) and np.all((u >= 0) & (u <= 1))
+    back = space.from_unit(u)[0]
+    np.testing.assert_allclose(back, params_row(base), rtol=1e-12)
+    corners = space.from_unit(np.array([[0, 0, 0, 0], [1, 1, 1, 1]], dtype=float))
+    HH.check_params(corners)  # the fit box lies inside the family's ranges (round-off included)
+    lo, hi = corners
+    assert lo[IDX["diam_um"]] == 10.0 and hi[IDX["tau_max"]] == 5000.0
+    # log scale: the middle of the cube is the geometric mean
+    mid = space.from_unit(np.full((1, 4), 0.5))[0]
+    assert mid[IDX["g_leak"]] == pytest.approx(math.sqrt(0.003 * 0.5))
+    fixed = [n for n in NAMES if n not in space.free]
+    np.testing.assert_array_equal(mid[[IDX[n] for n in fixed]], params_row(base)[[IDX[n] for n in fixed]])
+    with pytest.raises(ValueError, match="unknown hh parameter"):
+        ParamSpace(free=("g_foo",), base=base)
+
+
+def test_huber_is_quadratic_then_linear_and_continuous() -> None:
+    z = np.array([-10.0, -3.0, -1.0, 0.0, 2.0, 3.0, 3.0001, 8.0])
+    r = huber(z, 3.0)
+    np.testing.assert_allclose(r[[2, 3, 4, 5]], [1.0, 0.0, 4.0, 9.0])
+    assert r[6] == pytest.approx(9.0, abs=1e-3)  # continuous at c
+    assert r[7] == pytest.approx(2 * 3 * 8 - 9) and r[0] == pytest.approx(2 * 3 * 10 - 9)
+
+
+def test_soft_spike_count_and_latency_match_hard_ones() -> None:
+    """The surrogate stage's differentiable features on traces with known spikes."""
+    torch = pytest.importorskip("torch")
+    from noble.fit.surrogate_stage import SurrogateStageConfig, _Objective, _Targets
+
+    dt, T, onset = 0.2, 3000, 100.0
+    cfg = types.SimpleNamespace(
+        feature_names=["I_thr_pA"], feature_units=["pA"], feature_ranges={"I_thr_pA": (0.0, 1.0)},
+        dt_ms=dt, n_time=T, stimulus=types.SimpleNamespace(start_ms=onset, duration_ms=400.0))
+    sur = types.SimpleNamespace(config=cfg, step_stimulus=lambda a: np.full(T, float(a), np.float32), device="cpu")
+    t = np.arange(T) * dt
+    spikes = {0: [], 1: [137.3], 2: [120.1, 250.0, 401.7]}  # the last one starts inside, 401.7 < 500 window
+    v = np.full((3, T), -65.0)
+    for k, times in spikes.items():
+        for ts in times:
+            v[k] += 100.0 * np.exp(-0.5 * ((t - ts) / 0.4) ** 2)
+    tg = _Targets(amps=np.array([50.0, 100.0, 200.0]), window_ms=np.array([300.0, 300.0, 400.0]),
+                  count=np.array([0.0, 1.0, 3.0]), latency_ms=np.array([300.0, 37.3, 20.1]),
+                  deflection_mV=np.full(3, np.nan), rest_mV=-65.0, sd_count=1.0, sd_latency=1.0, sd_rest=1.0)
+    obj = _Objective(sur, tg, SurrogateStageConfig())
+    chi2, z = obj.chi2_terms(torch.tensor(v[None], dtype=torch.float32))
+    z = z[0].numpy()
+    # z = [count residuals (3), latency residuals (3), rest (1)], all sds 1
+    np.testing.assert_allclose(z[:3], 0.0, atol=0.05)
+    np.testing.assert_allclose(z[3:6], 0.0, atol=1.5)  # latency to within ~ a spike upstroke (ms)
+    assert abs(z[6]) < 1e-3
+    # and a trace missing its spike is scored as missing one spike, late by the rest of the window
+    chi2b, zb = obj.chi2_terms(torch.tensor(v[[0, 0, 2]][None], dtype=torch.float32))
+    assert zb[0, 1].item() == pytest.approx(-1.0, abs=0.05) and zb[0, 4].item() == pytest.approx(300 - 37.3, abs=1.5)
