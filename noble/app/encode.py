@@ -92,13 +92,16 @@ def nwb_bytes(v_mV: np.ndarray, stim_pA: np.ndarray, dt_ms: float, stim_start_ms
               stimulus_description: str = "Long Square") -> bytes:
     """An NWB file of n current-clamp sweeps with their stimuli (blocking; call it in a thread)."""
     from ..io.nwb import write_nwb
-    from ..io.recording import Sweep
+    from ..io.recording import RecordingError, Sweep
 
-    sweeps = [Sweep(v_mV=np.asarray(v_mV[k], dtype=np.float64), stim_amplitude_pA=float(amplitude_pA),
-                    stim_start_ms=float(stim_start_ms), stim_end_ms=float(stim_end_ms), dt_ms=float(dt_ms),
-                    i_pA=np.asarray(stim_pA[k] if np.ndim(stim_pA) == 2 else stim_pA, dtype=np.float64), index=k,
-                    metadata=(per_trace[k] if per_trace else {}))
-              for k in range(len(v_mV))]
+    try:
+        sweeps = [Sweep(v_mV=np.asarray(v_mV[k], dtype=np.float64), stim_amplitude_pA=float(amplitude_pA),
+                        stim_start_ms=float(stim_start_ms), stim_end_ms=float(stim_end_ms), dt_ms=float(dt_ms),
+                        i_pA=np.asarray(stim_pA[k] if np.ndim(stim_pA) == 2 else stim_pA, dtype=np.float64),
+                        index=k, metadata=(per_trace[k] if per_trace else {}))
+                  for k in range(len(v_mV))]
+    except RecordingError as exc:  # e.g. a grid too coarse for the NWB exporter's checks
+        raise ApiError(406, f"cannot export these traces as NWB ({exc}); ask for {JSON} or {NPZ}") from None
     with tempfile.TemporaryDirectory(prefix="noble-nwb-") as d:
         path = Path(d) / "traces.nwb"
         write_nwb(path, sweeps, metadata=metadata, stimulus_description=stimulus_description, compression=True)

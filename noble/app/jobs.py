@@ -423,7 +423,8 @@ class JobRunner:
         if not (ckpt / "config.json").is_file():
             raise JobFailed("training finished without writing a checkpoint", [res["log_tail"][-2000:]])
         self.store.progress(job.id, self.owner, 1, 1, message="trained")
-        out: dict[str, Any] = {"type": "checkpoint", "path": "checkpoint", "dataset_job_id": src.id}
+        out: dict[str, Any] = {"type": "checkpoint", "path": "checkpoint", "dataset_job_id": src.id,
+                               "surrogate": f"job-{job.id}"}
         try:
             import json
 

@@ -94,7 +94,9 @@ SampleStimulus = Annotated[Union[SampleStep, SampleWaveform], Field(discriminato
 
 
 class SampleIn(Strict):
-    surrogate: str | None = Field(None, pattern=NAME_PATTERN, description="name from /v1/models; default if omitted")
+    surrogate: str | None = Field(None, pattern=NAME_PATTERN,
+                                  description="name from /v1/models, or job-<id> of a succeeded train job; "
+                                              "the default surrogate if omitted")
     n_samples: int = Field(16, ge=1, le=HARD_MAX_SAMPLES)
     stimulus: SampleStimulus
     seed: int | None = Field(None, ge=0, le=2**31 - 1, description="omit for a random seed (echoed back)")

@@ -1,5 +1,6 @@
 """Loaded surrogates: the shipped default plus NOBLE_SURROGATE_DIRS, each with its own micro-batcher.
 
+A succeeded train job's checkpoint is served as surrogate `job-<id>`, loaded on first use.
 Sampling runs `noble.operator.sample` in a worker thread on a view of the surrogate whose `predict` goes
 through the batcher on the event loop, so concurrent requests share forward passes without the service
 re-implementing how features are drawn or bands computed.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +25,8 @@ if TYPE_CHECKING:
     from .metrics import Metrics
 
 log = logging.getLogger(__name__)
+
+JOB_SURROGATE = re.compile(r"^job-([0-9a-f]{32})$")
 
 
 def operator_api() -> Any | None:
@@ -168,6 +172,7 @@ class SurrogateRegistry:
         self.items: dict[str, LoadedSurrogate] = {}
         self.default_name: str | None = None
         self.errors: list[str] = []
+        self._load_lock: asyncio.Lock | None = None
 
     def _candidates(self) -> list[tuple[Path, bool]]:
         out: list[tuple[Path, bool]] = []
@@ -201,8 +206,9 @@ class SurrogateRegistry:
                 log.exception("could not load surrogate %s", path)
                 self.errors.append(f"{path}: {type(exc).__name__}: {exc}")
 
-    def add(self, surrogate: Any, path: Path, *, default: bool = False) -> LoadedSurrogate:
-        name = str(getattr(surrogate, "name", None) or getattr(surrogate.config, "name", None) or path.name)
+    def add(self, surrogate: Any, path: Path, *, default: bool = False, name: str | None = None,
+            may_be_default: bool = True) -> LoadedSurrogate:
+        name = name or str(getattr(surrogate, "name", None) or getattr(surrogate.config, "name", None) or path.name)
         if name in self.items:
             name = f"{name}-{len(self.items)}"
         s = self.settings
@@ -211,7 +217,7 @@ class SurrogateRegistry:
                                enabled=s.batch_enabled, metrics=self.metrics)
         loaded = LoadedSurrogate(name=name, path=path, surrogate=surrogate, batcher=batcher)
         self.items[name] = loaded
-        if default or self.default_name is None:
+        if default or (self.default_name is None and may_be_default):
             self.default_name = name
         log.info("surrogate %s loaded from %s", name, path)
         return loaded
@@ -219,6 +225,28 @@ class SurrogateRegistry:
     def get(self, name: str | None) -> LoadedSurrogate | None:
         key = name or self.default_name
         return self.items.get(key) if key else None
+
+    async def load_trained(self, name: str, store: Any, data_dir: Path) -> LoadedSurrogate | None:
+        """`job-<id>`: the checkpoint of a succeeded train job, loaded on first use (then kept)."""
+        m = JOB_SURROGATE.match(name)
+        op = operator_api()
+        if m is None or op is None:
+            return None
+        if self._load_lock is None:
+            self._load_lock = asyncio.Lock()
+        async with self._load_lock:
+            if name in self.items:
+                return self.items[name]
+            job = await asyncio.to_thread(store.get, m.group(1))
+            if job is None or job.kind != "train" or job.state != "succeeded":
+                return None
+            path = data_dir / "jobs" / job.id / "checkpoint"
+            if not _is_checkpoint(path):
+                return None
+            surrogate = await asyncio.to_thread(op.load_surrogate, path)
+            loaded = self.add(surrogate, path, name=name, may_be_default=False)
+            loaded.batcher.start()
+            return loaded
 
     def view(self, loaded: LoadedSurrogate, loop: asyncio.AbstractEventLoop) -> Any:
         return _BatchedView(loaded, loop)

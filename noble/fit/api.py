@@ -45,6 +45,10 @@ class FitConfig(BaseModel):
     hall_of_fame: str | None = Field(None, description="dataset directory of the surrogate's population")
     free: tuple[str, ...] = DEFAULT_FREE
     cold_preset: str = Field("fast_spiking", description="start of the solver without stage 1")
+    rest_offset: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit an offset between the recorded median rest and the model's fixed point "
+                            "('auto': for spontaneously active cells, whose median voltage is not a rest)")
+    rest_offset_range_mV: tuple[float, float] = (-15.0, 15.0)
     warm_sigma0: float = Field(0.08, gt=0, le=1, description="CMA-ES step size after a warm start")
     n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members evaluated in generation 0")
     final_dt_ms: float = Field(0.025, gt=0, le=0.1, description="integration step of the reported fit")
@@ -150,8 +154,9 @@ def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dic
     return out
 
 
-def _space(cfg: FitConfig, base: dict[str, float]) -> ParamSpace:
-    return ParamSpace(free=tuple(cfg.free), base=base)
+def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool) -> ParamSpace:
+    use = cfg.rest_offset == "on" or (cfg.rest_offset == "auto" and spontaneous)
+    return ParamSpace(free=tuple(cfg.free), base=base, rest_offset_mV=cfg.rest_offset_range_mV if use else None)
 
 
 def _stage1(problem: FitProblem, cfg: FitConfig, notes: list[str]) -> tuple[Any, SurrogateFit | None, dict[str, Any]]:
@@ -235,7 +240,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     # ---- warm start + stage 2 ----
     t2 = time.perf_counter()
     base, extra, wsinfo = _warm_start(problem, cfg, sur, sfit, notes)
-    space = _space(cfg, base)
+    space = _space(cfg, base, t.spontaneously_active)
     x0 = space.to_unit(base)[0]
     solver_cfg = cfg.solver
     if sfit is not None:
@@ -249,7 +254,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     # ---- final evaluation at the reporting dt ----
     t3 = time.perf_counter()
     best = res.best_params[None, :]
-    ev = problem.evaluate(best, cfg.final_dt_ms, keep_traces=True)
+    hint = t.rest_mV + space.offsets(res.unit[res.best])
+    ev = problem.evaluate(best, cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
     t_final = time.perf_counter() - t3
     summary = res.summary(space, pinned=True, interval=solver_cfg.interval)
     HH = get_family("hh")
@@ -257,7 +263,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     for name in NAMES:
         spec = HH.param_spec(name)
         params_out[name] = {**summary[name], "unit": spec.unit}
-    _pinned, ok = pin_rest(best, t.rest_mV)
+    if "rest_offset_mV" in summary:
+        params_out["rest_offset_mV"] = {**summary["rest_offset_mV"], "unit": "mV"}
+    _pinned, ok = pin_rest(best, hint)
     if not bool(ok[0]):
         notes.append("E_leak needed to hold the recorded rest lies outside its range; clipped (rest not matched)")
     bias = float(equivalent_bias_pA(best, HH.preset_values(cfg.cold_preset)["E_leak"])[0])
@@ -307,7 +315,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                 "n_surface_points": res.n_surface_points,
                 "cov_unit": None if res.cov_unit is None else res.cov_unit.tolist(),
                 "popsize": solver_cfg.popsize, "sigma0": solver_cfg.sigma0, "dt_ms": solver_cfg.dt_ms,
-                "history": res.history, "free": list(space.free), "E_leak": "pinned to the recorded rest"},
+                "history": res.history, "free": space.names,
+                "E_leak": "solved so the steady state sits at the recorded rest (+ rest_offset_mV when fitted)"},
         timing_s={"stage1": t_stage1, "stage2": t_stage2, "final": t_final, "total": total,
                   "brian2_simulation": problem.sim_seconds, "feature_extraction": problem.feature_seconds,
                   "neuron_runs": float(problem.n_simulated)},

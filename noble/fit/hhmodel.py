@@ -66,10 +66,11 @@ def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarra
 
 
 def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = -20.0,
-                      step_mV: float = 0.05) -> tuple[np.ndarray, np.ndarray]:
-    """(V_rest, stable) per row: the steady state of the full model (lowest stable root of the net current
-    with gates at steady state; the lowest root of any kind when none is stable, i.e. a spontaneous
-    oscillator, stable=False)."""
+                      step_mV: float = 0.05, hint_mV: np.ndarray | float | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
+    """(V_rest, stable) per row: a steady state of the full model (gates at steady state). Among stable
+    roots of the net current the one nearest `hint_mV` (the lowest without a hint); the lowest root of any
+    kind when none is stable (a spontaneous oscillator: stable=False)."""
     p = np.atleast_2d(params)
     grid = np.arange(lo_mV, hi_mV + 1e-9, step_mV)
     V = np.broadcast_to(grid, (p.shape[0], len(grid)))
@@ -77,6 +78,7 @@ def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = 
     s = np.sign(net_in)
     down = (s[:, :-1] > 0) & (s[:, 1:] <= 0)  # net inward -> outward: stable fixed point
     up = (s[:, :-1] < 0) & (s[:, 1:] >= 0)
+    hints = None if hint_mV is None else np.broadcast_to(np.asarray(hint_mV, dtype=np.float64), (p.shape[0],))
     out = np.empty(p.shape[0])
     stable = np.zeros(p.shape[0], dtype=bool)
     for k in range(p.shape[0]):
@@ -86,9 +88,10 @@ def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = 
         else:
             idx = np.flatnonzero(up[k] | down[k])
         if len(idx):
-            j = int(idx[0])
-            a, b = net_in[k, j], net_in[k, j + 1]
-            out[k] = grid[j] + step_mV * (a / (a - b) if a != b else 0.0)
+            roots = grid[idx] + step_mV * np.array(
+                [net_in[k, j] / (net_in[k, j] - net_in[k, j + 1]) if net_in[k, j] != net_in[k, j + 1] else 0.0
+                 for j in idx])
+            out[k] = roots[int(np.argmin(np.abs(roots - hints[k])))] if hints is not None and stable[k] else roots[0]
         else:  # no root on the grid: the end the current pushes towards
             out[k] = grid[0] if net_in[k, 0] < 0 else grid[-1]
     return out, stable
@@ -103,9 +106,15 @@ def equivalent_bias_pA(params: np.ndarray, reference_E_leak_mV: float) -> np.nda
 
 
 class HHFit(HH):
-    """`hh` started at its own steady state (see module docstring); same equations and parameters."""
+    """`hh` started at its own steady state (see module docstring); same equations and parameters.
+    `HHFit.starting_near(v)` is the same family starting, per neuron, at the stable state nearest v."""
 
     name: ClassVar[str] = "hh"
+    v_hint_mV: ClassVar[np.ndarray | None] = None
+
+    @classmethod
+    def starting_near(cls, v_mV: np.ndarray) -> type["HHFit"]:
+        return type("HHFitNear", (cls,), {"v_hint_mV": np.asarray(v_mV, dtype=np.float64)})
 
     @classmethod
     def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
@@ -113,7 +122,7 @@ class HHFit(HH):
         group = b2.NeuronGroup(n, cls.equations(), method=cls.method, threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
-        v0, _stable = resting_potential(params)
+        v0, _stable = resting_potential(params, hint_mV=cls.v_hint_mV)
         gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"))
         group.v = v0 * b2.mV
         for key, val in gates.items():
@@ -149,6 +158,9 @@ class ParamSpace(BaseModel):
     free: tuple[str, ...] = DEFAULT_FREE
     base: dict[str, float] = Field(..., description="values of every hh parameter (fixed ones stay here)")
     bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
+    rest_offset_mV: tuple[float, float] | None = Field(
+        None, description="when set, one more coordinate: the steady state E_leak is solved for sits at "
+                          "rest + offset (spontaneously active cells: their median voltage is not a fixed point)")
 
     @model_validator(mode="after")
     def _check(self) -> "ParamSpace":
@@ -169,7 +181,20 @@ class ParamSpace(BaseModel):
 
     @property
     def dim(self) -> int:
-        return len(self.free)
+        return len(self.free) + (1 if self.rest_offset_mV is not None else 0)
+
+    @property
+    def names(self) -> list[str]:
+        """Coordinate names (free parameters, then 'rest_offset_mV' when fitted)."""
+        return list(self.free) + (["rest_offset_mV"] if self.rest_offset_mV is not None else [])
+
+    def offsets(self, u: np.ndarray) -> np.ndarray:
+        """Rest offsets (mV) of unit-cube rows (zeros when the offset is not fitted)."""
+        u = np.atleast_2d(u)
+        if self.rest_offset_mV is None:
+            return np.zeros(u.shape[0])
+        lo, hi = self.rest_offset_mV
+        return lo + np.clip(u[:, -1], 0.0, 1.0) * (hi - lo)
 
     def to_unit(self, values: dict[str, float] | np.ndarray) -> np.ndarray:
         """Free-parameter values (dict, or full (P,) / (n, P) rows) -> unit-cube coordinates, clipped."""
@@ -178,11 +203,14 @@ class ParamSpace(BaseModel):
         else:
             full = np.atleast_2d(values)
             vals = np.stack([full[:, IDX[n]] for n in self.free], axis=1)
-        out = np.empty_like(vals, dtype=np.float64)
+        out = np.empty((vals.shape[0], self.dim), dtype=np.float64)
         for j, name in enumerate(self.free):
             lo, hi, log = self.bounds[name]
             x = np.clip(vals[:, j], lo, hi)
             out[:, j] = (np.log(x / lo) / np.log(hi / lo)) if log else (x - lo) / (hi - lo)
+        if self.rest_offset_mV is not None:
+            lo, hi = self.rest_offset_mV
+            out[:, -1] = (0.0 - lo) / (hi - lo)  # start at no offset
         return out
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:

@@ -206,14 +206,17 @@ class FitProblem:
             rows.append(row)
         return np.stack(rows), T * dt_ms
 
-    def simulate(self, params: np.ndarray, dt_ms: float) -> tuple[np.ndarray, float]:
-        """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group."""
+    def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None
+                 ) -> tuple[np.ndarray, float]:
+        """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group.
+        Each starts at its stable steady state nearest v_hint_mV (C,) when given (multistable models)."""
         params = np.atleast_2d(params)
         C, S = params.shape[0], len(self.recording)
         stim, dur = self.stimulus(dt_ms)
         rec_dt = self.record_dt(dt_ms)
         t0 = time.perf_counter()
-        res = simulate(HHFit, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
+        family = HHFit if v_hint_mV is None else HHFit.starting_near(np.repeat(np.broadcast_to(v_hint_mV, (C,)), S))
+        res = simulate(family, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
                        duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
@@ -293,9 +296,10 @@ class FitProblem:
         chi2 = huber(z, cfg.huber_c) @ self.term_weights
         return z, chi2
 
-    def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False) -> Evaluation:
+    def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False,
+                 v_hint_mV: np.ndarray | None = None) -> Evaluation:
         """Simulate, measure and score candidates (rows of full hh parameters)."""
-        v, rec_dt = self.simulate(params, dt_ms)
+        v, rec_dt = self.simulate(params, dt_ms, v_hint_mV)
         per, cell = self.measure(v, rec_dt)
         z, chi2 = self.score(per, cell)
         obj = chi2 / float(self.term_weights.sum())

@@ -71,6 +71,7 @@ class SolverResult:
     cov_unit: np.ndarray | None = None  # (d, d) posterior covariance in unit-cube coordinates
     n_surface_points: int = 0  # evaluations the response surface was fitted to
     samples: np.ndarray | None = None  # (N, P) parameter rows drawn from the posterior
+    unit_samples: np.ndarray | None = None  # (N, d) the same draws in unit-cube coordinates
 
     @property
     def best_params(self) -> np.ndarray:
@@ -95,6 +96,15 @@ class SolverResult:
                          "lo": float(min(lo, best)), "hi": float(max(hi, best)), "interval": interval,
                          "accepted_lo": float(acc[:, j].min()), "accepted_hi": float(acc[:, j].max()),
                          "free": name in space.free or (name == "E_leak" and pinned)}
+        if space.rest_offset_mV is not None:
+            best = float(space.offsets(self.unit[self.best])[0])
+            us = self.unit_samples if self.unit_samples is not None else self.unit[self.accepted]
+            col = space.offsets(us)
+            lo, hi = np.quantile(col, q) if len(col) > 1 else (best, best)
+            out["rest_offset_mV"] = {"value": best, "sd": float(np.std(col)), "lo": float(min(lo, best)),
+                                     "hi": float(max(hi, best)), "interval": interval, "free": True,
+                                     "accepted_lo": float(space.offsets(self.unit[self.accepted]).min()),
+                                     "accepted_hi": float(space.offsets(self.unit[self.accepted]).max())}
         return out
 
 
@@ -102,7 +112,7 @@ def candidates(space: ParamSpace, unit: np.ndarray, rest_mV: float | np.ndarray 
     """Unit-cube rows -> full parameter rows, E_leak pinned to the rest when given."""
     p = space.from_unit(unit)
     if rest_mV is not None:
-        p, _ok = pin_rest(p, rest_mV)
+        p, _ok = pin_rest(p, rest_mV + space.offsets(unit))
     return p
 
 
@@ -137,7 +147,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
 
     def run(unit: np.ndarray, gen: np.ndarray) -> Evaluation:
         params = candidates(space, unit, rest_mV)
-        ev = problem.evaluate(params, cfg.dt_ms)
+        hint = None if rest_mV is None else rest_mV + space.offsets(unit)
+        ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint)
         obj = np.where(np.isfinite(ev.objective), ev.objective, np.inf)
         U.append(unit)
         P.append(params)
@@ -183,6 +194,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     ibest = int(np.argmin(obj_all))
     cov_unit = None
     samples = None
+    draws = None
     n_fit = 0
     if cfg.probe and d > 0:
         rng = np.random.default_rng(cfg.seed + 7)
@@ -199,7 +211,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         cov_unit, n_fit = response_surface_cov(U_all, C_all, ibest, n_terms)
         draws = rng.multivariate_normal(U_all[ibest], cov_unit, size=cfg.posterior_samples)
         rests = None if rest_mV is None else rest_mV + rest_sem_mV * rng.standard_normal(len(draws))
-        samples = candidates(space, np.clip(draws, 0.0, 1.0), rests)
+        draws = np.clip(draws, 0.0, 1.0)
+        samples = candidates(space, draws, rests)
     unit = np.concatenate(U)
     params = np.concatenate(P)
     obj_all = np.concatenate(OBJ)
@@ -209,7 +222,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     return SolverResult(unit=unit, params=params, objective=obj_all, chi2=chi_all, generation=np.concatenate(GEN),
                         best=ibest, accepted=mask, delta_chi2=delta, generations=g,
                         wall_s=time.perf_counter() - t_start, history=history, stop=stop, cov_unit=cov_unit,
-                        n_surface_points=n_fit, samples=samples)
+                        n_surface_points=n_fit, samples=samples,
+                        unit_samples=draws if samples is not None else None)
 
 
 def response_surface_cov(unit: np.ndarray, chi2: np.ndarray, best: int, n_terms: int,

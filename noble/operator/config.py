@@ -60,7 +60,7 @@ class FNOConfig(BaseModel):
 
 
 class LossConfig(BaseModel):
-    """Relative L2 of the (normalised) voltage plus terms that keep spikes sharp.
+    """Relative L2 of the voltage (mV) plus terms that keep spikes sharp.
 
     * `derivative_weight`: relative L2 of the time derivative dv/dt. Spikes carry almost all of the
       derivative's energy, so this term penalises misplaced or blunted upstrokes/downstrokes that a plain
@@ -69,7 +69,7 @@ class LossConfig(BaseModel):
     """
 
     model_config = ConfigDict(extra="forbid")
-    derivative_weight: float = Field(0.5, ge=0)
+    derivative_weight: float = Field(0.1, ge=0)
     spike_weight: float = Field(0.0, ge=0)
     spike_threshold_mV: float = -20.0
 

@@ -1,7 +1,7 @@
 """Train the NOBLE surrogate on a dataset: split by neuron MODEL, relative L2 + derivative loss, AdamW
 with warmup + cosine, a checkpoint after every epoch, resumable and deterministic for a seed.
 
-Loss (see LossConfig): relative L2 of the normalised voltage (neuraloperator's LpLoss) plus
+Loss (see LossConfig): relative L2 of the voltage in mV (the metric evaluated) plus
 `derivative_weight` x the RMS error of dv/dt in units of the training set's dv/dt RMS. A plain L2 on
 voltage is dominated by the long subthreshold stretches, and its cheapest answer to uncertain spike times
 is a smeared, low bump; the derivative term is carried almost entirely by AP upstrokes and downstrokes,
@@ -21,7 +21,6 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from neuralop.losses import LpLoss
 
 from .checkpoint import CARD, WEIGHTS, load_network, package_versions, read_config, save_checkpoint
 from .config import StimulusProtocol, SurrogateConfig, TrainConfig
@@ -63,21 +62,29 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
 
 
 class VoltageLoss:
-    """Relative L2 (+ spike weighting) of the normalised voltage + scaled RMS error of its derivative."""
+    """Relative L2 of the voltage in mV (the evaluation metric) + scaled RMS error of dv/dt.
 
-    def __init__(self, cfg: TrainConfig, d_rms: float, spike_threshold_norm: float) -> None:
+    Works on the network's normalised output: the relative L2 is taken after undoing the (linear)
+    output normaliser, so every trace is weighted by its own norm in mV (~ resting potential x sqrt(T)),
+    never by its distance from the population mean (which is near zero for spiking traces and would
+    make per-trace weights explode). The derivative term is in units of the training set's dv/dt RMS.
+    """
+
+    def __init__(self, cfg: TrainConfig, d_rms: float, spike_threshold_norm: float,
+                 v_mean: float = 0.0, v_std: float = 1.0) -> None:
         self.cfg = cfg.loss
-        self.rel = LpLoss(d=1, p=2, reduction="mean")
         self.d_rms = d_rms
         self.thr = spike_threshold_norm
+        self.v_mean, self.v_std = v_mean, v_std
 
     def __call__(self, pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+        p_mV = pred * self.v_std + self.v_mean
+        t_mV = true * self.v_std + self.v_mean
+        w = 1.0
         if self.cfg.spike_weight > 0:
             w = 1.0 + self.cfg.spike_weight * (true > self.thr).to(true.dtype)
-            l_v = (torch.linalg.vector_norm(w * (pred - true), dim=-1)
-                   / torch.linalg.vector_norm(w * true, dim=-1).clamp_min(1e-8)).mean()
-        else:
-            l_v = self.rel(pred[:, None, :], true[:, None, :])
+        l_v = (torch.linalg.vector_norm(w * (p_mV - t_mV), dim=-1)
+               / torch.linalg.vector_norm(w * t_mV, dim=-1).clamp_min(1e-6)).mean()
         total = l_v
         parts = {"rel_l2": float(l_v.detach())}
         if self.cfg.derivative_weight > 0:
@@ -160,7 +167,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         v_norm = net.normalise_v(torch.as_tensor(traces.v_mV).to(device)).cpu()
     d_rms = float(torch.sqrt((torch.diff(v_norm[tr_rows], dim=-1) ** 2).mean()))
     thr = float(net.normalise_v(torch.tensor(cfg.loss.spike_threshold_mV, device=device)))
-    loss_fn = VoltageLoss(cfg, d_rms, thr)
+    loss_fn = VoltageLoss(cfg, d_rms, thr, scfg.v_mean_mV, scfg.v_std_mV)
 
     bs = cfg.batch_size
     steps_per_epoch = max(1, len(tr_rows) // bs)

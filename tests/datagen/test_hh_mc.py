@@ -88,6 +88,7 @@ def both() -> tuple:
     return amps, b2, nrn
 
 
+@pytest.mark.neuron
 def test_subthreshold_voltage_matches_neuron(both) -> None:
     amps, b2, nrn = both
     v_b, v_n = b2.v_mV[0].astype(float), nrn.v_mV[0].astype(float)
@@ -97,6 +98,7 @@ def test_subthreshold_voltage_matches_neuron(both) -> None:
     assert rms < 1.0, rms
 
 
+@pytest.mark.neuron
 def test_spike_times_match_neuron(both) -> None:
     amps, b2, nrn = both
     for k in range(1, len(amps)):
@@ -106,6 +108,7 @@ def test_spike_times_match_neuron(both) -> None:
         assert np.max(np.abs(sb - sn)) < 0.5, amps[k]
 
 
+@pytest.mark.neuron
 def test_spike_counts_match_neuron_at_five_amplitudes(both) -> None:
     amps, b2, nrn = both
     counts_b, counts_n = b2.spike_counts[1:], nrn.spike_counts[1:]
@@ -131,6 +134,7 @@ SWC = """# soma, a tapering dendrite that branches, an axon (types 1, 3, 2)
 """
 
 
+@pytest.mark.neuron
 def test_swc_morphology_matches_neuron(tmp_path: Path) -> None:
     """An SWC morphology (frustum compartments, one per point): same subthreshold and spiking in both."""
     pytest.importorskip("neuron")

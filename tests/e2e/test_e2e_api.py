@@ -31,7 +31,7 @@ def c(server: LiveServer) -> httpx.Client:
 @pytest.fixture(scope="module")
 def datagen_job(c: httpx.Client) -> dict[str, Any]:
     """Submitted as early as possible; the tests that need it finished come last."""
-    r = c.post("/v1/jobs", json=tiny_lif_job("e2e-tiny", n_models=2))
+    r = c.post("/v1/jobs", json=tiny_lif_job("e2e-tiny", n_models=4))
     assert r.status_code == 202, r.text
     return r.json()
 
@@ -119,10 +119,13 @@ def test_simulate_lif_matches_analytic_latency_and_rate(c: httpx.Client) -> None
 def test_simulate_nwb_reads_back(c: httpx.Client, tmp_path: Path) -> None:
     from noble.io.nwb import read_nwb
 
-    body = {"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0, "variability": {"cv": 0.2},
-            "seed": 5}
-    js = c.post("/v1/simulate", json=body).json()
+    body = {"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0, "dt_ms": 0.05,
+            "variability": {"cv": 0.2}, "seed": 5}
+    r = c.post("/v1/simulate", json=body)
+    assert r.status_code == 200, r.text
+    js = r.json()
     nwb = c.post("/v1/simulate", json=body, headers={"Accept": "application/x-nwb"})
+    assert nwb.status_code == 200, nwb.text
     path = tmp_path / "sim.nwb"
     path.write_bytes(nwb.content)
     rec = read_nwb(path, stimulus="all")
@@ -135,104 +138,16 @@ def test_simulate_nwb_reads_back(c: httpx.Client, tmp_path: Path) -> None:
 def test_simulate_limits(c: httpx.Client) -> None:
     too_big = c.post("/v1/simulate", json={"family": "lif", "n_neurons": 30, "stimulus": STEP, "duration_ms": 150.0})
     assert too_big.status_code == 413 and "NOBLE_SIMULATE_MAX_NEURON_MS" in too_big.json()["detail"]
+    fine_dt = c.post("/v1/simulate", json={"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0,
+                                           "dt_ms": 0.005})
+    assert fine_dt.status_code == 413 and "NOBLE_SIMULATE_MAX_NEURON_STEPS" in fine_dt.json()["detail"]
     bad = c.post("/v1/simulate", json={"family": "nope", "stimulus": STEP, "duration_ms": 150.0})
     assert bad.status_code == 422 and bad.json()["detail"][0]["loc"] == ["body", "family"]
     late = c.post("/v1/simulate", json={"family": "lif", "stimulus": STEP, "duration_ms": 100.0})
     assert late.status_code == 422 and late.json()["detail"][0]["loc"] == ["body", "stimulus"]
-    html = c.post("/v1/simulate", json={"family": "lif", "stimulus": STEP, "duration_ms": 150.0},
+    html = c.post("/v1/simulate", json={"family": "lif", "stimulus": STEP, "duration_ms": 150.0, "dt_ms": 0.1},
                   headers={"Accept": "text/html"})
     assert html.status_code == 406
-
-
-def test_sample_simplest_call(c: httpx.Client) -> None:
-    s = surrogate_or_skip(c)
-    r = c.post("/v1/sample", json={"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
-    assert r.status_code == 200, r.text
-    d = r.json()
-    v = np.asarray(d["v_mV"], dtype=np.float64)
-    assert v.shape == (16, s["n_time"]) and d["dt_ms"] == s["dt_ms"] and d["surrogate"] == s["name"]
-    assert np.all(np.isfinite(v)) and -150 < v.min() and v.max() < 100  # physiological millivolts
-    b = {k: np.asarray(x, dtype=np.float64) for k, x in d["bands"].items()}
-    assert np.all(b["q05"] <= b["q50"] + 1e-4) and np.all(b["q50"] <= b["q95"] + 1e-4)
-    np.testing.assert_allclose(b["mean"], v.mean(axis=0), atol=1e-3)
-    np.testing.assert_allclose(b["q50"], np.quantile(v, 0.5, axis=0), atol=1e-3)
-    f = np.asarray(d["features"])
-    for j, name in enumerate(d["feature_names"]):
-        lo, hi = s["feature_ranges"][name]
-        assert np.all((f[:, j] >= lo - 1e-6) & (f[:, j] <= hi + 1e-6))
-    stim = np.asarray(d["stim_pA"])
-    t = np.arange(s["n_time"]) * s["dt_ms"]
-    on = (t >= s["stimulus_start_ms"] - 1e-9) & (t < s["stimulus_start_ms"] + s["stimulus_duration_ms"] - 1e-9)
-    np.testing.assert_allclose(stim, 200.0 * on)
-    assert len(d["spike_counts"]) == 16 and min(d["spike_counts"]) >= 0
-    # Reproducible for a seed, different for another.
-    again = c.post("/v1/sample", json={"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
-    np.testing.assert_allclose(np.asarray(again.json()["v_mV"]), v, atol=1e-3)
-    other = c.post("/v1/sample", json={"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 2})
-    assert not np.allclose(np.asarray(other.json()["features"]), f)
-    # A waveform equal to the step on the surrogate's grid gives the same neurons and traces.
-    wave = c.post("/v1/sample", json={"n_samples": 16, "seed": 1, "stimulus": {
-        "kind": "waveform", "values_pA": (200.0 * on).tolist(), "dt_ms": s["dt_ms"]}})
-    assert wave.status_code == 200, wave.text
-    np.testing.assert_allclose(np.asarray(wave.json()["v_mV"]), v, atol=1e-3)
-
-
-def test_sample_features_formats_and_errors(c: httpx.Client, tmp_path: Path) -> None:
-    s = surrogate_or_skip(c)
-    names = s["feature_names"]
-    mid = {n: float(np.mean(s["feature_ranges"][n])) for n in names}
-    lo = {n: float(s["feature_ranges"][n][0]) for n in names}
-    body = {"n_samples": 2, "stimulus": {"kind": "step", "amplitude_pA": 150}, "seed": 3, "features": [mid, lo]}
-    d = c.post("/v1/sample", json=body).json()
-    np.testing.assert_allclose(np.asarray(d["features"]), [[mid[n] for n in names], [lo[n] for n in names]], rtol=1e-6)
-    fixed = c.post("/v1/sample", json={"n_samples": 4, "stimulus": {"kind": "step", "amplitude_pA": 150}, "seed": 3,
-                                       "fixed_features": {names[0]: mid[names[0]]}})
-    assert fixed.status_code == 200, fixed.text
-    assert np.allclose(np.asarray(fixed.json()["features"])[:, 0], mid[names[0]])
-    npz = c.post("/v1/sample", json=body, headers={"Accept": "application/x-npz"})
-    assert npz.headers["content-type"] == "application/x-npz"
-    arrays = np.load(io.BytesIO(npz.content))
-    np.testing.assert_allclose(arrays["v_mV"], np.asarray(d["v_mV"]), atol=1e-3)
-    assert list(arrays["feature_names"]) == names
-    nwb = c.post("/v1/sample", json=body, headers={"Accept": "application/x-nwb"})
-    assert nwb.status_code == 200 and nwb.headers["content-type"] == "application/x-nwb"
-    from noble.io.nwb import read_nwb
-
-    (tmp_path / "s.nwb").write_bytes(nwb.content)
-    rec = read_nwb(tmp_path / "s.nwb", stimulus="all")
-    assert len(rec.sweeps) == 2
-    np.testing.assert_allclose(rec.sweeps[0].v_mV, np.asarray(d["v_mV"][0]), atol=1e-3)
-    # Errors name the field.
-    out_of_range = dict(mid, **{names[0]: s["feature_ranges"][names[0]][1] * 10 + 1})
-    r = c.post("/v1/sample", json={**body, "features": [out_of_range, mid]})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "features", 0, names[0]]
-    r = c.post("/v1/sample", json={**body, "features": [mid]})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "features"]
-    r = c.post("/v1/sample", json={"n_samples": 2, "stimulus": {"kind": "waveform", "values_pA": [0.0] * 7}})
-    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "stimulus", "values_pA"]
-    assert c.post("/v1/sample", json={"n_samples": 65, "stimulus": {"kind": "step", "amplitude_pA": 1}}).status_code == 413
-    assert c.post("/v1/sample", json={"surrogate": "nope", "stimulus": {"kind": "step", "amplitude_pA": 1}}).status_code == 404
-
-
-def test_sample_concurrent_requests_are_batched(server: LiveServer, c: httpx.Client) -> None:
-    surrogate_or_skip(c)
-
-    def one(seed: int) -> np.ndarray:
-        with server.client() as cc:
-            r = cc.post("/v1/sample", json={"n_samples": 4, "stimulus": {"kind": "step", "amplitude_pA": 250},
-                                            "seed": seed})
-            assert r.status_code == 200, r.text
-            return np.asarray(r.json()["v_mV"])
-
-    sequential = [one(k) for k in range(3)]
-    with ThreadPoolExecutor(12) as ex:
-        concurrent = list(ex.map(one, range(12)))
-    for k in range(3):  # sharing a forward pass changes nothing in a neuron's trace
-        np.testing.assert_allclose(concurrent[k], sequential[k], atol=1e-3)
-    text = c.get("/metrics").text
-    s = float(re.search(r'noble_batch_size_requests_sum\{surrogate="[^"]+"\} ([0-9.e+]+)', text).group(1))
-    n = float(re.search(r'noble_batch_size_requests_count\{surrogate="[^"]+"\} ([0-9.e+]+)', text).group(1))
-    assert s > n  # at least one forward pass served several requests
 
 
 def test_jobs_validation(c: httpx.Client, datagen_job: dict[str, Any]) -> None:
@@ -275,13 +190,14 @@ def test_cancel_a_job(c: httpx.Client) -> None:
     assert c.get(f"/v1/jobs/{jid}").json()["state"] == "cancelled"
 
 
-def test_datagen_job_dataset_opens_with_h5py(c: httpx.Client, datagen_job: dict[str, Any], tmp_path: Path) -> None:
+def test_datagen_job_dataset_opens_with_h5py(c: httpx.Client, datagen_job: dict[str, Any], train_job: dict[str, Any],
+                                             tmp_path: Path) -> None:
     from noble.datagen.models.lif import LIF
 
     jid = datagen_job["id"]
     job = wait_job(c, jid, ("succeeded", "failed", "cancelled"))
     assert job["state"] == "succeeded", job
-    assert job["progress"] == {"done": 2, "total": 2, "fraction": 1.0}
+    assert job["progress"] == {"done": 4, "total": 4, "fraction": 1.0}
     assert job["result_url"] == f"/v1/jobs/{jid}/result" and "path" not in job["result"]
     assert jid in {j["id"] for j in c.get("/v1/jobs", params={"kind": "datagen", "limit": 500}).json()["items"]}
     r = c.get(job["result_url"])
@@ -291,7 +207,7 @@ def test_datagen_job_dataset_opens_with_h5py(c: httpx.Client, datagen_job: dict[
     import json
 
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["complete"] and manifest["n_shards"] == 2
+    assert manifest["complete"] and manifest["n_shards"] == 4
     lat_col = None
     for rec in manifest["shards"]:
         with h5py.File(root / rec["file"], "r") as h5:
@@ -320,3 +236,165 @@ def test_metrics_after_traffic(c: httpx.Client, datagen_job: dict[str, Any]) -> 
     assert re.search(r'noble_jobs\{kind="datagen",state="succeeded"\} [1-9]', text)
     assert re.search(r'noble_jobs\{kind="datagen",state="cancelled"\} [1-9]', text)
     assert "noble_simulate_seconds_count" in text
+
+
+TRAIN_OPTIONS = {"name": "e2e-tiny-fno", "holdout_models": 1, "epochs": 1, "batch_size": 2, "max_steps_per_epoch": 2,
+                 "threads": 1, "dt_ms": 0.5, "n_modes": 16, "hidden_channels": 8, "n_layers": 2, "n_frequencies": 2}
+
+
+@pytest.fixture(scope="module")
+def train_job(c: httpx.Client, datagen_job: dict[str, Any]) -> dict[str, Any]:
+    """A tiny FNO trained on the e2e dataset by a train job (submitted once the dataset exists)."""
+    job = wait_job(c, datagen_job["id"], ("succeeded", "failed", "cancelled"))
+    assert job["state"] == "succeeded", job
+    r = c.post("/v1/jobs", json={"kind": "train", "dataset_job_id": job["id"], "options": TRAIN_OPTIONS})
+    assert r.status_code == 202, r.text
+    return r.json()
+
+
+def test_train_job_checkpoint_downloads_and_loads(c: httpx.Client, train_job: dict[str, Any], tmp_path: Path) -> None:
+    from noble.operator import load_surrogate
+
+    bad = c.post("/v1/jobs", json={"kind": "train", "dataset_job_id": train_job["id"]})
+    assert bad.status_code == 422  # a train job is not a dataset
+    job = wait_job(c, train_job["id"], ("succeeded", "failed", "cancelled"))
+    assert job["state"] == "succeeded", job
+    assert job["result"]["surrogate"] == f"job-{job['id']}" and job["result"]["n_time"] == 300
+    r = c.get(job["result_url"])
+    assert r.status_code == 200 and r.headers["content-type"] == "application/zip"
+    zipfile.ZipFile(io.BytesIO(r.content)).extractall(tmp_path)
+    sur = load_surrogate(tmp_path / "e2e-tiny-fno")
+    assert sur.config.n_time == 300 and sur.config.dt_ms == 0.5 and sur.config.family == "lif"
+    lo = np.array([sur.config.feature_ranges[n][0] for n in sur.config.feature_names])
+    v = sur.predict(lo[None, :], sur.step_stimulus(300.0)[None, :])
+    assert v.shape == (1, 300) and np.all(np.isfinite(v))
+
+
+@pytest.fixture(scope="module")
+def sample_target(c: httpx.Client, train_job: dict[str, Any]) -> dict[str, Any]:
+    """The default surrogate if one is loaded, else the one the train job just made (`job-<id>`)."""
+    models = c.get("/v1/models").json()
+    default = [s for s in models["surrogates"] if s["default"]]
+    if default:
+        return default[0]
+    job = wait_job(c, train_job["id"], ("succeeded", "failed", "cancelled"))
+    if job["state"] != "succeeded":
+        pytest.skip(f"no default surrogate and the train job {job['state']}")
+    name = job["result"]["surrogate"]
+    r = c.post("/v1/sample", json={"surrogate": name, "n_samples": 1, "stimulus": {"kind": "step", "amplitude_pA": 0}})
+    assert r.status_code == 200, r.text  # loaded on first use
+    listed = {s["name"]: s for s in c.get("/v1/models").json()["surrogates"]}
+    assert name in listed and listed[name]["n_time"] == 300
+    return listed[name]
+
+
+def test_sample_simplest_call(c: httpx.Client) -> None:
+    """The call of the README, with the shipped default surrogate and no surrogate named."""
+    s = surrogate_or_skip(c)
+    r = c.post("/v1/sample", json={"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
+    assert r.status_code == 200, r.text
+    v = np.asarray(r.json()["v_mV"], dtype=np.float64)
+    assert v.shape == (16, s["n_time"]) and np.all(np.isfinite(v)) and -150 < v.min() and v.max() < 100
+
+
+def test_sample_bands_reproducibility_and_waveform(c: httpx.Client, sample_target: dict[str, Any]) -> None:
+    s = sample_target
+    name = None if s["default"] else s["name"]
+    r = c.post("/v1/sample", json={"surrogate": name, "n_samples": 16,
+                                   "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
+    assert r.status_code == 200, r.text
+    d = r.json()
+    v = np.asarray(d["v_mV"], dtype=np.float64)
+    assert v.shape == (16, s["n_time"]) and d["dt_ms"] == s["dt_ms"] and d["surrogate"] == s["name"]
+    assert np.all(np.isfinite(v))
+    b = {k: np.asarray(x, dtype=np.float64) for k, x in d["bands"].items()}
+    assert np.all(b["q05"] <= b["q50"] + 1e-4) and np.all(b["q50"] <= b["q95"] + 1e-4)
+    np.testing.assert_allclose(b["mean"], v.mean(axis=0), atol=1e-3)
+    np.testing.assert_allclose(b["q50"], np.quantile(v, 0.5, axis=0), atol=1e-3)
+    f = np.asarray(d["features"])
+    for j, feat in enumerate(d["feature_names"]):
+        lo, hi = s["feature_ranges"][feat]
+        assert np.all((f[:, j] >= lo - 1e-6) & (f[:, j] <= hi + 1e-6))
+    stim = np.asarray(d["stim_pA"])
+    t = np.arange(s["n_time"]) * s["dt_ms"]
+    on = (t >= s["stimulus_start_ms"] - 1e-9) & (t < s["stimulus_start_ms"] + s["stimulus_duration_ms"] - 1e-9)
+    np.testing.assert_allclose(stim, 200.0 * on)
+    assert len(d["spike_counts"]) == 16 and min(d["spike_counts"]) >= 0
+    # Reproducible for a seed, different for another.
+    again = c.post("/v1/sample", json={"surrogate": name, "n_samples": 16,
+                                       "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
+    np.testing.assert_allclose(np.asarray(again.json()["v_mV"]), v, atol=1e-3)
+    other = c.post("/v1/sample", json={"surrogate": name, "n_samples": 16,
+                                       "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 2})
+    assert not np.allclose(np.asarray(other.json()["features"]), f)
+    # A waveform equal to the step on the surrogate's grid gives the same neurons and traces.
+    wave = c.post("/v1/sample", json={"surrogate": name, "n_samples": 16, "seed": 1, "stimulus": {
+        "kind": "waveform", "values_pA": (200.0 * on).tolist(), "dt_ms": s["dt_ms"]}})
+    assert wave.status_code == 200, wave.text
+    np.testing.assert_allclose(np.asarray(wave.json()["v_mV"]), v, atol=1e-3)
+
+
+def test_sample_features_formats_and_errors(c: httpx.Client, sample_target: dict[str, Any], tmp_path: Path) -> None:
+    s = sample_target
+    sname = None if s["default"] else s["name"]
+    names = s["feature_names"]
+    mid = {n: float(np.mean(s["feature_ranges"][n])) for n in names}
+    lo = {n: float(s["feature_ranges"][n][0]) for n in names}
+    body = {"surrogate": sname, "n_samples": 2, "stimulus": {"kind": "step", "amplitude_pA": 150}, "seed": 3,
+            "features": [mid, lo]}
+    d = c.post("/v1/sample", json=body).json()
+    np.testing.assert_allclose(np.asarray(d["features"]), [[mid[n] for n in names], [lo[n] for n in names]], rtol=1e-6)
+    fixed = c.post("/v1/sample", json={"surrogate": sname, "n_samples": 4, "stimulus": {"kind": "step", "amplitude_pA": 150}, "seed": 3,
+                                       "fixed_features": {names[0]: mid[names[0]]}})
+    assert fixed.status_code == 200, fixed.text
+    assert np.allclose(np.asarray(fixed.json()["features"])[:, 0], mid[names[0]])
+    npz = c.post("/v1/sample", json=body, headers={"Accept": "application/x-npz"})
+    assert npz.headers["content-type"] == "application/x-npz"
+    arrays = np.load(io.BytesIO(npz.content))
+    np.testing.assert_allclose(arrays["v_mV"], np.asarray(d["v_mV"]), atol=1e-3)
+    assert list(arrays["feature_names"]) == names
+    nwb = c.post("/v1/sample", json=body, headers={"Accept": "application/x-nwb"})
+    if s["dt_ms"] <= 0.2:  # the NWB exporter wants >= 5 kHz sampling
+        assert nwb.status_code == 200 and nwb.headers["content-type"] == "application/x-nwb"
+        from noble.io.nwb import read_nwb
+
+        (tmp_path / "s.nwb").write_bytes(nwb.content)
+        rec = read_nwb(tmp_path / "s.nwb", stimulus="all")
+        assert len(rec.sweeps) == 2
+        np.testing.assert_allclose(rec.sweeps[0].v_mV, np.asarray(d["v_mV"][0]), atol=1e-3)
+    else:
+        assert nwb.status_code == 406 and "5000 Hz" in nwb.json()["detail"]
+    # Errors name the field.
+    out_of_range = dict(mid, **{names[0]: s["feature_ranges"][names[0]][1] * 10 + 1})
+    r = c.post("/v1/sample", json={**body, "features": [out_of_range, mid]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "features", 0, names[0]]
+    r = c.post("/v1/sample", json={**body, "features": [mid]})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "features"]
+    r = c.post("/v1/sample", json={"surrogate": sname, "n_samples": 2,
+                                   "stimulus": {"kind": "waveform", "values_pA": [0.0] * 7}})
+    assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "stimulus", "values_pA"]
+    assert c.post("/v1/sample", json={"surrogate": sname, "n_samples": 65,
+                                      "stimulus": {"kind": "step", "amplitude_pA": 1}}).status_code == 413
+    assert c.post("/v1/sample", json={"surrogate": "nope", "stimulus": {"kind": "step", "amplitude_pA": 1}}).status_code == 404
+
+
+def test_sample_concurrent_requests_are_batched(server: LiveServer, c: httpx.Client,
+                                                sample_target: dict[str, Any]) -> None:
+    name = None if sample_target["default"] else sample_target["name"]
+
+    def one(seed: int) -> np.ndarray:
+        with server.client() as cc:
+            r = cc.post("/v1/sample", json={"surrogate": name, "n_samples": 4, "stimulus": {"kind": "step", "amplitude_pA": 250},
+                                            "seed": seed})
+            assert r.status_code == 200, r.text
+            return np.asarray(r.json()["v_mV"])
+
+    sequential = [one(k) for k in range(3)]
+    with ThreadPoolExecutor(12) as ex:
+        concurrent = list(ex.map(one, range(12)))
+    for k in range(3):  # sharing a forward pass changes nothing in a neuron's trace
+        np.testing.assert_allclose(concurrent[k], sequential[k], atol=1e-3)
+    text = c.get("/metrics").text
+    s = float(re.search(r'noble_batch_size_requests_sum\{surrogate="[^"]+"\} ([0-9.e+]+)', text).group(1))
+    n = float(re.search(r'noble_batch_size_requests_count\{surrogate="[^"]+"\} ([0-9.e+]+)', text).group(1))
+    assert s > n  # at least one forward pass served several requests

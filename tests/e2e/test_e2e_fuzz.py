@@ -23,8 +23,9 @@ def test_schemathesis_finds_no_server_error_or_schema_violation(server: LiveServ
     exe = shutil.which("schemathesis", path=str(Path(sys.executable).parent)) or shutil.which("schemathesis")
     if exe is None:
         pytest.skip("schemathesis is not installed (pip install 'schemathesis>=4')")
+    # One worker: Hypothesis parses lambdas with ast from several threads otherwise, which trips a CPython 3.11 bug.
     cmd = [exe, "run", f"{server.url}/openapi.json", "--checks", CHECKS, "--max-examples", "30", "--seed", "20261123",
-           "--phases", "examples,coverage,fuzzing", "--workers", "2", "--no-shrink", "--request-timeout", "120",
+           "--phases", "examples,coverage,fuzzing", "--workers", "1", "--no-shrink", "--request-timeout", "120",
            "--header", f"X-API-Key: {API_KEY}", "--warnings", "off", "--report", "junit",
            "--report-dir", str(tmp_path)]
     env = {**os.environ, "SCHEMATHESIS_HOOKS": "", "NO_COLOR": "1"}

@@ -26,7 +26,7 @@ def _loss_on_rows(net: NobleOperator, scfg, dataset: Path, cfg, rows_of: str) ->
         v = net.normalise_v(torch.as_tensor(tr.v_mV[rows]))
         d_rms = float(torch.sqrt((torch.diff(v, dim=-1) ** 2).mean()))
         pred = net(torch.as_tensor(tr.features[rows], dtype=torch.float32), torch.as_tensor(tr.stim_pA[rows]))
-        loss, _ = VoltageLoss(cfg, d_rms, 0.0)(pred, v)
+        loss, _ = VoltageLoss(cfg, d_rms, 0.0, scfg.v_mean_mV, scfg.v_std_mV)(pred, v)
     return float(loss)
 
 

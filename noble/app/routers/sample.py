@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 
-from ..deps import AUTH_ERRORS, registry_of, settings_of
+from ..deps import AUTH_ERRORS, registry_of, settings_of, store_of
 from ..encode import ALT_CONTENT, choose_format, json_response, npz_response, nwb_bytes, nwb_response
 from ..errors import ApiError, field_error
 from ..schemas import SampleIn, SampleOut, SampleStep
@@ -89,6 +89,8 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
     settings = settings_of(request)
     registry = registry_of(request)
     loaded = registry.get(body.surrogate)
+    if loaded is None and body.surrogate:
+        loaded = await registry.load_trained(body.surrogate, store_of(request), settings.data_dir)
     if loaded is None:
         which = body.surrogate or "default"
         raise ApiError(404, f"surrogate {which!r} is not loaded; loaded: {sorted(registry.items)}"

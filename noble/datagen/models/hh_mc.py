@@ -33,9 +33,10 @@ adaptation. `regular_spiking` (pyramidal-like): Pospischil's RS Na+/V_T/tau_max,
 (adaptation) and I_h (sag), larger soma and dendrites, tau_m ~ 20 ms. Both presets were tuned by hand to
 these class features, not fitted to recordings.
 
-Numerics (both kept identical in the NEURON mirror, `noble.datagen.neuron_mc`): each neuron starts at its
-resting state (v per compartment from a Newton solve of the steady cable equation, gates at their steady
-state there), so traces have no initial transient. Simulation cost: one `SpatialNeuron` is one neuron;
+Numerics (kept identical in the NEURON mirror, `noble.datagen.neuron_mc`): each neuron starts at its
+resting state (v per compartment from a Newton solve of the steady discretised cable equation, gates at
+their steady state there), so traces have no initial transient. At dt = 0.025 ms Brian2 and NEURON agree
+to ~1e-3 mV and put every spike in the same time step (tests/datagen/test_hh_mc.py). Simulation cost: one `SpatialNeuron` is one neuron;
 `build` packs n neurons into ONE `SpatialNeuron` by joining their somata with spacer cylinders whose axial
 conductance (~1e-16 S) is negligible (a current of 1e-5 pA at 100 mV; checked by a test), so a shard runs
 as one vectorised group and one compiled code set for any n.
@@ -153,7 +154,6 @@ class CellTable:
     r_length_1_um: np.ndarray  # (N,) Brian2's geometric axial terms (conductance = r_length / Ri)
     r_length_2_um: np.ndarray
     soma_index: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def n(self) -> int:

@@ -1,0 +1,82 @@
+"""`noble fit` end to end on a small synthetic recording (files written and readable back), and bad inputs:
+unreadable files, unknown sweeps and a required-but-missing surrogate give clear errors, never a crash."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from noble.cli import app
+from noble.datagen.models import get as get_family
+from noble.fit.api import FitConfig, fit_recording
+from noble.fit.surrogate_stage import SurrogateUnavailable
+from noble.io import RecordingError, read_recording, write_npz
+
+from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
+
+HH = get_family("hh")
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    rec = synthetic_recording(HH.preset_values("fast_spiking", {"diam_um": 60.0}), [-50, 0, 80, 160],
+                              start_ms=60.0, duration_ms=200.0, tail_ms=60.0, noise_pA=0.0)
+    path = tmp_path_factory.mktemp("rec") / "cell.npz"
+    write_npz(path, rec)
+    return path
+
+
+def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["fit", str(small_npz), "--no-surrogate", "--generations", "1", "--popsize", "4",
+                            "--sweeps", "0,2-3", "--out", str(out), "--quiet"])
+    assert r.exit_code == 0, r.output
+    summary = json.loads(r.stdout[r.stdout.index("{"):])
+    assert summary["stage1"] == "off"
+    doc = json.loads((out / "fit.json").read_text())
+    assert [s["index"] for s in doc["sweeps"]] == [0, 2, 3]
+    assert set(doc["parameters"]) == set(HH.param_names())
+    for p in doc["parameters"].values():
+        assert p["lo"] <= p["value"] <= p["hi"]
+    assert {row["feature"] for row in doc["z_table"]} >= {"spike_count", "v_rest_mV", "rheobase_pA"}
+    assert doc["objective"] >= 0 and np.isfinite(doc["objective"])
+    png = out / "cell_fit.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    back = read_recording(out / "cell_fit.nwb")  # the fitted responses, as an NWB the readers accept
+    assert len(back) == 3
+    np.testing.assert_allclose(back.amplitudes_pA, [-50.0, 80.0, 160.0])
+    assert "traces" not in doc
+
+
+def test_bad_files_give_clear_errors(tmp_path: Path, small_npz: Path) -> None:
+    garbage = tmp_path / "junk.abf"
+    garbage.write_bytes(b"this is not an ABF file" * 10)
+    empty = tmp_path / "empty.nwb"
+    empty.write_bytes(b"")
+    volts = tmp_path / "volts.csv"
+    t = np.arange(0, 300, 0.05)
+    i = np.where((t >= 50) & (t < 250), 100.0, 0.0)
+    volts.write_text("t_ms,v_mV,i_pA\n" + "\n".join(f"{a:.2f},{-0.065:.4f},{b:.1f}" for a, b in zip(t, i)))
+    for path in (garbage, empty, volts, tmp_path / "missing.abf"):
+        with pytest.raises(RecordingError):
+            fit_recording(path, FitConfig(stage1="off"))
+        r = runner.invoke(app, ["fit", str(path), "--no-surrogate", "--out", str(tmp_path / "o")])
+        assert r.exit_code == 2, (path, r.output)
+        assert "cannot fit" in r.output and "Traceback" not in r.output
+    with pytest.raises(RecordingError, match="no sweep"):
+        fit_recording(small_npz, FitConfig(stage1="off", sweeps=[0, 42]))
+    r = runner.invoke(app, ["fit", str(small_npz), "--sweeps", "7", "--no-surrogate", "--out", str(tmp_path / "o")])
+    assert r.exit_code == 2 and "no sweep" in r.output
+
+
+def test_required_surrogate_missing_is_a_clear_error(tmp_path: Path, small_npz: Path) -> None:
+    with pytest.raises(SurrogateUnavailable, match="no surrogate checkpoint"):
+        fit_recording(small_npz, FitConfig(stage1="on", surrogate=str(tmp_path)))
+    r = runner.invoke(app, ["fit", str(small_npz), "--require-surrogate", "--surrogate", str(tmp_path),
+                            "--out", str(tmp_path / "o")])
+    assert r.exit_code == 3 and "surrogate" in r.output

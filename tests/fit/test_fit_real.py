@@ -1,0 +1,52 @@
+"""The fit on every real recording in ../shared/data with a modest budget: runs end to end (surrogate stage
+when a surrogate is installed, then CMA-ES), writes its files, pins the rest, never makes the fit worse
+than its start, and prints the acceptance figures (the full-budget table comes from benchmarks/fit.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from noble.fit.api import FitConfig, fit_recording
+from noble.fit.report import write_outputs
+from noble.fit.solver import SolverConfig
+from noble.fit.surrogate_stage import SurrogateStageConfig
+from noble.io import read_recording
+
+DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+FILES = ["171116sh_0018.abf", "2019_07_24_0055_fsi.abf", "17o05028_ic_steps.abf"]
+
+
+def acceptance_row(name: str, res) -> str:  # noqa: ANN001 - FitResult
+    c = res.checks
+    lat = ", ".join(f"{x['amplitude_pA']:+.0f}pA {x['data_ms']:.1f}/{x['model_ms'] if x['model_ms'] is None else round(x['model_ms'], 1)}"
+                    for x in c["latency"])
+    return (f"{name[:24]:24s} counts ok {c['spike_counts_ok']:>6s} | rheobase {c['rheobase']['data_pA']:.1f}/"
+            f"{c['rheobase']['model_pA'] if c['rheobase']['model_pA'] is None else round(c['rheobase']['model_pA'], 1)} pA | "
+            f"latency data/model {lat} | rest {c['rest']['data_mV']:.1f}/{c['rest']['model_mV']:.1f} mV | "
+            f"objective {res.objective:.2f} (start {res.solver['objective_start']:.2f})")
+
+
+def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
+    if not DATA.is_dir():
+        pytest.skip(f"real recordings folder {DATA} is absent")
+    cfg = FitConfig(stage1="auto", final_dt_ms=0.05,
+                    solver=SolverConfig(popsize=8, max_generations=2, probe=False, sigma0=0.2),
+                    surrogate_stage=SurrogateStageConfig(n_starts=2, steps=2, max_sweeps=4))
+    rows = []
+    for name in FILES:
+        res = fit_recording(DATA / name, cfg)
+        files = write_outputs(res, tmp_path / name.split(".")[0])
+        rows.append(acceptance_row(name, res))
+        assert res.stage1["status"] in {"ok", "unavailable"}
+        assert np.isfinite(res.objective) and res.objective_search <= res.solver["objective_start"] + 1e-9
+        # E_leak is solved so the steady state sits at the recorded rest
+        assert abs(res.checks["rest"]["model_mV"] - res.checks["rest"]["data_mV"]) < 2.0
+        assert len(res.checks["spike_counts"]) > 0 and len(res.checks["latency"]) == 2
+        back = read_recording(files["nwb"])
+        np.testing.assert_allclose(back.amplitudes_pA, read_recording(DATA / name).amplitudes_pA)
+        if name != FILES[0]:
+            assert any("spontaneously active" in n for n in res.notes)
+    print("\n" + "\n".join(rows))
