@@ -9,8 +9,10 @@ re-implementing how features are drawn or bands computed.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import re
+import threading
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +29,37 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 JOB_SURROGATE = re.compile(r"^job-([0-9a-f]{32})$")
+
+
+_EFEL_LOCK = threading.Lock()
+
+
+def serialize_efel() -> None:
+    """eFEL keeps its settings and traces in process-global state, so concurrent `trace_features` calls from
+    the sample threads corrupt each other (IndexError deep in eFEL). Wrap it in one process-wide lock, in
+    `noble.datagen.features` and in the operator module that imported it by name. Idempotent; a no-op once
+    features.py marks its function `_thread_safe`."""
+    from ..datagen import features
+
+    fn = features.trace_features
+    if getattr(fn, "_thread_safe", False):
+        return
+
+    @functools.wraps(fn)
+    def locked(*args: Any, **kwargs: Any) -> Any:
+        with _EFEL_LOCK:
+            return fn(*args, **kwargs)
+
+    locked._thread_safe = True  # type: ignore[attr-defined]
+    features.trace_features = locked
+    try:
+        import importlib
+
+        opsample = importlib.import_module("noble.operator.sample")
+        if getattr(opsample, "trace_features", None) is fn:
+            opsample.trace_features = locked
+    except ImportError:  # pragma: no cover
+        pass
 
 
 def operator_api() -> Any | None:
@@ -191,6 +224,8 @@ class SurrogateRegistry:
     def load_all(self) -> None:
         """Load every checkpoint (blocking; called in a thread at startup)."""
         op = operator_api()
+        if op is not None:
+            serialize_efel()
         candidates = self._candidates()
         if op is None:
             if candidates:

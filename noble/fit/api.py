@@ -19,7 +19,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Callable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
-from .hhmodel import DEFAULT_FREE, IDX, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest
+from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, pin_rest
 from .objective import FitProblem, ObjectiveConfig, select_sweeps
 from .solver import SolverConfig, SolverResult, run_cmaes
 from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
@@ -211,11 +211,12 @@ def _warm_start(problem: FitProblem, cfg: FitConfig, sur: Any, fit: SurrogateFit
 
 
 def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConfig | None = None,
-                  **overrides: Any) -> FitResult:
+                  progress: Callable[[str, float], None] | None = None, **overrides: Any) -> FitResult:
     """Fit the hh family to a recording (file path or Recording); see the module docstring.
 
-    Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). Raises RecordingError
-    for unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
+    Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
+    is called as the fit advances ('surrogate', 'solver', 'done'). Raises RecordingError for unusable
+    recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
     cfg = (config or FitConfig()).model_copy(update=overrides) if overrides else (config or FitConfig())
     cfg = FitConfig.model_validate(cfg.model_dump())
     t0 = time.perf_counter()
@@ -233,6 +234,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         raise RecordingError(f"{rec.source}: no resting potential can be measured (no pre-step baseline)")
 
     # ---- stage 1 ----
+    if progress is not None:
+        progress("surrogate", 0.0)
     t1 = time.perf_counter()
     sur, sfit, s1info = _stage1(problem, cfg, notes)
     t_stage1 = time.perf_counter() - t1
@@ -247,8 +250,13 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})
     extra_u = space.to_unit(extra) if extra is not None else None
     rest_sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording)))
+    cb = None
+    if progress is not None:
+        n_gen = max(1, solver_cfg.max_generations)
+        progress("solver", 0.0)
+        cb = lambda g, _best: progress("solver", min(1.0, g / n_gen))  # noqa: E731
     res: SolverResult = run_cmaes(problem, space, x0, solver_cfg, rest_mV=t.rest_mV, extra_starts=extra_u,
-                                  rest_sem_mV=rest_sem)
+                                  rest_sem_mV=rest_sem, callback=cb)
     t_stage2 = time.perf_counter() - t2
 
     # ---- final evaluation at the reporting dt ----
@@ -297,6 +305,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         amplitudes_pA=problem.amplitudes_pA.tolist(), sweep_index=[s.index for s in problem.recording.sweeps],
     )
     total = time.perf_counter() - t0
+    if progress is not None:
+        progress("done", 1.0)
     return FitResult(
         source=rec.source,
         sweeps=[{"index": s.index, "amplitude_pA": s.stim_amplitude_pA, "stim_start_ms": s.stim_start_ms + c0,

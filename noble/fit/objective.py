@@ -173,7 +173,9 @@ class FitProblem:
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
-            self._cell_terms.append(("rest_mV", t.rest_mV, max(t.rest_sd_mV or 0.0, 0.5)))
+            # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
+            sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
+            self._cell_terms.append(("rest_mV", t.rest_mV, max(sem, 0.5)))
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:

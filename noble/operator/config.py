@@ -65,11 +65,16 @@ class LossConfig(BaseModel):
     * `derivative_weight`: relative L2 of the time derivative dv/dt. Spikes carry almost all of the
       derivative's energy, so this term penalises misplaced or blunted upstrokes/downstrokes that a plain
       L2 on voltage (dominated by the long subthreshold stretches) lets the network smear into averages.
+    * `spectral_weight`: relative L2 between the Fourier magnitudes |rfft(v)| of prediction and target.
+      Blind to spike timing, it rewards a train of sharp spikes at the right RATE even while their phase
+      is still wrong, which pulls the network off the smooth 'average trace' that pure L2 prefers when
+      timing is uncertain (both L2 terms charge a misplaced spike twice and a missing one once).
     * `spike_weight`: extra weight on samples where the target is above `spike_threshold_mV` (inside APs).
     """
 
     model_config = ConfigDict(extra="forbid")
     derivative_weight: float = Field(0.1, ge=0)
+    spectral_weight: float = Field(0.0, ge=0)
     spike_weight: float = Field(0.0, ge=0)
     spike_threshold_mV: float = -20.0
 

@@ -5,8 +5,10 @@ Loss (see LossConfig): relative L2 of the voltage in mV (the metric evaluated) p
 `derivative_weight` x the RMS error of dv/dt in units of the training set's dv/dt RMS. A plain L2 on
 voltage is dominated by the long subthreshold stretches, and its cheapest answer to uncertain spike times
 is a smeared, low bump; the derivative term is carried almost entirely by AP upstrokes and downstrokes,
-so blunted or misplaced spikes cost what they should. Optional spike-region weighting (`spike_weight`)
-up-weights samples above threshold.
+so blunted or misplaced spikes cost what they should. A spectral term (relative L2 of |rfft|, blind to
+timing) rewards spikes at the right rate before their phase is right, which gets the network off the
+smooth average trace early. Optional spike-region weighting (`spike_weight`) up-weights samples above
+threshold.
 """
 
 from __future__ import annotations
@@ -92,6 +94,13 @@ class VoltageLoss:
             l_d = (torch.sqrt(((dp - dt) ** 2).mean(dim=-1)) / self.d_rms).mean()
             total = total + self.cfg.derivative_weight * l_d
             parts["deriv"] = float(l_d.detach())
+        if self.cfg.spectral_weight > 0:
+            mp, mt = torch.fft.rfft(pred, dim=-1).abs(), torch.fft.rfft(true, dim=-1).abs()
+            mp, mt = mp[..., 1:], mt[..., 1:]  # DC is the mean voltage, already in the L2 term
+            l_s = (torch.linalg.vector_norm(mp - mt, dim=-1)
+                   / torch.linalg.vector_norm(mt, dim=-1).clamp_min(1e-6)).mean()
+            total = total + self.cfg.spectral_weight * l_s
+            parts["spectral"] = float(l_s.detach())
         return total, parts
 
 

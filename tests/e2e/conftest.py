@@ -114,7 +114,7 @@ def server() -> Iterator[LiveServer]:
         "NOBLE_MAX_BODY_BYTES": "300000",
         "NOBLE_BRIAN_TARGET": "numpy",  # no C compilation in tests: cold machines stay quick
         "NOBLE_SIMULATE_MAX_NEURON_MS": "2000",
-        "NOBLE_SIMULATE_MAX_NEURON_STEPS": "10000",  # e.g. 2 neurons x 150 ms at 0.03 ms
+        "NOBLE_SIMULATE_MAX_NEURON_STEPS": "3000",  # e.g. 2 neurons x 150 ms at 0.1 ms: keeps fuzzing quick
         "NOBLE_SIMULATE_TIMEOUT_S": "120",
         "NOBLE_MAX_DURATION_MS": "1000",
         "NOBLE_JOB_MAX_NEURON_MS": "6000",
@@ -142,7 +142,7 @@ def tiny_lif_job(name: str, n_models: int, seed: int = 3) -> dict[str, Any]:
         "name": name, "family": "lif", "n_models": n_models, "models_per_shard": 1, "seed": seed,
         "protocol": [{"kind": "step", "amplitude_pA": 300.0, "start_ms": 20.0, "duration_ms": 100.0}],
         "duration_ms": 150.0, "dt_ms": 0.1, "record_dt_ms": 0.1, "rheobase_duration_ms": 100.0,
-        "rheobase_max_pA": 1000.0, "brian_target": "numpy", "variability": {"cv": 0.1, "sd_potential_mV": 1.0},
+        "rheobase_max_pA": 500.0, "brian_target": "numpy", "variability": {"cv": 0.1, "sd_potential_mV": 1.0},
         "acceptance": {"oversample": 1.0}}}
 
 

@@ -82,16 +82,24 @@ def test_models_lists_families_with_units(c: httpx.Client) -> None:
             assert lo < hi
 
 
-def test_simulate_lif_matches_analytic_latency_and_rate(c: httpx.Client) -> None:
+LIF_BODY = {"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0, "dt_ms": 0.1,
+            "record_dt_ms": 0.1, "params": [{"tau_m": 20.0}, {"tau_m": 10.0}]}
+
+
+@pytest.fixture(scope="module")
+def lif_sim(c: httpx.Client) -> dict[str, Any]:
+    r = c.post("/v1/simulate", json=LIF_BODY)
+    assert r.status_code == 200, r.text
+    return r.json()
+
+
+def test_simulate_lif_matches_analytic_latency_and_rate(c: httpx.Client, lif_sim: dict[str, Any]) -> None:
     from noble.datagen.models.lif import LIF
 
-    body = {"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0, "dt_ms": 0.1,
-            "record_dt_ms": 0.1, "params": [{"tau_m": 20.0}, {"tau_m": 10.0}]}
-    r = c.post("/v1/simulate", json=body)
-    assert r.status_code == 200, r.text
-    d = r.json()
+    d = lif_sim
     assert d["n_time"] == 1500 and np.asarray(d["v_mV"]).shape == (2, 1500)
     p = dict(zip(d["param_names"], np.asarray(d["params"]).T))
+    assert list(p["tau_m"]) == [20.0, 10.0]
     for k in range(2):
         lat = LIF.analytic_latency_ms(300.0, p["tau_m"][k], p["R"][k], p["V_rest"][k], p["V_th"][k])
         rate = LIF.analytic_rate_Hz(300.0, p["tau_m"][k], p["R"][k], p["V_rest"][k], p["V_th"][k], p["V_reset"][k],
@@ -106,32 +114,26 @@ def test_simulate_lif_matches_analytic_latency_and_rate(c: httpx.Client) -> None
         assert lo_n <= d["spike_counts"][k] == len(spikes[spikes < 120.0]) <= hi_n
         v = np.asarray(d["v_mV"][k])
         assert abs(v[:190].mean() - p["V_rest"][k]) < 1e-3  # at rest before the step
-    # Same request as .npz and NWB: the same traces.
-    npz = c.post("/v1/simulate", json=body, headers={"Accept": "application/x-npz"})
+    # The same request as .npz: the same traces (a simulation is deterministic for its seed).
+    npz = c.post("/v1/simulate", json=LIF_BODY, headers={"Accept": "application/x-npz"})
     assert npz.status_code == 200 and npz.headers["content-type"] == "application/x-npz"
     arrays = np.load(io.BytesIO(npz.content))
     np.testing.assert_array_equal(arrays["v_mV"], np.asarray(d["v_mV"], dtype=np.float32))
-    nwb = c.post("/v1/simulate", json=body, headers={"Accept": "application/x-nwb"})
-    assert nwb.status_code == 200 and nwb.headers["content-type"] == "application/x-nwb"
-    assert nwb.content[:8] == b"\x89HDF\r\n\x1a\n"
+    assert list(arrays["param_names"]) == d["param_names"]
 
 
-def test_simulate_nwb_reads_back(c: httpx.Client, tmp_path: Path) -> None:
+def test_simulate_nwb_reads_back(c: httpx.Client, lif_sim: dict[str, Any], tmp_path: Path) -> None:
     from noble.io.nwb import read_nwb
 
-    body = {"family": "lif", "n_neurons": 2, "stimulus": STEP, "duration_ms": 150.0, "dt_ms": 0.05,
-            "variability": {"cv": 0.2}, "seed": 5}
-    r = c.post("/v1/simulate", json=body)
-    assert r.status_code == 200, r.text
-    js = r.json()
-    nwb = c.post("/v1/simulate", json=body, headers={"Accept": "application/x-nwb"})
-    assert nwb.status_code == 200, nwb.text
+    nwb = c.post("/v1/simulate", json=LIF_BODY, headers={"Accept": "application/x-nwb"})
+    assert nwb.status_code == 200 and nwb.headers["content-type"] == "application/x-nwb", nwb.text
+    assert nwb.content[:8] == b"\x89HDF\r\n\x1a\n"
     path = tmp_path / "sim.nwb"
     path.write_bytes(nwb.content)
     rec = read_nwb(path, stimulus="all")
     assert len(rec.sweeps) == 2
     for k, sw in enumerate(rec.sweeps):
-        np.testing.assert_allclose(sw.v_mV, np.asarray(js["v_mV"][k]), atol=1e-4)
+        np.testing.assert_allclose(sw.v_mV, np.asarray(lif_sim["v_mV"][k]), atol=1e-4)
         assert sw.stim_amplitude_pA == 300.0 and sw.stim_start_ms == 20.0 and sw.stim_end_ms == 120.0
 
 

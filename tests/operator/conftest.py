@@ -34,15 +34,15 @@ TINY_TRAIN = {
     "embedding": {"feature_names": ["I_thr_pA", "s_thr_Hz_per_pA"], "n_frequencies": 3},
     "fno": {"n_modes": 32, "hidden_channels": 12, "n_layers": 2, "lifting_channel_ratio": 1,
             "projection_channel_ratio": 1},
-    "loss": {"derivative_weight": 0.1},
+    "loss": {"derivative_weight": 0.05},
     "dt_ms": 0.2,
     "holdout_models": 2,
-    "epochs": 4,
+    "epochs": 10,
     "batch_size": 4,
-    "lr": 5e-3,
+    "lr": 1e-2,
     "warmup_epochs": 0,
     "seed": 0,
-    "threads": 2,
+    "threads": 1,
 }
 
 
