@@ -35,6 +35,10 @@ def serve(
     except Exception as exc:  # noqa: BLE001 - a bad NOBLE_* value: say which, exit 2
         typer.echo(f"invalid NOBLE_* settings: {exc}", err=True)
         raise typer.Exit(2)
+    n_workers = workers or s.workers
+    if n_workers > 1 and not s.dask_address:
+        typer.echo("warning: --workers > 1 without NOBLE_DASK_ADDRESS starts one LocalCluster per worker process; "
+                   "point them at one Dask scheduler instead", err=True)
     uvicorn.run("noble.app.main:create_app", factory=True, host=host or s.host, port=port if port is not None else s.port,
-                workers=workers or s.workers, log_config=log_config(s.log_level, s.log_json), access_log=False,
+                workers=n_workers, log_config=log_config(s.log_level, s.log_json), access_log=False,
                 proxy_headers=True, timeout_graceful_shutdown=30)

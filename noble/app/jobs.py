@@ -416,6 +416,8 @@ class JobRunner:
         fut = self.client.submit(run_cli_task, argv, f"noble-cancel-{job.id}", str((jdir / "train.log").resolve()),
                                  pure=False, key=f"noble-train-{job.id}-{job.attempts}")
         res = fut.result()
+        if self._stopping.is_set() and not flag.is_set():
+            raise JobInterrupted  # back to the queue: `noble train` resumes from its last epoch
         if flag.is_set() or res.get("cancelled"):
             raise JobCancelled
         if res["returncode"] != 0:

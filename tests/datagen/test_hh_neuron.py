@@ -7,8 +7,8 @@
   same spike count and every spike within 0.5 ms, for every preset at three depolarising amplitudes, and the
   subthreshold response to a hyperpolarising step within 0.1 mV (leak, I_M and I_T at rest).
 
-Every Brian2 run here has 16 rows and the same duration, so the cython code (whose TimedArray bakes in the
-array shape) compiles once for this module and is shared with `rheobase_and_slope`'s bisection rounds.
+Every Brian2 run here has 16 rows and the same duration (as in test_hh.py), so the cython code, whose
+TimedArray bakes in the array shape, compiles once and is shared with `rheobase_and_slope`'s rounds.
 """
 
 from __future__ import annotations

@@ -1,20 +1,138 @@
-"""POST /v1/fit (upload a recording, fit a model to it) -- mounted once `noble.fit` provides its entry point.
+"""POST /v1/fit: upload a current-clamp recording (ABF, NWB, CSV or NPZ) and fit the hh family to it.
 
-Until then the router is empty, so the OpenAPI schema never advertises an operation that cannot succeed.
-The job kind `fit` will reuse the job runner (app/jobs.py) exactly like datagen and train.
+The upload is checked before any job exists (it must read as a recording: 422 otherwise), stored under the
+job's own directory with a name of our choosing (the client's file name never reaches the file system), and
+fitted by `noble fit` on a Dask worker. The job's result is fit.json + an overlay PNG + an NWB file.
 """
 
 from __future__ import annotations
 
-from fastapi import APIRouter
+import asyncio
+import json
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import APIRouter, File, Form, Request, UploadFile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..deps import AUTH_ERRORS, metrics_of, runner_of, settings_of, store_of
+from ..errors import ApiError, field_error
+from ..schemas import JobOut
 
 router = APIRouter(prefix="/v1", tags=["fit"])
 
+SUFFIXES = {".abf", ".nwb", ".csv", ".npz"}
+
+
+class FitOptions(BaseModel):
+    """What a client may set for a fit (the rest of noble.fit's FitConfig keeps its defaults)."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+    sweeps: list[int] | None = Field(None, min_length=1, max_length=500, description="sweep indices (default all)")
+    stage1: Literal["auto", "on", "off"] = Field("auto", description="surrogate stage")
+    generations: int | None = Field(None, ge=0, le=1000, description="CMA-ES generations")
+    popsize: int | None = Field(None, ge=4, le=256)
+    seed: int = Field(0, ge=0, le=2**31 - 1)
+
+    def fit_config(self) -> dict[str, Any]:
+        solver: dict[str, Any] = {"seed": self.seed}
+        if self.generations is not None:
+            solver["max_generations"] = self.generations
+        if self.popsize is not None:
+            solver["popsize"] = self.popsize
+        out: dict[str, Any] = {"stage1": self.stage1, "solver": solver}
+        if self.sweeps is not None:
+            out["sweeps"] = [int(s) for s in self.sweeps]
+        return out
+
 
 def available() -> bool:
-    """True when noble.fit exposes `fit_recording` (the entry point this router will call)."""
+    """True when noble.fit exposes `fit_recording` (what the `noble fit` command runs)."""
     try:
-        import noble.fit as fit
-    except ImportError:  # pragma: no cover
+        from noble.fit.api import fit_recording  # noqa: F401
+    except ImportError:
         return False
-    return hasattr(fit, "fit_recording")
+    return True
+
+
+def _options(raw: str) -> FitOptions:
+    try:
+        data = json.loads(raw) if raw.strip() else {}
+    except ValueError as exc:
+        raise field_error(["body", "options"], f"not JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise field_error(["body", "options"], "must be a JSON object")
+    try:
+        opts = FitOptions.model_validate(data)
+    except ValidationError as exc:
+        raise ApiError(422, [{"loc": ["body", "options", *err["loc"]], "msg": err["msg"], "type": err["type"]}
+                             for err in exc.errors()]) from None
+    try:
+        from noble.fit.api import FitConfig
+
+        FitConfig.model_validate(opts.fit_config())
+    except ValidationError as exc:
+        raise field_error(["body", "options"], str(exc)[:2000]) from None
+    return opts
+
+
+def _check_recording(path: Path) -> int:
+    """Number of usable sweeps; RecordingError if the file is not a usable recording."""
+    from noble.io import read_recording
+
+    rec = read_recording(path)
+    return len(rec.sweeps)
+
+
+@router.post("/fit", response_model=JobOut, status_code=202,
+             responses={**AUTH_ERRORS, 200: {"description": "unused"}},
+             summary="Upload a recording and fit the hh model to it (a Dask job; poll GET /v1/jobs/{id})")
+async def submit_fit(
+    request: Request,
+    recording: UploadFile = File(..., description="ABF, NWB, CSV or NPZ current-clamp recording"),
+    options: str = Form("{}", max_length=20_000, description="JSON object: sweeps, stage1, generations, popsize, seed"),
+) -> JobOut:
+    from noble.io import RecordingError
+
+    from .jobs import job_out
+
+    opts = _options(options)
+    settings = settings_of(request)
+    store = store_of(request)
+    runner = runner_of(request)
+    suffix = Path(recording.filename or "").suffix.lower()
+    name = "recording" + (suffix if suffix in SUFFIXES else "")
+    job_id = uuid.uuid4().hex
+    jdir = Path(settings.data_dir) / "jobs" / job_id
+    staging = Path(settings.data_dir) / "uploads" / job_id
+    staging.mkdir(parents=True, exist_ok=True)
+    try:
+        dest = staging / name
+
+        def save() -> int:
+            with open(dest, "wb") as out:
+                shutil.copyfileobj(recording.file, out, 1 << 20)
+            return dest.stat().st_size
+
+        size = await asyncio.to_thread(save)
+        if size == 0:
+            raise field_error(["body", "recording"], "empty file")
+        try:
+            n_sweeps = await asyncio.to_thread(_check_recording, dest)
+        except RecordingError as exc:
+            raise field_error(["body", "recording"], f"not a usable recording: {str(exc)[:1000]}") from None
+        except Exception as exc:  # noqa: BLE001 - a reader choking on garbage is still the client's file
+            raise field_error(["body", "recording"], f"cannot read the file: {type(exc).__name__}") from None
+        jdir.parent.mkdir(parents=True, exist_ok=True)
+        (jdir / "input").mkdir(parents=True, exist_ok=True)
+        await asyncio.to_thread(shutil.move, str(dest), str(jdir / "input" / name))
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    spec = {"kind": "fit", "recording": f"input/{name}", "filename": (recording.filename or "")[:200],
+            "bytes": size, "sweeps_found": n_sweeps, "options": opts.model_dump(), "config": opts.fit_config()}
+    job = await asyncio.to_thread(store.create, "fit", spec, 1, job_id)
+    metrics_of(request).jobs_submitted.labels("fit").inc()
+    runner.wake()
+    return job_out(job)
