@@ -123,8 +123,10 @@ class DatasetConfig(BaseModel):
         return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
 
     def digest(self) -> str:
-        """Identity of the config: shards from another config are never mixed in."""
-        return hashlib.sha256(self.canonical_json().encode()).hexdigest()[:16]
+        """Identity of the config and of the integrator that turns it into data: shards from another
+        config, or from an older integration method of the family, are never mixed in."""
+        ident = self.canonical_json() + f"|method={get_family(self.family).method}"
+        return hashlib.sha256(ident.encode()).hexdigest()[:16]
 
 
 def load_config(path: str | Path) -> DatasetConfig:
