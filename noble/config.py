@@ -20,6 +20,8 @@ class Settings(BaseModel):
     database_url: str | None = Field(None, description="SQLAlchemy URL (postgresql://...); unset: SQLite in data_dir")
     api_keys: str | None = Field(None, description="comma-separated keys; when set every /v1 call needs one")
     max_body_bytes: int = Field(5_000_000, ge=1024, le=1_000_000_000)
+    fit_max_upload_bytes: int = Field(200_000_000, ge=1024, le=10_000_000_000,
+                                      description="body limit of POST /v1/fit (a recording upload)")
     simulate_max_neuron_ms: float = Field(50_000.0, gt=0, description="/v1/simulate budget: neurons x duration")
     simulate_timeout_s: float = Field(60.0, gt=0, le=3600)
     surrogate_dirs: str | None = Field(None, description="comma-separated checkpoint dirs (or dirs of them) to load")

@@ -34,7 +34,7 @@ def serve(
         s = settings_from_env()
     except Exception as exc:  # noqa: BLE001 - a bad NOBLE_* value: say which, exit 2
         typer.echo(f"invalid NOBLE_* settings: {exc}", err=True)
-        raise typer.Exit(2)
+        raise typer.Exit(2) from None
     n_workers = workers or s.workers
     if n_workers > 1 and not s.dask_address:
         typer.echo("warning: --workers > 1 without NOBLE_DASK_ADDRESS starts one LocalCluster per worker process; "

@@ -35,7 +35,7 @@ def choose_format(accept: str | None) -> str:
     if not accept or not accept.strip():
         return "json"
     best, best_q = None, -1.0
-    for pos, part in enumerate(accept.split(",")[:50]):
+    for part in accept.split(",")[:50]:
         fields = [f.strip() for f in part.split(";")]
         media = fields[0].lower()
         q = 1.0

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
 import subprocess
@@ -27,7 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
-from .store import CANCELLED, FAILED, RUNNING, SUCCEEDED, Job, JobStore, process_owner
+from .store import FAILED, RUNNING, SUCCEEDED, Job, JobStore, process_owner
 
 if TYPE_CHECKING:
     from ..config import Settings
@@ -305,7 +306,7 @@ class JobRunner:
         flag = self._running[job.id]
         try:
             handler: Callable[[Job, threading.Event], dict[str, Any]] = {
-                "datagen": self._run_datagen, "train": self._run_train}[job.kind]
+                "datagen": self._run_datagen, "train": self._run_train, "fit": self._run_fit}[job.kind]
             result = handler(job, flag)
             if flag.is_set():
                 raise JobCancelled
@@ -404,32 +405,17 @@ class JobRunner:
         argv = ["train", str(dataset.resolve()), "--out", str(ckpt.resolve()), "--quiet"]
         options = job.spec.get("options") or {}
         if options:
-            import json
-
             cfg_path = jdir / "train.json"
             cfg_path.write_text(json.dumps(options))
             argv += ["--config", str(cfg_path.resolve())]
         self.store.progress(job.id, self.owner, 0, 1, message="training")
-        from distributed import Event
-
-        Event(f"noble-cancel-{job.id}", client=self.client).clear()
-        fut = self.client.submit(run_cli_task, argv, f"noble-cancel-{job.id}", str((jdir / "train.log").resolve()),
-                                 pure=False, key=f"noble-train-{job.id}-{job.attempts}")
-        res = fut.result()
-        if self._stopping.is_set() and not flag.is_set():
-            raise JobInterrupted  # back to the queue: `noble train` resumes from its last epoch
-        if flag.is_set() or res.get("cancelled"):
-            raise JobCancelled
-        if res["returncode"] != 0:
-            raise JobFailed(f"training exited with code {res['returncode']}", [res["log_tail"][-2000:]])
+        res = self._run_cli(job, flag, argv, "train")
         if not (ckpt / "config.json").is_file():
             raise JobFailed("training finished without writing a checkpoint", [res["log_tail"][-2000:]])
         self.store.progress(job.id, self.owner, 1, 1, message="trained")
         out: dict[str, Any] = {"type": "checkpoint", "path": "checkpoint", "dataset_job_id": src.id,
                                "surrogate": f"job-{job.id}"}
         try:
-            import json
-
             cfg = json.loads((ckpt / "config.json").read_text())
             card = json.loads((ckpt / "card.json").read_text()) if (ckpt / "card.json").is_file() else {}
             out.update(name=cfg.get("name"), n_time=cfg.get("n_time"), dt_ms=cfg.get("dt_ms"),
@@ -438,6 +424,44 @@ class JobRunner:
             pass
         return out
 
+    def _run_cli(self, job: Job, flag: threading.Event, argv: list[str], what: str) -> dict[str, Any]:
+        """Run `noble ARGV` as a Dask task (cancellable through a Dask Event); raise on failure."""
+        from distributed import Event
+
+        jdir = job_dir(self.data_dir, job.id)
+        Event(f"noble-cancel-{job.id}", client=self.client).clear()
+        fut = self.client.submit(run_cli_task, argv, f"noble-cancel-{job.id}", str((jdir / f"{what}.log").resolve()),
+                                 pure=False, key=f"noble-{what}-{job.id}-{job.attempts}")
+        res = fut.result()
+        if self._stopping.is_set() and not flag.is_set():
+            raise JobInterrupted
+        if flag.is_set() or res.get("cancelled"):
+            raise JobCancelled
+        if res["returncode"] != 0:
+            raise JobFailed(f"{what} exited with code {res['returncode']}", [res["log_tail"][-2000:]])
+        return res
+
+    def _run_fit(self, job: Job, flag: threading.Event) -> dict[str, Any]:
+        jdir = job_dir(self.data_dir, job.id)
+        rec = jdir / job.spec["recording"]
+        if not rec.is_file() or rec.parent != jdir / "input":
+            raise JobFailed("the uploaded recording is missing from the store")
+        out = jdir / "fit"
+        cfg_path = jdir / "fit_config.json"
+        cfg_path.write_text(json.dumps(job.spec.get("config") or {}))
+        self.store.progress(job.id, self.owner, 0, 1, message="fitting")
+        self._run_cli(job, flag, ["fit", str(rec.resolve()), "--out", str(out.resolve()), "--config",
+                                  str(cfg_path.resolve()), "--quiet"], "fit")
+        self.store.progress(job.id, self.owner, 1, 1, message="fitted")
+        result: dict[str, Any] = {"type": "fit", "path": "fit", "name": f"fit-{job.id[:8]}"}
+        try:
+            fit = json.loads((out / "fit.json").read_text())
+            result.update(objective=fit.get("objective"), checks_all_ok=(fit.get("checks") or {}).get("all_ok"),
+                          parameters={k: (v or {}).get("value") for k, v in (fit.get("parameters") or {}).items()})
+        except (OSError, ValueError, AttributeError):
+            pass
+        return result
+
     # ---- results ----------------------------------------------------------------------------------------
     def result_archive(self, job: Job, fmt: str) -> Path:
         """The job's result packed as zip/tar (built once, then served from disk). Blocking."""
@@ -445,7 +469,7 @@ class JobRunner:
             raise FileNotFoundError("job has no result")
         jdir = job_dir(self.data_dir, job.id)
         src = jdir / job.result["path"]
-        if job.result["path"] not in {"dataset", "checkpoint"} or not src.is_dir():
+        if job.result["path"] not in {"dataset", "checkpoint", "fit"} or not src.is_dir():
             raise FileNotFoundError("the job's result is missing from the store")
         dest = jdir / f"result.{fmt}"
         with self._lock:

@@ -101,6 +101,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     if fit.available():
         app.include_router(fit.router, dependencies=auth)
     # Outermost last: the request id and metrics wrap everything, including 413s from the body limit.
-    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
+                       per_path={"/v1/fit": settings.fit_max_upload_bytes})
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -245,7 +245,7 @@ class TrainJobIn(Strict):
 JobIn = Annotated[Union[DatagenJobIn, TrainJobIn], Field(discriminator="kind")]
 
 JobState = Literal["queued", "running", "succeeded", "failed", "cancelled"]
-JobKind = Literal["datagen", "train"]
+JobKind = Literal["datagen", "train", "fit"]
 
 
 class ProgressOut(BaseModel):

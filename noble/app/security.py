@@ -63,14 +63,17 @@ Send = Callable[[dict[str, Any]], Awaitable[None]]
 class BodyLimitMiddleware:
     """413 for bodies over `max_bytes`, declared or streamed."""
 
-    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int) -> None:
+    def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int,
+                 per_path: dict[str, int] | None = None) -> None:
         self.app = app
-        self.max_bytes = max_bytes
+        self.default_max = max_bytes
+        self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        max_bytes = self.per_path.get(scope.get("path", ""), self.default_max)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -78,9 +81,9 @@ class BodyLimitMiddleware:
                 except ValueError:
                     await _reply(send, 400, "invalid Content-Length header")
                     return
-                if declared > self.max_bytes:
+                if declared > max_bytes:
                     await _reply(send, 413, f"request body of {declared} bytes exceeds the limit of "
-                                            f"{self.max_bytes} bytes (NOBLE_MAX_BODY_BYTES)")
+                                            f"{max_bytes} bytes (NOBLE_MAX_BODY_BYTES)")
                     return
         seen = 0
         started = False
@@ -90,8 +93,8 @@ class BodyLimitMiddleware:
             message = await receive()
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise BodyTooLarge(self.max_bytes)
+                if seen > max_bytes:
+                    raise BodyTooLarge(max_bytes)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -104,7 +107,7 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:  # raised while reading outside FastAPI's handlers
             if not started:
-                await _reply(send, 413, f"request body exceeds the limit of {self.max_bytes} bytes "
+                await _reply(send, 413, f"request body exceeds the limit of {max_bytes} bytes "
                                         "(NOBLE_MAX_BODY_BYTES)")
 
 

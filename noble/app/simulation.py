@@ -1,8 +1,9 @@
 """Brian2 ground truth for /v1/simulate, in worker processes so the event loop stays free.
 
-A process (not a thread) because a simulation that runs past NOBLE_SIMULATE_TIMEOUT_S must be stoppable:
-the pool's processes are killed and a fresh pool started. Spawned (not forked) so the workers never
-inherit the server's threads or torch state.
+The time limit NOBLE_SIMULATE_TIMEOUT_S is enforced twice: inside the worker by a SIGALRM timer (Brian2's
+runtime loop returns to Python every step, so the run stops cleanly and the warm worker stays), and by the
+server, which kills the pool's processes if a worker has not answered `kill_grace_s` after that (a stuck
+C loop) and starts a fresh pool. Spawned (not forked) so workers never inherit the server's threads or torch.
 """
 
 from __future__ import annotations
@@ -33,6 +34,14 @@ class SimulationCrashed(Exception):
     pass
 
 
+class SimulationFailed(Exception):
+    """The simulator raised for these inputs (reported to the client, not a server fault)."""
+
+
+class _WorkerTimeout(Exception):
+    """Raised inside the worker by the SIGALRM timer."""
+
+
 def _warm() -> bool:
     import brian2  # noqa: F401 - import once per worker so the first request does not pay it
 
@@ -40,7 +49,33 @@ def _warm() -> bool:
 
 
 def simulate_task(req: dict[str, Any]) -> dict[str, Any]:
-    """Run one /v1/simulate request (a validated, plain-dict payload) and return arrays."""
+    """Run one /v1/simulate request (a validated, plain-dict payload) and return arrays; stops itself
+    after req['timeout_s'] seconds of running."""
+    timeout_s = req.get("timeout_s")
+    if not timeout_s:
+        return _simulate(req)
+    import signal
+
+    fired: list[bool] = []
+
+    def _alarm(signum: int, frame: Any) -> None:
+        fired.append(True)
+        raise _WorkerTimeout("alarm")
+
+    signal.signal(signal.SIGALRM, _alarm)
+    signal.setitimer(signal.ITIMER_REAL, float(timeout_s))
+    try:
+        out = _simulate(req)
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        return out
+    except BaseException:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        if fired:  # Brian2 may wrap the alarm in its own exception: what counts is that it fired
+            return {"__timeout__": True}
+        raise
+
+
+def _simulate(req: dict[str, Any]) -> dict[str, Any]:
     from noble.datagen.features import trace_features
     from noble.datagen.models import get as get_family
     from noble.datagen.simulate import simulate
@@ -79,9 +114,10 @@ def simulate_task(req: dict[str, Any]) -> dict[str, Any]:
 class SimulationPool:
     """A small spawned process pool with a per-call time limit and a bound on queued calls."""
 
-    def __init__(self, processes: int, timeout_s: float, max_pending: int) -> None:
+    def __init__(self, processes: int, timeout_s: float, max_pending: int, kill_grace_s: float = 60.0) -> None:
         self.processes = processes
         self.timeout_s = timeout_s
+        self.kill_grace_s = kill_grace_s
         self.max_pending = max_pending
         self.pending = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -104,16 +140,26 @@ class SimulationPool:
         pool = self._pool
         self.pending += 1
         try:
-            fut = pool.submit(simulate_task, payload)
+            fut = pool.submit(simulate_task, {**payload, "timeout_s": self.timeout_s})
+            # The worker stops itself at timeout_s of running; the grace covers a cold worker start and
+            # the wait behind queued requests. Past it, the worker is stuck: kill it.
+            hard = self.timeout_s * (1 + self.pending) + self.kill_grace_s
             try:
-                return await asyncio.wait_for(asyncio.wrap_future(fut), timeout=self.timeout_s)
+                out = await asyncio.wait_for(asyncio.wrap_future(fut), timeout=hard)
             except asyncio.TimeoutError:
                 self._kill(pool)
                 raise SimulationTimeout(f"simulation exceeded the time limit of {self.timeout_s:g} s "
-                                        "(NOBLE_SIMULATE_TIMEOUT_S)") from None
+                                        "(NOBLE_SIMULATE_TIMEOUT_S); its worker was stopped") from None
             except BrokenProcessPool:
                 self._kill(pool)
                 raise SimulationCrashed("the simulation worker stopped (killed or out of memory); retry") from None
+            except Exception as exc:  # noqa: BLE001 - Brian2 refusing or failing on these inputs
+                log.warning("simulation failed: %s: %s", type(exc).__name__, exc)
+                raise SimulationFailed(f"{type(exc).__name__}: {str(exc)[:1000]}") from None
+            if out.get("__timeout__"):
+                raise SimulationTimeout(f"simulation exceeded the time limit of {self.timeout_s:g} s "
+                                        "(NOBLE_SIMULATE_TIMEOUT_S)")
+            return out
         finally:
             self.pending -= 1
 

@@ -18,7 +18,7 @@ from typing import Any, Callable, Iterable
 
 from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text, create_engine, event, func, select, text, update
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, sessionmaker
 
 QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED = "queued", "running", "succeeded", "failed", "cancelled"
 STATES = (QUEUED, RUNNING, SUCCEEDED, FAILED, CANCELLED)
@@ -177,9 +177,9 @@ class JobStore:
             return conn.execute(text("SELECT 1")).scalar() == 1
 
     # ---- create / read -------------------------------------------------------------------------------------
-    def create(self, kind: str, spec: dict[str, Any], total: int = 0) -> Job:
+    def create(self, kind: str, spec: dict[str, Any], total: int = 0, job_id: str | None = None) -> Job:
         now = utcnow()
-        row = JobRow(id=uuid.uuid4().hex, kind=kind, state=QUEUED, spec=spec, progress_done=0, progress_total=total,
+        row = JobRow(id=job_id or uuid.uuid4().hex, kind=kind, state=QUEUED, spec=spec, progress_done=0, progress_total=total,
                      errors=[], attempts=0, cancel_requested=False, created_at=now, updated_at=now)
         with self.sessions.begin() as s:
             s.add(row)

@@ -80,9 +80,12 @@ def fit_cmd(
     except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
         console.print(f"[red]bad configuration: {exc}[/red]")
         raise typer.Exit(2)
-    if not quiet:
-        import logging
+    import logging
+    import warnings
 
+    warnings.filterwarnings("ignore", category=DeprecationWarning)  # pyparsing/brian2 deprecation chatter
+    logging.getLogger("py.warnings").setLevel(logging.ERROR)
+    if not quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
         for name in ("brian2", "matplotlib", "h5py", "hdmf", "pynwb"):
             logging.getLogger(name).setLevel(logging.WARNING)

@@ -218,8 +218,9 @@ class FitProblem:
         rec_dt = self.record_dt(dt_ms)
         t0 = time.perf_counter()
         family = HHFit if v_hint_mV is None else HHFit.starting_near(np.repeat(np.broadcast_to(v_hint_mV, (C,)), S))
-        res = simulate(family, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
-                       duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
+        with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported
+            res = simulate(family, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
+                           duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
         v = res.v_mV.reshape(C, S, -1)
@@ -246,14 +247,25 @@ class FitProblem:
         t0 = time.perf_counter()
         finite = np.all(np.isfinite(v), axis=2)
         v = np.where(finite[..., None], v, 0.0)
+        # A candidate whose traces are not membrane potentials (numerical blow-up, a model pinned far above
+        # 0 mV) fails validation: it is scored as failed (every feature missing), not allowed to stop the fit.
+        usable = np.ones(C, dtype=bool)
         big: list[Sweep] = []
         for c in range(C):
-            rec = self.simulated_recording(np.clip(v[c], -150.0, 150.0), dt_ms)
+            try:
+                rec = self.simulated_recording(np.clip(v[c], -150.0, 150.0), dt_ms)
+            except RecordingError:
+                usable[c] = False
+                continue
             for k, s in enumerate(rec.sweeps):
                 s.index = c * S + k
                 big.append(s)
-        feats = sweep_features(Recording(big, "candidates", "simulated"))
-        per = {n: a.reshape(C, S) for n, a in feats.items()}
+        per = {n: np.full((C, S), np.nan) for n in TRACE_FEATURES}
+        if big:
+            feats = sweep_features(Recording(big, "candidates", "simulated"))
+            rows = np.flatnonzero(usable)
+            for n, a in feats.items():
+                per[n][rows] = a.reshape(len(rows), S)
         amps = self.amplitudes_pA
         rheo = np.full(C, np.nan)
         rest = np.full(C, np.nan)
@@ -269,7 +281,7 @@ class FitProblem:
                 pre_s += s.stim_start_ms / 1000.0
             rest[c] = float(np.median(base))
             spont[c] = pre_spikes / pre_s if pre_s > 0 else 0.0
-        bad = ~np.all(finite, axis=1)
+        bad = ~np.all(finite, axis=1) | ~usable
         for name in per:
             per[name][bad] = np.nan
         rest[bad] = np.nan

@@ -80,3 +80,14 @@ def test_required_surrogate_missing_is_a_clear_error(tmp_path: Path, small_npz: 
     r = runner.invoke(app, ["fit", str(small_npz), "--require-surrogate", "--surrogate", str(tmp_path),
                             "--out", str(tmp_path / "o")])
     assert r.exit_code == 3 and "surrogate" in r.output
+
+
+def test_fit_is_reproducible(small_npz: Path) -> None:
+    """Same recording, config and seed: the same parameters and objective (CMA-ES and Brian2 are seeded)."""
+    from noble.fit.solver import SolverConfig
+
+    cfg = FitConfig(stage1="off", final_dt_ms=0.05, free=("diam_um", "g_leak", "V_T"),
+                    solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=5))
+    a, b = fit_recording(small_npz, cfg), fit_recording(small_npz, cfg)
+    assert a.objective == b.objective
+    assert {k: v["value"] for k, v in a.parameters.items()} == {k: v["value"] for k, v in b.parameters.items()}

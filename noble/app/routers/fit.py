@@ -87,7 +87,7 @@ def _check_recording(path: Path) -> int:
 
 
 @router.post("/fit", response_model=JobOut, status_code=202,
-             responses={**AUTH_ERRORS, 200: {"description": "unused"}},
+             responses=AUTH_ERRORS,
              summary="Upload a recording and fit the hh model to it (a Dask job; poll GET /v1/jobs/{id})")
 async def submit_fit(
     request: Request,

@@ -18,7 +18,7 @@ from ..deps import AUTH_ERRORS, settings_of, sim_pool_of
 from ..encode import ALT_CONTENT, choose_format, json_response, npz_response, nwb_bytes, nwb_response
 from ..errors import ApiError, field_error
 from ..schemas import SimulateIn, SimulateOut
-from ..simulation import SimulationBusy, SimulationCrashed, SimulationTimeout
+from ..simulation import SimulationBusy, SimulationCrashed, SimulationFailed, SimulationTimeout
 
 router = APIRouter(prefix="/v1", tags=["simulate"])
 
@@ -121,8 +121,8 @@ async def simulate(request: Request, body: SimulateIn, accept: str | None = Head
         raise ApiError(504, str(exc)) from None
     except SimulationCrashed as exc:
         raise ApiError(503, str(exc), headers={"Retry-After": "5"}) from None
-    except ValueError as exc:  # a model refusing its inputs
-        raise ApiError(422, [{"loc": ["body"], "msg": str(exc)[:2000], "type": "value_error"}]) from None
+    except SimulationFailed as exc:  # the simulator refusing or failing on these inputs
+        raise ApiError(422, [{"loc": ["body"], "msg": f"simulation failed: {exc}", "type": "value_error"}]) from None
     finally:
         metrics.simulate_pending.dec()
         metrics.simulate_seconds.observe(time.perf_counter() - t0)

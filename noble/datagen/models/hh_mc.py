@@ -44,6 +44,7 @@ as one vectorised group and one compiled code set for any n.
 
 from __future__ import annotations
 
+import copy
 import functools
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -248,8 +249,6 @@ def _swc(path: str) -> b2.Morphology:
 
 def cell_morphology(spec: MorphologySpec, values: Mapping[str, float]) -> b2.Morphology:
     """A fresh Brian2 morphology of one neuron (the default geometry from `values`, or the SWC file)."""
-    import copy
-
     if spec.swc_path is not None:
         return copy.deepcopy(_swc(str(Path(spec.swc_path).resolve())))
     um = b2.um
@@ -284,7 +283,6 @@ def compartment_values(table: CellTable, values: Mapping[str, float]) -> dict[st
         out[ch] = g
     for name in UNIFORM_PARAMS:
         out[name] = np.full(n, float(values[name]))
-    out["g_leak"][table.region == SPACER] = values["g_leak"]
     return out
 
 

@@ -1,0 +1,159 @@
+"""Surrogate vs Brian2: traces per second for the SAME traces, side by side in one run.
+
+Both produce n voltage traces of the surrogate's protocol (long-square step, trace length and sampling of
+the checkpoint: 1.2 s at 0.2 ms by default) for n neurons of the trained population:
+
+* `surrogate`: `Surrogate.predict` under torch.inference_mode on CPU, batch 1 (one trace per call) and
+  batch 256 (one call), after a warm-up call; feature vectors drawn from the population density.
+* `brian2`:    `noble.datagen.simulate.simulate` with the dataset's integrator (dt 0.025 ms), ONE vectorised
+  group of n neurons recorded at the surrogate's dt, cython runtime, after a warm-up run (compile cached);
+  parameters of fresh models sampled around the preset (the surrogate's features are not invertible to
+  parameters, and the work per trace does not depend on which model it is).
+
+It prints traces/s of each, the ratios, and where the time goes (a torch profiler summary of one
+batch-256 surrogate call; for Brian2 the number of integration steps x state variables).
+
+    .venv/bin/python benchmarks/surrogate.py                    # shipped default, batches 1 and 256
+    .venv/bin/python benchmarks/surrogate.py --quick            # fewer repeats / smaller Brian2 group
+    .venv/bin/python benchmarks/surrogate.py --ckpt runs/x --threads 2 --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+
+def _timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def bench_surrogate(sur, n_big: int, repeats: int, seed: int) -> dict[str, Any]:
+    import torch
+
+    from noble.operator.sample import draw_features
+
+    rng = np.random.default_rng(seed)
+    feats = draw_features(sur, n_big, rng)
+    amps = rng.uniform(sur.config.stimulus.amplitudes_pA[1] if len(sur.config.stimulus.amplitudes_pA) > 1 else 100.0,
+                       max(sur.config.stimulus.amplitudes_pA or [300.0]), size=n_big)
+    stim = np.stack([sur.step_stimulus(a) for a in amps])
+    sur.batch_size = n_big
+    sur.predict(feats[:1], stim[:1])  # warm-up
+    t1 = _timed(lambda: sur.predict(feats[:1], stim[:1]), max(10, repeats * 5))
+    sur.predict(feats, stim)
+    tb = _timed(lambda: sur.predict(feats, stim), repeats)
+    # where the time goes: one profiled batch call, top operators by self CPU time
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        sur.predict(feats, stim)
+    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in ops) or 1.0
+    top = [{"op": e.key, "share": e.self_cpu_time_total / total} for e in ops[:6]]
+    return {
+        "threads": torch.get_num_threads(),
+        "batch1_s_per_trace": float(np.median(t1)),
+        "batch1_traces_per_s": 1.0 / float(np.median(t1)),
+        f"batch{n_big}_s_per_call": float(np.median(tb)),
+        f"batch{n_big}_traces_per_s": n_big / float(np.median(tb)),
+        "profile_top_ops": top,
+        "feats": feats, "amps": amps,
+    }
+
+
+def bench_brian2(sur, amps: np.ndarray, n_big: int, seed: int, dt_ms: float, target: str) -> dict[str, Any]:
+    from noble.datagen.models import get
+    from noble.datagen.simulate import simulate, steps_matrix
+
+    fam = get(sur.config.family)
+    rng = np.random.default_rng(seed)
+    p = sur.config.stimulus
+    total = sur.config.duration_ms
+    rec = sur.config.dt_ms
+
+    def run(n: int) -> Any:
+        params = fam.sample_params(n, rng, sur.config.preset)
+        stim = steps_matrix(amps[:n], p.start_ms, p.duration_ms, total, rec)
+        return simulate(fam, params, stim, stim_dt_ms=rec, duration_ms=total, dt_ms=dt_ms, record_dt_ms=rec,
+                        target=target)
+
+    t0 = time.perf_counter()
+    run(1)  # warm-up: code generation / compilation (cached afterwards)
+    warm = time.perf_counter() - t0
+    t1 = _timed(lambda: run(1), 3)
+    tb = _timed(lambda: run(n_big), 1)
+    res = run(1)
+    return {
+        "target": target, "dt_ms": dt_ms, "method": fam.method, "first_run_s (incl. compile)": warm,
+        "batch1_s_per_trace": float(np.median(t1)), "batch1_traces_per_s": 1.0 / float(np.median(t1)),
+        f"batch{n_big}_s_per_call": float(np.median(tb)), f"batch{n_big}_traces_per_s": n_big / float(np.median(tb)),
+        "steps_per_trace": int(round(total / dt_ms)), "trace_samples": int(res.v_mV.shape[1]),
+    }
+
+
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: the shipped hh_fs)")
+    ap.add_argument("--n", type=int, default=256, help="large batch size")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--threads", type=int, default=2, help="torch threads for the surrogate")
+    ap.add_argument("--brian-dt-ms", type=float, default=0.025)
+    ap.add_argument("--brian-target", default="cython", choices=["cython", "numpy"])
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--quick", action="store_true", help="1 repeat, Brian2 large batch 64")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from noble.operator import default_surrogate_path, load_surrogate
+
+    torch.set_num_threads(args.threads)
+    sur = load_surrogate(args.ckpt or default_surrogate_path())
+    repeats = 1 if args.quick else args.repeats
+    s = bench_surrogate(sur, args.n, repeats, args.seed)
+    n_brian = min(args.n, 64) if args.quick else args.n
+    b = bench_brian2(sur, s.pop("amps"), n_brian, args.seed, args.brian_dt_ms, args.brian_target)
+    s.pop("feats")
+    out = {
+        "checkpoint": str(args.ckpt or default_surrogate_path()), "trace": {
+            "duration_ms": sur.config.duration_ms, "dt_ms": sur.config.dt_ms, "samples": sur.config.n_time},
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "surrogate": s, "brian2": b,
+        "speedup_batch1": s["batch1_traces_per_s"] / b["batch1_traces_per_s"],
+        "speedup_large_batch": s[f"batch{args.n}_traces_per_s"] / b[f"batch{n_brian}_traces_per_s"],
+    }
+    print(f"trace: {sur.config.duration_ms:g} ms at {sur.config.dt_ms} ms ({sur.config.n_time} samples); "
+          f"surrogate on {s['threads']} CPU thread(s); Brian2 {b['target']} {b['method']} dt {b['dt_ms']} ms")
+    print(f"{'':>12} {'batch 1 traces/s':>18} {'large batch traces/s':>22}")
+    print(f"{'surrogate':>12} {s['batch1_traces_per_s']:>18.2f} {s[f'batch{args.n}_traces_per_s']:>22.2f}  (batch {args.n})")
+    print(f"{'brian2':>12} {b['batch1_traces_per_s']:>18.2f} {b[f'batch{n_brian}_traces_per_s']:>22.2f}  (group of {n_brian})")
+    print(f"{'ratio':>12} {out['speedup_batch1']:>17.1f}x {out['speedup_large_batch']:>21.1f}x")
+    print("surrogate time by operator (batch call): "
+          + ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in s["profile_top_ops"]))
+    print(f"brian2: {b['steps_per_trace']} integration steps per trace; first run incl. compile "
+          f"{b['first_run_s (incl. compile)']:.1f} s")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1, default=float) + "\n")
+    return out
+
+
+if __name__ == "__main__":
+    main()
