@@ -42,13 +42,14 @@ def free_port() -> int:
 class Server:
     """`noble serve` in its own process group, on a free port."""
 
-    def __init__(self, surrogate: Path, batching: bool, workdir: Path) -> None:
+    def __init__(self, surrogate: Path, batching: bool, workdir: Path, torch_threads: int) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = workdir / f"server-batch-{'on' if batching else 'off'}.log"
         self.env = {**os.environ, "NOBLE_DATA_DIR": str(workdir / f"store-{batching}"),
                     "NOBLE_DEFAULT_SURROGATE": str(surrogate), "NOBLE_BATCH_ENABLED": str(batching).lower(),
-                    "NOBLE_SAMPLE_MAX_N": "1024", "NOBLE_DASK_WORKERS": "1", "NOBLE_LOG_LEVEL": "warning"}
+                    "NOBLE_SAMPLE_MAX_N": "1024", "NOBLE_DASK_WORKERS": "1", "NOBLE_LOG_LEVEL": "warning",
+                    "NOBLE_TORCH_THREADS": str(torch_threads)}
         self.proc: subprocess.Popen[bytes] | None = None
 
     def __enter__(self) -> "Server":
@@ -123,22 +124,27 @@ async def http_load(url: str, clients: int, per_client: int, amplitude_pA: float
     return summary(latencies, wall, clients * per_client)
 
 
-def in_process(surrogate_path: Path, clients: int, per_client: int, amplitude_pA: float) -> dict[str, Any]:
+def in_process(surrogate_path: Path, clients: int, per_client: int, amplitude_pA: float,
+               torch_threads: int) -> dict[str, Any]:
     """The same sample() calls without HTTP: sequential, `clients` threads, and one merged forward pass."""
+    import torch
+
     from noble.app.surrogates import serialize_efel
     from noble.operator import load_surrogate, sample
 
+    torch.set_num_threads(torch_threads)  # the same as the server's (NOBLE_TORCH_THREADS)
     serialize_efel()  # eFEL is not thread-safe: the server takes the same lock
     sur = load_surrogate(surrogate_path)
-    for _ in range(2):
+    for _ in range(3):
         sample(sur, amplitude_pA, N_PER_REQUEST, 0)
     seq: list[float] = []
+    n_seq = max(per_client, 8)
     t0 = time.perf_counter()
-    for j in range(per_client):
+    for j in range(n_seq):
         t = time.perf_counter()
         sample(sur, amplitude_pA, N_PER_REQUEST, j)
         seq.append(time.perf_counter() - t)
-    out: dict[str, Any] = {"sequential": summary(seq, time.perf_counter() - t0, per_client)}
+    out: dict[str, Any] = {"sequential": summary(seq, time.perf_counter() - t0, n_seq)}
 
     lat: list[float] = []
 
@@ -171,6 +177,8 @@ def main() -> None:
     ap.add_argument("--amplitude-pA", type=float, default=200.0)
     ap.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     ap.add_argument("--keep", action="store_true", help="keep the server logs and stores")
+    ap.add_argument("--torch-threads", type=int, default=1,
+                    help="torch intra-op threads, in-process and in the server (1: no oversubscription)")
     args = ap.parse_args()
 
     from noble.operator import default_surrogate_path
@@ -181,18 +189,19 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="noble-bench-api-"))
     per1 = args.requests * 4
     res: dict[str, Any] = {"surrogate": str(ckpt), "n_per_request": N_PER_REQUEST, "clients": args.clients,
+                           "torch_threads": args.torch_threads,
                            "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                                        "load_avg_1m": os.getloadavg()[0]}}
     try:
-        res["in_process"] = in_process(ckpt, args.clients, args.requests, args.amplitude_pA)
-        with Server(ckpt, batching=True, workdir=work) as srv:
+        res["in_process"] = in_process(ckpt, args.clients, args.requests, args.amplitude_pA, args.torch_threads)
+        with Server(ckpt, batching=True, workdir=work, torch_threads=args.torch_threads) as srv:
             res["http_batching_on_1_client"] = asyncio.run(http_load(srv.url, 1, per1, args.amplitude_pA))
             b0, r0 = srv.metric("noble_batch_size_requests_count"), srv.metric("noble_batch_size_requests_sum")
             res["http_batching_on_32_clients"] = asyncio.run(http_load(srv.url, args.clients, args.requests,
                                                                        args.amplitude_pA))
             b1, r1 = srv.metric("noble_batch_size_requests_count"), srv.metric("noble_batch_size_requests_sum")
             res["http_batching_on_32_clients"]["requests_per_forward_pass"] = (r1 - r0) / max(b1 - b0, 1)
-        with Server(ckpt, batching=False, workdir=work) as srv:
+        with Server(ckpt, batching=False, workdir=work, torch_threads=args.torch_threads) as srv:
             res["http_batching_off_32_clients"] = asyncio.run(http_load(srv.url, args.clients, args.requests,
                                                                         args.amplitude_pA))
     finally:

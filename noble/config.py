@@ -40,6 +40,7 @@ class Settings(BaseModel):
     batch_enabled: bool = Field(True, description="merge concurrent /v1/sample forward passes into one")
     batch_max_wait_ms: float = Field(5.0, ge=0, le=1000, description="longest a request waits for company")
     batch_max_rows: int = Field(512, ge=1, le=100_000, description="most neurons in one forward pass")
+    torch_threads: int | None = Field(None, ge=1, le=256, description="torch intra-op threads (unset: torch's default)")
 
     # ---- /v1/simulate ---------------------------------------------------------------------------------
     simulate_max_neurons: int = Field(64, ge=1, le=10_000)

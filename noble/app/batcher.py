@@ -80,7 +80,7 @@ class MicroBatcher:
     # ---- public -----------------------------------------------------------------------------------------
     async def submit(self, features: np.ndarray, stim: np.ndarray) -> np.ndarray:
         """Voltage (b, T) for b neurons; waits for a shared forward pass when batching is on."""
-        features = np.ascontiguousarray(features, dtype=np.float32)
+        features = np.ascontiguousarray(features, dtype=np.float64)  # range checks happen on these values
         stim = np.ascontiguousarray(stim, dtype=np.float32)
         if features.shape[0] != stim.shape[0]:
             raise ValueError(f"features has {features.shape[0]} rows, stim has {stim.shape[0]}")

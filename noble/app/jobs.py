@@ -177,14 +177,19 @@ class JobRunner:
             if self.cluster is not None:
                 self.cluster.close(timeout=10)
 
-    async def _connect_dask(self) -> None:
-        try:
-            await asyncio.to_thread(self._connect_dask_sync)
-        except Exception as exc:  # noqa: BLE001 - reported by /ready; jobs stay queued
-            self.dask_error = f"{type(exc).__name__}: {exc}"
-            log.exception("could not start or reach Dask")
+    async def _connect_dask(self, retry_s: float = 10.0) -> None:
+        """Start/reach Dask; on failure say so in /ready, keep jobs queued and try again every retry_s."""
+        while not self._stopping.is_set():
+            try:
+                await asyncio.to_thread(self._connect_dask_sync)
+            except Exception as exc:  # noqa: BLE001
+                self.dask_error = f"{type(exc).__name__}: {exc}"
+                log.error("could not start or reach Dask (retrying in %.0f s): %s", retry_s, self.dask_error)
+                await asyncio.sleep(retry_s)
+                continue
+            self.dask_error = None
+            self.wake()
             return
-        self.wake()
 
     def _connect_dask_sync(self) -> None:
         from distributed import Client, LocalCluster

@@ -182,7 +182,7 @@ class _BatchedView:
     def predict(self, features: Any, stim_pA: Any, *args: Any, **kwargs: Any) -> np.ndarray:
         if args or kwargs:  # an option the batcher does not know: run it directly
             return self._loaded.surrogate.predict(features, stim_pA, *args, **kwargs)
-        f = np.asarray(features, dtype=np.float32)
+        f = np.asarray(features, dtype=np.float64)
         s = np.asarray(stim_pA, dtype=np.float32)
         if f.ndim != 2 or s.ndim != 2 or s.shape[1] != self._loaded.n_time:
             return self._loaded.surrogate.predict(features, stim_pA)
@@ -226,6 +226,10 @@ class SurrogateRegistry:
         op = operator_api()
         if op is not None:
             serialize_efel()
+            if self.settings.torch_threads:
+                import torch
+
+                torch.set_num_threads(self.settings.torch_threads)
         candidates = self._candidates()
         if op is None:
             if candidates:

@@ -56,6 +56,13 @@ def simulate(
     Trial-to-trial variability: an Ornstein-Uhlenbeck current (sigma, tau) drawn with `seed` and added to
     the stimulus on the stimulus grid, so the run is deterministic for a seed on any Brian2 target.
     """
+    if getattr(family, "multi_compartment", False):
+        # One SpatialNeuron packing every neuron of the block (see simulate_mc); imported here to avoid a cycle.
+        from .simulate_mc import simulate_multi
+
+        return simulate_multi(family, params, stim_pA, stim_dt_ms=stim_dt_ms, duration_ms=duration_ms, dt_ms=dt_ms,
+                              record_dt_ms=record_dt_ms, noise_sigma_pA=noise_sigma_pA, noise_tau_ms=noise_tau_ms,
+                              seed=seed, target=target)
     params = np.atleast_2d(np.asarray(params, dtype=np.float64))
     stim_pA = np.atleast_2d(np.asarray(stim_pA, dtype=np.float64))
     n = params.shape[0]

@@ -222,10 +222,6 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     t0 = time.perf_counter()
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)
-    try:
-        rec.sampling_rate_Hz
-    except RecordingError:
-        pass  # mixed rates are handled per sweep
     notes: list[str] = []
     problem = FitProblem.from_recording(rec, cfg.objective)
     t = problem.targets
@@ -255,17 +251,18 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         n_gen = max(1, solver_cfg.max_generations)
         progress("solver", 0.0)
         cb = lambda g, _best: progress("solver", min(1.0, g / n_gen))  # noqa: E731
-    res: SolverResult = run_cmaes(problem, space, x0, solver_cfg, rest_mV=t.rest_mV, extra_starts=extra_u,
+    pin = t.rest_mV if solver_cfg.pin_rest else None
+    res: SolverResult = run_cmaes(problem, space, x0, solver_cfg, rest_mV=pin, extra_starts=extra_u,
                                   rest_sem_mV=rest_sem, callback=cb)
     t_stage2 = time.perf_counter() - t2
 
     # ---- final evaluation at the reporting dt ----
     t3 = time.perf_counter()
     best = res.best_params[None, :]
-    hint = t.rest_mV + space.offsets(res.unit[res.best])
+    hint = None if pin is None else pin + space.offsets(res.unit[res.best])
     ev = problem.evaluate(best, cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
     t_final = time.perf_counter() - t3
-    summary = res.summary(space, pinned=True, interval=solver_cfg.interval)
+    summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)
     HH = get_family("hh")
     params_out = {}
     for name in NAMES:
@@ -273,7 +270,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         params_out[name] = {**summary[name], "unit": spec.unit}
     if "rest_offset_mV" in summary:
         params_out["rest_offset_mV"] = {**summary["rest_offset_mV"], "unit": "mV"}
-    _pinned, ok = pin_rest(best, hint)
+    ok = pin_rest(best, hint)[1] if hint is not None else np.ones(1, dtype=bool)
     if not bool(ok[0]):
         notes.append("E_leak needed to hold the recorded rest lies outside its range; clipped (rest not matched)")
     bias = float(equivalent_bias_pA(best, HH.preset_values(cfg.cold_preset)["E_leak"])[0])

@@ -11,7 +11,8 @@ onsets d(t) = relu(s(t) - s(t-1)), cumulative count C(t) = sum d. Then
 * spike count in the window = C(end)  (vs. threshold crossings of the recording),
 * first-spike latency = integral of (1 - min(C, 1)) dt over the window (exactly the latency for a hard
   count, the window length for no spike; the recording's latency is defined the same way),
-* rest = mean pre-step voltage, and for hyperpolarising steps the steady deflection.
+* rest = mean pre-step voltage, and for hyperpolarising steps the steady deflection,
+* mean voltage over the window (informative even where a surrogate smooths spikes into their average).
 Each residual is scaled by the recording's sweep-to-sweep variability (the same sds stage 2 uses) and
 chi^2 = sum w z^2 is minimised with Adam from several starts at once (the features measured directly on
 the recording, clipped into the range, plus training-population members spread over the embedding).
@@ -50,10 +51,10 @@ class SurrogateStageConfig(BaseModel):
     """Budget and settings of the embedding fit."""
 
     model_config = ConfigDict(extra="forbid")
-    n_starts: int = Field(4, ge=1, le=64, description="gradient-descent starts (data features + population)")
-    steps: int = Field(12, ge=0, le=1000, description="Adam steps per start")
+    n_starts: int = Field(3, ge=1, le=64, description="gradient-descent starts (data features + population)")
+    steps: int = Field(8, ge=0, le=1000, description="Adam steps per start")
     lr: float = Field(0.15, gt=0, le=10, description="Adam step size on the logit of x")
-    max_sweeps: int = Field(6, ge=1, le=64, description="sweeps compared (spread over the F-I curve)")
+    max_sweeps: int = Field(5, ge=1, le=64, description="sweeps compared (spread over the F-I curve)")
     amp_margin_pA: float = Field(60.0, ge=0, description="how far outside the trained amplitudes a sweep may be")
     kappa_mV: float = Field(2.0, gt=0, description="softness of the spike detector")
     threshold_mV: float = Field(-20.0, description="spike threshold (eFEL's default, as in the targets)")
@@ -61,6 +62,8 @@ class SurrogateStageConfig(BaseModel):
     latency_weight: float = Field(1.0, ge=0)
     rest_weight: float = Field(1.0, ge=0)
     deflection_weight: float = Field(1.0, ge=0)
+    mean_v_weight: float = Field(1.0, ge=0)
+    mean_v_sd_mV: float = Field(2.0, gt=0, description="scale of the window-mean voltage residual")
     laplace: bool = True
     fd_step: float = Field(0.02, gt=0, le=0.2, description="finite-difference step (in x) for the Hessian")
     level: float = Field(0.68, gt=0, lt=1)
@@ -139,6 +142,7 @@ class _Targets:
     count: np.ndarray  # (S,)
     latency_ms: np.ndarray  # (S,) window length when silent
     deflection_mV: np.ndarray  # (S,) NaN for depolarising steps
+    mean_v_mV: np.ndarray  # (S,) mean voltage over the compared window
     rest_mV: float
     sd_count: float
     sd_latency: float
@@ -185,6 +189,7 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
     count = np.zeros(S)
     lat = np.zeros(S)
     defl = np.full(S, np.nan)
+    mean_v = np.zeros(S)
     for j, k in enumerate(sel):
         s = problem.recording.sweeps[k]
         assert s.dt_ms is not None
@@ -194,6 +199,8 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
         sp = sp[(sp >= 0) & (sp < w)]
         count[j] = len(sp)
         lat[j] = sp[0] if len(sp) else w
+        a0 = int(round(s.stim_start_ms / s.dt_ms))
+        mean_v[j] = float(np.mean(s.v_mV[a0:a0 + max(1, int(round(w / s.dt_ms)))]))
         if s.stim_amplitude_pA < 0:
             a = int(round(s.stim_start_ms / s.dt_ms))
             base = float(np.median(s.v_mV[max(0, a - int(50 / s.dt_ms)):a]))
@@ -202,7 +209,7 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
             defl[j] = ss - base
     t = problem.targets
     return _Targets(amps=problem.amplitudes_pA[sel], window_ms=win, count=count, latency_ms=lat,
-                    deflection_mV=defl, rest_mV=float(t.rest_mV if t.rest_mV is not None else np.nan),
+                    deflection_mV=defl, mean_v_mV=mean_v, rest_mV=float(t.rest_mV if t.rest_mV is not None else np.nan),
                     sd_count=t.feature_sd["spike_count"].sd, sd_latency=t.feature_sd["first_spike_latency_ms"].sd,
                     sd_rest=max(t.rest_sd_mV or 0.0, 0.5))
 
@@ -240,7 +247,7 @@ class _Objective:
         self.tail = torch.as_tensor(tail)
         # residual weights: count, latency per sweep; deflection per hyperpolarising sweep; one rest term
         self.neg = torch.as_tensor(np.isfinite(tg.deflection_mV))
-        self.n_terms = int(2 * S + int(self.neg.sum()) + (1 if math.isfinite(tg.rest_mV) else 0))
+        self.n_terms = int(3 * S + int(self.neg.sum()) + (1 if math.isfinite(tg.rest_mV) else 0))
 
     def traces(self, x: Any) -> Any:
         """(B, F) normalised -> (B, S, T) mV."""
@@ -266,7 +273,10 @@ class _Objective:
         z_count = (count - torch.as_tensor(tg.count, dtype=v.dtype)) / tg.sd_count
         z_lat = (lat - torch.as_tensor(tg.latency_ms, dtype=v.dtype)) / tg.sd_latency
         base = (v * self.pre).sum(-1) / self.pre.sum()  # (B, S)
-        zs = [z_count * math.sqrt(cfg.count_weight), z_lat * math.sqrt(cfg.latency_weight)]
+        mean_v = (v * self.win[None]).sum(-1) / self.win.sum(-1)[None]
+        z_mean = (mean_v - torch.as_tensor(tg.mean_v_mV, dtype=v.dtype)) / cfg.mean_v_sd_mV
+        zs = [z_count * math.sqrt(cfg.count_weight), z_lat * math.sqrt(cfg.latency_weight),
+              z_mean * math.sqrt(cfg.mean_v_weight)]
         if bool(self.neg.any()):
             ss = (v * self.tail[None]).sum(-1) / self.tail.sum(-1)[None]
             defl_t = torch.as_tensor(np.nan_to_num(tg.deflection_mV), dtype=v.dtype)

@@ -14,7 +14,7 @@ from noble.app.store import (CANCELLED, FAILED, QUEUED, RUNNING, SUCCEEDED, JobR
 from sqlalchemy import delete, update
 
 
-@pytest.fixture(params=["sqlite", "postgres"])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_args(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str | None, Path]:
     if request.param == "sqlite":
         return None, tmp_path

@@ -92,14 +92,17 @@ def test_soft_spike_count_and_latency_match_hard_ones() -> None:
             v[k] += 100.0 * np.exp(-0.5 * ((t - ts) / 0.4) ** 2)
     tg = _Targets(amps=np.array([50.0, 100.0, 200.0]), window_ms=np.array([300.0, 300.0, 400.0]),
                   count=np.array([0.0, 1.0, 3.0]), latency_ms=np.array([300.0, 37.3, 20.1]),
-                  deflection_mV=np.full(3, np.nan), rest_mV=-65.0, sd_count=1.0, sd_latency=1.0, sd_rest=1.0)
+                  deflection_mV=np.full(3, np.nan), mean_v_mV=np.zeros(3), rest_mV=-65.0, sd_count=1.0,
+                  sd_latency=1.0, sd_rest=1.0)
     obj = _Objective(sur, tg, SurrogateStageConfig())
     chi2, z = obj.chi2_terms(torch.tensor(v[None], dtype=torch.float32))
     z = z[0].numpy()
-    # z = [count residuals (3), latency residuals (3), rest (1)], all sds 1
+    # z = [count residuals (3), latency residuals (3), window-mean voltage (3), rest (1)], sds 1 (mean: 2 mV)
     np.testing.assert_allclose(z[:3], 0.0, atol=0.05)
     np.testing.assert_allclose(z[3:6], 0.0, atol=1.5)  # latency to within ~ a spike upstroke (ms)
-    assert abs(z[6]) < 1e-3
+    win = [(t >= onset) & (t < onset + w) for w in (300.0, 300.0, 400.0)]
+    np.testing.assert_allclose(z[6:9], [v[k][win[k]].mean() / 2.0 for k in range(3)], rtol=1e-4)
+    assert abs(z[9]) < 1e-3
     # and a trace missing its spike is scored as missing one spike, late by the rest of the window
     chi2b, zb = obj.chi2_terms(torch.tensor(v[[0, 0, 2]][None], dtype=torch.float32))
     assert zb[0, 1].item() == pytest.approx(-1.0, abs=0.05) and zb[0, 4].item() == pytest.approx(300 - 37.3, abs=1.5)

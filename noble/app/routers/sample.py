@@ -51,7 +51,7 @@ def _features_arg(body: SampleIn, loaded: LoadedSurrogate) -> np.ndarray | dict[
                                                 f"vectors for n_samples={body.n_samples}")
     names = loaded.feature_names
     ranges = loaded.feature_ranges()
-    out = np.empty((len(body.features), len(names)), dtype=np.float32)
+    out = np.empty((len(body.features), len(names)), dtype=np.float64)  # float32 could leave the range
     for k, row in enumerate(body.features):
         missing = [n for n in names if n not in row]
         unknown = [n for n in row if n not in names]

@@ -6,7 +6,7 @@ from importlib import import_module
 
 from .base import BuiltGroup, ModelFamily, ParamSpec
 
-_FAMILY_MODULES = {"hh": "hh", "lif": "lif", "qilif": "qilif"}
+_FAMILY_MODULES = {"hh": "hh", "lif": "lif", "qilif": "qilif", "hh_mc": "hh_mc"}
 
 
 def available() -> list[str]:
