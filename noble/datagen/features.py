@@ -10,6 +10,7 @@ constant and sag ratio. Per neuron: rheobase `I_thr` (smallest step amplitude th
 from __future__ import annotations
 
 import math
+import threading
 import warnings
 from typing import Sequence
 
@@ -34,6 +35,8 @@ TRACE_FEATURES: dict[str, tuple[str, str, str]] = {
     "tau_m_ms": ("decay_time_constant_after_stim", "first", "ms"),
     "sag_ratio": ("sag_ratio1", "first", "1"),
 }
+# eFEL keeps global settings and state: one extraction at a time per process.
+_EFEL_LOCK = threading.Lock()
 HYPERPOLARISING_ONLY = {"input_resistance_MOhm", "tau_m_ms", "sag_ratio"}
 NEURON_FEATURES: dict[str, str] = {"I_thr_pA": "pA", "s_thr_Hz_per_pA": "Hz/pA"}
 
@@ -54,19 +57,19 @@ def trace_features(
     ends = np.broadcast_to(np.asarray(stim_end_ms, dtype=float), (n,))
     amps = np.broadcast_to(np.asarray(amp_pA, dtype=float), (n,))
     t = np.arange(T) * dt_ms
-    efel.reset()
-    efel.set_setting("Threshold", float(threshold_mV))
-    # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
-    # response: restrict spike-based features to the stimulus window.
-    efel.set_setting("strict_stiminterval", True)
     traces = [
         {"T": t, "V": v[k], "stim_start": [float(starts[k])], "stim_end": [float(ends[k])],
          "stimulus_current": [float(amps[k]) * 1e-3]}  # eFEL wants nA
         for k in range(n)
     ]
     names = sorted({spec[0] for spec in TRACE_FEATURES.values()})
-    with warnings.catch_warnings():
+    with _EFEL_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        efel.reset()
+        efel.set_setting("Threshold", float(threshold_mV))
+        # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
+        # response: restrict spike-based features to the stimulus window.
+        efel.set_setting("strict_stiminterval", True)
         raw = efel.get_feature_values(traces, names, raise_warnings=False)
     out = {name: np.full(n, np.nan) for name in TRACE_FEATURES}
     for k, values in enumerate(raw):
@@ -86,6 +89,9 @@ def trace_features(
             else:
                 out[name][k] = float(arr[0])
     return out
+
+
+trace_features._thread_safe = True  # type: ignore[attr-defined]  # read by noble.app
 
 
 def count_in_window(spike_times_ms: Sequence[np.ndarray], start_ms: float, end_ms: float) -> np.ndarray:

@@ -7,6 +7,7 @@ rewritten (atomically) after every finished shard, and failures are retried then
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -133,11 +134,13 @@ def _run_locked(cfg: DatasetConfig, directory: Path, scheduler: str | None, work
     if not todo:
         return summary
     cfg_json = cfg.model_dump_json()
+    # Two directories of the same config are different work: keep their task keys apart on a shared scheduler.
+    dir_tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
     ctx = contextlib.nullcontext(client) if client is not None else dask_client(scheduler, workers)
     with ctx as cl:
         futures = {
             cl.submit(build_shard, cfg_json, i, str(directory.resolve()), retries=retries, pure=False,
-                      key=f"noble-shard-{cfg.digest()}-{i}"): i
+                      key=f"noble-shard-{cfg.digest()}-{dir_tag}-{i}"): i
             for i in todo
         }
         bar = tqdm(total=cfg.n_shards, initial=len(done), desc=f"datagen {cfg.name}", unit="shard",

@@ -27,7 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
-from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, pin_rest
+from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, pin_rest, split_holding
 from .objective import FitProblem, ObjectiveConfig, select_sweeps
 from .solver import SolverConfig, SolverResult, run_cmaes
 from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
@@ -84,7 +84,8 @@ class FitResult(BaseModel):
     stage1: dict[str, Any]
     warm_start: dict[str, Any]
     parameters: dict[str, dict[str, Any]]
-    equivalent_bias_pA: float
+    equivalent_bias_pA: float = Field(..., description="the fitted model as the preset's E_leak + this holding current")
+    holding_current_pA: float = Field(0.0, description="holding current simulated when E_leak is beyond its range")
     objective: float = Field(..., description="mean squared z of the reported fit (final dt)")
     objective_search: float = Field(..., description="best objective during the search (search dt)")
     chi2: float
@@ -272,7 +273,12 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         params_out["rest_offset_mV"] = {**summary["rest_offset_mV"], "unit": "mV"}
     ok = pin_rest(best, hint)[1] if hint is not None else np.ones(1, dtype=bool)
     if not bool(ok[0]):
-        notes.append("E_leak needed to hold the recorded rest lies outside its range; clipped (rest not matched)")
+        notes.append("the leak reversal needed to hold the recorded rest is beyond -120..-20 mV; clipped (rest "
+                     "not matched)")
+    holding = float(split_holding(best)[1][0])
+    if abs(holding) > 0:
+        notes.append(f"E_leak beyond the family's range: simulated as E_leak at its edge plus a holding current of "
+                     f"{holding:.1f} pA (an identical model)")
     bias = float(equivalent_bias_pA(best, HH.preset_values(cfg.cold_preset)["E_leak"])[0])
 
     # ---- tables ----
@@ -309,7 +315,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         sweeps=[{"index": s.index, "amplitude_pA": s.stim_amplitude_pA, "stim_start_ms": s.stim_start_ms + c0,
                  "stim_end_ms": s.stim_end_ms + c0}
                 for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],
-        stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias,
+        stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias, holding_current_pA=holding,
         objective=float(ev.objective[0]), objective_search=res.best_objective, chi2=float(ev.chi2[0]),
         n_terms=len(problem.term_labels), per_feature_rms_z=problem.per_feature_rms_z(z),
         per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,

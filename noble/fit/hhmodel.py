@@ -5,10 +5,12 @@ a bounded, transformed space of the parameters a fit may move.
   at v = E_leak: with the M, Na window and Ca currents the rest is not E_leak, and a run that starts off
   rest spends its first tens of ms relaxing (spurious spikes / drifting baselines in the fit window).
 * A constant holding (bias) current I_b is exactly a shift of the leak reversal, g_leak (E_leak - V) + I_b/A
-  = g_leak (E_leak + I_b / (g_leak A) - V), so the fit carries no separate bias: `pin_rest` solves E_leak in
-  closed form so that the steady state sits at the recorded resting potential (the Allen / BluePyOpt
-  'holding current' search, without the search). `equivalent_bias_pA` reports the same model as the preset
-  E_leak plus a holding current.
+  = g_leak (E_leak + I_b / (g_leak A) - V), so the fit carries one *effective* E_leak: `pin_rest` solves it
+  in closed form so that the steady state sits at the recorded resting potential (the Allen / BluePyOpt
+  'holding current' search, without the search). Where it leaves the family's E_leak range (depolarised,
+  spontaneously active cells) the simulation runs the identical model with E_leak at the range edge plus a
+  holding current (`split_holding`); `equivalent_bias_pA` reports any model as the preset E_leak plus a
+  holding current.
 """
 
 from __future__ import annotations
@@ -51,18 +53,36 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l)
 
 
+EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
+
+
 def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(params with E_leak solved so the steady state is at rest_mV, mask of rows whose E_leak stayed in range).
+    """(params with E_leak solved so the steady state is at rest_mV, mask of rows whose E_leak was reachable).
 
     g_leak (E_leak - V*) = I_ion(V*)  =>  E_leak = V* + I_ion(V*) / g_leak (densities, so area-free).
-    Rows where that E_leak leaves the family's range are clipped (their rest will not match)."""
+    The solved value is the *effective* leak reversal: where it leaves the family's range the simulation
+    runs the equivalent model, E_leak at the range edge plus a holding current (`split_holding`). Values
+    outside EFFECTIVE_E_LEAK_MV are clipped there (mask False: the rest will not match)."""
     p = np.array(np.atleast_2d(params), dtype=np.float64)
     v = np.broadcast_to(np.asarray(rest_mV, dtype=np.float64), (p.shape[0],))
     e = v + ionic_current_density(v, p) / _col(p, "g_leak")
-    spec = HH.param_spec("E_leak")
-    ok = np.isfinite(e) & (e >= spec.low) & (e <= spec.high)
-    p[:, IDX["E_leak"]] = np.clip(np.nan_to_num(e, nan=spec.low), spec.low, spec.high)
+    lo, hi = EFFECTIVE_E_LEAK_MV
+    ok = np.isfinite(e) & (e >= lo) & (e <= hi)
+    p[:, IDX["E_leak"]] = np.clip(np.nan_to_num(e, nan=lo), lo, hi)
     return p, ok
+
+
+def split_holding(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(params with E_leak inside the family's range, holding current pA per row) describing the same model:
+    the part of an effective E_leak beyond the range becomes g_leak A (E_eff - E_edge)."""
+    p = np.array(np.atleast_2d(params), dtype=np.float64)
+    spec = HH.param_spec("E_leak")
+    e = p[:, IDX["E_leak"]]
+    edge = np.clip(e, spec.low, spec.high)
+    area_cm2 = math.pi * (_col(p, "diam_um") * 1e-4) ** 2
+    holding = _col(p, "g_leak") * area_cm2 * (e - edge) * 1e6  # mS x mV = uA -> pA
+    p[:, IDX["E_leak"]] = edge
+    return p, holding
 
 
 def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = -20.0,
@@ -111,10 +131,15 @@ class HHFit(HH):
 
     name: ClassVar[str] = "hh"
     v_hint_mV: ClassVar[np.ndarray | None] = None
+    E_leak_effective_mV: ClassVar[np.ndarray | None] = None
 
     @classmethod
-    def starting_near(cls, v_mV: np.ndarray) -> type["HHFit"]:
-        return type("HHFitNear", (cls,), {"v_hint_mV": np.asarray(v_mV, dtype=np.float64)})
+    def starting_near(cls, v_mV: np.ndarray | None, E_leak_effective_mV: np.ndarray | None = None) -> type["HHFit"]:
+        """This family starting at the stable state nearest v_mV, for neurons whose leak reversal (holding
+        current included) is E_leak_effective_mV (None: their own E_leak)."""
+        return type("HHFitNear", (cls,), {
+            "v_hint_mV": None if v_mV is None else np.asarray(v_mV, dtype=np.float64),
+            "E_leak_effective_mV": None if E_leak_effective_mV is None else np.asarray(E_leak_effective_mV, float)})
 
     @classmethod
     def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
@@ -122,7 +147,10 @@ class HHFit(HH):
         group = b2.NeuronGroup(n, cls.equations(), method=cls.method, threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
-        v0, _stable = resting_potential(params, hint_mV=cls.v_hint_mV)
+        eff = np.array(params, dtype=np.float64)
+        if cls.E_leak_effective_mV is not None:
+            eff[:, IDX["E_leak"]] = cls.E_leak_effective_mV
+        v0, _stable = resting_potential(eff, hint_mV=cls.v_hint_mV)
         gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"))
         group.v = v0 * b2.mV
         for key, val in gates.items():

@@ -31,7 +31,7 @@ from noble.datagen.features import TRACE_FEATURES
 from noble.datagen.simulate import simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
-from .hhmodel import HHFit
+from .hhmodel import IDX, HHFit, split_holding
 from .targets import (RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
                       spike_count_between, sweep_features)
 
@@ -217,9 +217,12 @@ class FitProblem:
         stim, dur = self.stimulus(dt_ms)
         rec_dt = self.record_dt(dt_ms)
         t0 = time.perf_counter()
-        family = HHFit if v_hint_mV is None else HHFit.starting_near(np.repeat(np.broadcast_to(v_hint_mV, (C,)), S))
+        legal, holding = split_holding(params)  # an effective E_leak beyond the family's range -> holding current
+        hint = None if v_hint_mV is None else np.repeat(np.broadcast_to(v_hint_mV, (C,)), S)
+        family = HHFit.starting_near(hint, np.repeat(params[:, IDX["E_leak"]], S))
+        drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
         with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported
-            res = simulate(family, np.repeat(params, S, axis=0), np.tile(stim, (C, 1)), stim_dt_ms=dt_ms,
+            res = simulate(family, np.repeat(legal, S, axis=0), drive, stim_dt_ms=dt_ms,
                            duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S

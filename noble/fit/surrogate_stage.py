@@ -13,8 +13,10 @@ onsets d(t) = relu(s(t) - s(t-1)), cumulative count C(t) = sum d. Then
   count, the window length for no spike; the recording's latency is defined the same way),
 * rest = mean pre-step voltage, and for hyperpolarising steps the steady deflection,
 * mean voltage over the window (informative even where a surrogate smooths spikes into their average).
-Each residual is scaled by the recording's sweep-to-sweep variability (the same sds stage 2 uses) and
-chi^2 = sum w z^2 is minimised with Adam from several starts at once (the features measured directly on
+Each residual is scaled by the recording's sweep-to-sweep variability (the same sds stage 2 uses) combined
+in quadrature with the surrogate's own error (its held-out spike-count and latency errors from the card,
+`model_error_*` when the card has none): a surrogate is not the solver, and a 1-ms latency sd would make
+its spike-timing error dominate. chi^2 = sum w z^2 is minimised with Adam from several starts at once (the features measured directly on
 the recording, clipped into the range, plus training-population members spread over the embedding).
 
 Uncertainty (chosen over sbi NPE, which would need thousands of surrogate runs and a trained flow per
@@ -64,6 +66,8 @@ class SurrogateStageConfig(BaseModel):
     deflection_weight: float = Field(1.0, ge=0)
     mean_v_weight: float = Field(1.0, ge=0)
     mean_v_sd_mV: float = Field(2.0, gt=0, description="scale of the window-mean voltage residual")
+    model_error_count: float = Field(1.5, ge=0, description="surrogate spike-count error sd when the card has none")
+    model_error_latency_ms: float = Field(5.0, ge=0, description="surrogate latency error sd when the card has none")
     laplace: bool = True
     fd_step: float = Field(0.02, gt=0, le=0.2, description="finite-difference step (in x) for the Hessian")
     level: float = Field(0.68, gt=0, lt=1)
@@ -183,7 +187,8 @@ def select_sweeps(problem: FitProblem, trained_amps: list[float], max_sweeps: in
     return sorted(set(chosen[:max_sweeps]), key=lambda k: amps[k])
 
 
-def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: SurrogateStageConfig) -> _Targets:
+def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: SurrogateStageConfig,
+                  model_error: tuple[float, float] = (0.0, 0.0)) -> _Targets:
     S = len(sel)
     win = np.zeros(S)
     count = np.zeros(S)
@@ -208,10 +213,27 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
             ss = float(np.median(s.v_mV[max(a, b - int(100 / s.dt_ms)):b]))
             defl[j] = ss - base
     t = problem.targets
+    me_count, me_lat = model_error
     return _Targets(amps=problem.amplitudes_pA[sel], window_ms=win, count=count, latency_ms=lat,
                     deflection_mV=defl, mean_v_mV=mean_v, rest_mV=float(t.rest_mV if t.rest_mV is not None else np.nan),
-                    sd_count=t.feature_sd["spike_count"].sd, sd_latency=t.feature_sd["first_spike_latency_ms"].sd,
-                    sd_rest=max(t.rest_sd_mV or 0.0, 0.5))
+                    sd_count=math.hypot(t.feature_sd["spike_count"].sd, me_count),
+                    sd_latency=math.hypot(t.feature_sd["first_spike_latency_ms"].sd, me_lat),
+                    sd_rest=max((t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording))), 0.5))
+
+
+def surrogate_error(surrogate: Any, cfg: SurrogateStageConfig) -> tuple[float, float]:
+    """(spike-count sd, latency sd in ms) of the surrogate vs the solver on held-out neurons (from its card:
+    mean |count error| / 0.8 and median |latency error| / 0.674, the Gaussian relations), else the config's."""
+    m = (getattr(surrogate, "card", None) or {}).get("metrics_heldout") or {}
+    try:
+        c = float(m["spike_count_abs_err"]["mean"]) / 0.7979
+    except (KeyError, TypeError, ValueError):
+        c = float("nan")
+    try:
+        lat = float(m["first_spike_latency_abs_err_ms"]["median"]) / 0.6745
+    except (KeyError, TypeError, ValueError):
+        lat = float("nan")
+    return (c if math.isfinite(c) else cfg.model_error_count, lat if math.isfinite(lat) else cfg.model_error_latency_ms)
 
 
 # ---- the differentiable objective -------------------------------------------------------------------------
@@ -336,7 +358,7 @@ def fit_embedding(problem: FitProblem, surrogate: Any, cfg: SurrogateStageConfig
         raise ValueError(f"no sweep of {problem.recording.source} lies within the surrogate's trained amplitudes "
                          f"{min(sc.stimulus.amplitudes_pA):g}..{max(sc.stimulus.amplitudes_pA):g} pA "
                          f"(+-{cfg.amp_margin_pA:g})")
-    tg = _data_targets(problem, sel, float(sc.stimulus.duration_ms), cfg)
+    tg = _data_targets(problem, sel, float(sc.stimulus.duration_ms), cfg, surrogate_error(surrogate, cfg))
     obj = _Objective(surrogate, tg, cfg)
     rng = np.random.default_rng(cfg.seed)
     x0 = _starts(surrogate, problem, cfg.n_starts, rng)

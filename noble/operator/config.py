@@ -69,10 +69,11 @@ class LossConfig(BaseModel):
       Blind to spike timing, it rewards a train of sharp spikes at the right RATE even while their phase
       is still wrong, which pulls the network off the smooth 'average trace' that pure L2 prefers when
       timing is uncertain (both L2 terms charge a misplaced spike twice and a missing one once).
-    * `sorted_weight`: relative L2 between the SORTED voltage samples of prediction and target (the 1-D
-      Wasserstein-2 distance between their amplitude distributions). Blind to timing, it charges a missing
-      or an extra spike once and a misplaced one nothing, so it makes the network emit full-height spikes
-      in the right NUMBER (the F-I curve) before the L2 terms have aligned them.
+    * `sorted_weight`: distance between the SORTED samples of prediction and target (1-D Wasserstein-2
+      between their distributions), for v (relative, mV) and for dv/dt (in dv/dt RMS units). Blind to
+      timing, it charges a missing or an extra spike once and a misplaced one nothing, so it makes the
+      network emit full-height spikes in the right NUMBER (the F-I curve) before the L2 terms have aligned
+      them; the dv/dt part demands one steep upstroke and downstroke per spike (no plateaus).
     * `spike_weight`: extra weight on samples where the target is above `spike_threshold_mV` (inside APs).
     """
 

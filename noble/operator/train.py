@@ -96,12 +96,17 @@ class VoltageLoss:
             total = total + self.cfg.derivative_weight * l_d
             parts["deriv"] = float(l_d.detach())
         if self.cfg.sorted_weight > 0:
-            sp = torch.sort(p_mV, dim=-1).values
-            st = torch.sort(t_mV, dim=-1).values
+            # distributions of v (mV, relative) and of dv/dt (in d_rms units): a spike train has many
+            # steep upstrokes/downstrokes, a plateau at spike height has two, so both are needed
+            sp, st = torch.sort(p_mV, dim=-1).values, torch.sort(t_mV, dim=-1).values
             l_q = (torch.linalg.vector_norm(sp - st, dim=-1)
                    / torch.linalg.vector_norm(t_mV, dim=-1).clamp_min(1e-6)).mean()
-            total = total + self.cfg.sorted_weight * l_q
+            dps = torch.sort(torch.diff(pred, dim=-1), dim=-1).values
+            dts = torch.sort(torch.diff(true, dim=-1), dim=-1).values
+            l_qd = (torch.sqrt(((dps - dts) ** 2).mean(dim=-1)) / self.d_rms).mean()
+            total = total + self.cfg.sorted_weight * (l_q + l_qd)
             parts["sorted"] = float(l_q.detach())
+            parts["sorted_deriv"] = float(l_qd.detach())
         if self.cfg.spectral_weight > 0:
             mp, mt = torch.fft.rfft(pred, dim=-1).abs(), torch.fft.rfft(true, dim=-1).abs()
             mp, mt = mp[..., 1:], mt[..., 1:]  # DC is the mean voltage, already in the L2 term

@@ -12,7 +12,7 @@ import pytest
 from noble.datagen.models import get as get_family
 from noble.datagen.simulate import simulate
 from noble.fit.hhmodel import (HHFit, IDX, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
-                               resting_potential)
+                               resting_potential, split_holding)
 from noble.fit.objective import huber
 
 HH = get_family("hh")
@@ -34,6 +34,13 @@ def test_pinned_rest_is_the_steady_state_and_a_bias_current_is_an_E_leak_shift()
     shifted = fs.copy()
     shifted[IDX["E_leak"]] += 30.0 / g_nS  # pA / nS = mV
     assert equivalent_bias_pA(shifted[None], fs[IDX["E_leak"]])[0] == pytest.approx(30.0, rel=1e-9)
+    # an effective E_leak beyond the family's range is simulated as the range edge plus that holding current
+    beyond = fs.copy()
+    beyond[IDX["E_leak"]] = -30.0
+    legal, holding = split_holding(beyond[None])
+    assert legal[0, IDX["E_leak"]] == HH.param_spec("E_leak").high
+    assert holding[0] == pytest.approx(equivalent_bias_pA(beyond[None], HH.param_spec("E_leak").high)[0], rel=1e-9)
+    assert holding[0] == pytest.approx(g_nS * 10.0, rel=1e-9)
     params = np.stack([pinned[presets.index("fast_spiking")], pinned[presets.index("regular_spiking")], fs, shifted])
     T = 3000  # 300 ms at 0.1 ms
     stim = np.zeros((4, T))

@@ -99,3 +99,39 @@ def test_training_is_deterministic_and_resumable(tiny_dataset: Path, tiny_train_
     with pytest.raises(ValueError, match="another training config"):
         train(tiny_dataset, tmp_path / "a", cfg.model_copy(update={"lr": 1e-4}), progress=False,
               evaluate_at_end=False)
+
+
+def test_loss_terms_do_what_they_claim() -> None:
+    """L2 and derivative terms charge a misplaced spike; the sorted term charges only a wrong NUMBER of
+    spikes or a plateau instead of spikes."""
+    from noble.operator.config import TrainConfig
+
+    cfg = TrainConfig.model_validate({"loss": {"derivative_weight": 1.0, "sorted_weight": 1.0}})
+    T = 2000
+    t = torch.arange(T, dtype=torch.float64)
+
+    def train_of(times: list[int], width: float = 2.0) -> torch.Tensor:
+        v = torch.full((T,), -70.0, dtype=torch.float64)
+        for c in times:
+            v = v + 110.0 * torch.exp(-0.5 * ((t - c) / width) ** 2)
+        return v
+
+    true = train_of([400, 800, 1200, 1600])
+    shifted = train_of([430, 830, 1230, 1630])
+    fewer = train_of([400, 800])
+    plateau = torch.where((t > 400) & (t < 432), torch.tensor(40.0, dtype=torch.float64), torch.tensor(-70.0,
+                                                                                                  dtype=torch.float64))
+    mean, std = -60.0, 15.0
+    d_rms = float(torch.sqrt((torch.diff((true - mean) / std) ** 2).mean()))
+    loss = VoltageLoss(cfg, d_rms, 0.0, mean, std)
+
+    def parts(pred: torch.Tensor) -> dict[str, float]:
+        return loss(((pred - mean) / std)[None], ((true - mean) / std)[None])[1]
+
+    same, shift, few, plat = parts(true), parts(shifted), parts(fewer), parts(plateau)
+    assert same["rel_l2"] == 0 and same["deriv"] == 0 and same["sorted"] == 0
+    assert shift["rel_l2"] > 0.1 and shift["deriv"] > 1.0  # both L2 terms punish a misplaced spike ...
+    assert shift["sorted"] < 1e-9 and shift["sorted_deriv"] < 1e-9  # ... the sorted terms do not
+    assert few["sorted"] > 0.05 and few["sorted_deriv"] > 0.3  # a missing spike costs in the sorted terms
+    # a plateau with the same time above threshold as 4 spikes fails the dv/dt part
+    assert plat["sorted_deriv"] > few["sorted_deriv"]
