@@ -19,6 +19,7 @@ slow currents apart, and a single F-I point hides it).
 
 from __future__ import annotations
 
+import gc
 import math
 import time
 from dataclasses import dataclass, field
@@ -221,9 +222,15 @@ class FitProblem:
         hint = None if v_hint_mV is None else np.repeat(np.broadcast_to(v_hint_mV, (C,)), S)
         family = HHFit.starting_near(hint, np.repeat(params[:, IDX["E_leak"]], S))
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
-        with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported
-            res = simulate(family, np.repeat(legal, S, axis=0), drive, stim_dt_ms=dt_ms,
-                           duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
+        # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
+        # torch, pynwb, ...); freezing the objects that exist before the run makes it scan only the new ones.
+        gc.freeze()
+        try:
+            with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported
+                res = simulate(family, np.repeat(legal, S, axis=0), drive, stim_dt_ms=dt_ms,
+                               duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
+        finally:
+            gc.unfreeze()
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
         v = res.v_mV.reshape(C, S, -1)
