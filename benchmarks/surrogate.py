@@ -143,8 +143,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"trace: {sur.config.duration_ms:g} ms at {sur.config.dt_ms} ms ({sur.config.n_time} samples); "
           f"surrogate on {s['threads']} CPU thread(s); Brian2 {b['target']} {b['method']} dt {b['dt_ms']} ms")
     print(f"{'':>12} {'batch 1 traces/s':>18} {'large batch traces/s':>22}")
-    print(f"{'surrogate':>12} {s['batch1_traces_per_s']:>18.2f} {s[f'batch{args.n}_traces_per_s']:>22.2f}  (batch {args.n})")
-    print(f"{'brian2':>12} {b['batch1_traces_per_s']:>18.2f} {b[f'batch{n_brian}_traces_per_s']:>22.2f}  (group of {n_brian})")
+    big_s, big_b = s[f"batch{args.n}_traces_per_s"], b[f"batch{n_brian}_traces_per_s"]
+    print(f"{'surrogate':>12} {s['batch1_traces_per_s']:>18.2f} {big_s:>22.2f}  (batch {args.n})")
+    print(f"{'brian2':>12} {b['batch1_traces_per_s']:>18.2f} {big_b:>22.2f}  (group of {n_brian})")
     print(f"{'ratio':>12} {out['speedup_batch1']:>17.1f}x {out['speedup_large_batch']:>21.1f}x")
     print("surrogate time by operator (batch call): "
           + ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in s["profile_top_ops"]))

@@ -109,13 +109,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sur = load_surrogate(args.ckpt or default_surrogate_path())
     brian = fresh_population(sur, args.amplitudes, args.models, args.seed, args.data, args.workers)
     rows = compare(sur, brian, args.n, args.seed)
-    print(f"{'amp pA':>7} {'N mean s/b':>12} {'N sd s/b':>11} {'KS p (N)':>9} {'lat med s/b ms':>15} {'KS p (lat)':>10}")
+    print(f"{'amp pA':>7} {'N mean s/b':>12} {'N sd s/b':>11} {'KS p (N)':>9} {'lat med s/b ms':>15} "
+          f"{'KS p (lat)':>10}")
     for r in rows:
         lat = (f"{r['latency_median_surrogate_ms']:.1f}/{r['latency_median_brian2_ms']:.1f}"
                if r["latency_median_brian2_ms"] is not None and r["latency_median_surrogate_ms"] is not None else "-")
         lp = f"{r['latency_ks_p']:.3g}" if r["latency_ks_p"] is not None else "-"
         print(f"{r['amplitude_pA']:>7g} {r['count_mean_surrogate']:>5.1f}/{r['count_mean_brian2']:<6.1f} "
-              f"{r['count_sd_surrogate']:>4.1f}/{r['count_sd_brian2']:<5.1f} {r['count_ks_p']:>9.3g} {lat:>15} {lp:>10}")
+              f"{r['count_sd_surrogate']:>4.1f}/{r['count_sd_brian2']:<5.1f} {r['count_ks_p']:>9.3g} "
+              f"{lat:>15} {lp:>10}")
     ok = all(r["count_ks_p"] > 0.01 and (r["latency_ks_p"] is None or r["latency_ks_p"] > 0.01) for r in rows)
     print(f"distributions agree (KS p > 0.01 for counts and latencies at every amplitude): {ok}")
     out = {"checkpoint": str(args.ckpt or default_surrogate_path()), "rows": rows, "agree": ok,

@@ -161,14 +161,17 @@ def _ds(h5: h5py.File, name: str, data: np.ndarray, chunk_rows: int | None = Non
     if data.ndim == 2 and data.size and chunk_rows:
         kw.update(chunks=(min(chunk_rows, data.shape[0]), data.shape[1]), compression="gzip",
                   compression_opts=4, shuffle=True)
-    return h5.create_dataset(name, data=data, **kw)
+    ds = h5.create_dataset(name, data=data, **kw)
+    h5.flush()  # allocate and write now, in creation order: the file layout must not depend on cache timing
+    return ds
 
 
 def write_shard(path: Path, cfg: DatasetConfig, index: int, data: ShardData) -> None:
     """Write to a temporary name in the same directory, fsync, then rename: a shard is whole or absent."""
     family = get_family(cfg.family)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with h5py.File(tmp, "w", libver="earliest", track_order=False) as h5:
+    # No chunk cache: compressed chunks go to disk as they are written, so the byte layout is reproducible.
+    with h5py.File(tmp, "w", libver="earliest", track_order=False, rdcc_nbytes=0) as h5:
         _ds(h5, "v_mV", data.v_mV, chunk_rows=16)
         _ds(h5, "stim_pA", data.stim_pA, chunk_rows=16)
         p = _ds(h5, "params", data.params.astype(np.float64))

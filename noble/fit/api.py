@@ -49,8 +49,10 @@ class FitConfig(BaseModel):
         "auto", description="fit an offset between the recorded median rest and the model's fixed point "
                             "('auto': for spontaneously active cells, whose median voltage is not a rest)")
     rest_offset_range_mV: tuple[float, float] = (-15.0, 15.0)
-    warm_sigma0: float = Field(0.08, gt=0, le=1, description="CMA-ES step size after a warm start")
-    n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members evaluated in generation 0")
+    warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
+    n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members scored before CMA-ES starts")
+    warm_area_scales: tuple[float, ...] = Field((1.0, 0.7, 1.4), min_length=1,
+                                                description="membrane-area variants of each warm-start member")
     final_dt_ms: float = Field(0.025, gt=0, le=0.1, description="integration step of the reported fit")
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     solver: SolverConfig = Field(default_factory=lambda: SolverConfig(sigma0=0.25))
@@ -202,8 +204,16 @@ def _warm_start(problem: FitProblem, cfg: FitConfig, sur: Any, fit: SurrogateFit
         notes.append("hall of fame empty: cold start")
         return HH.preset_values(cfg.cold_preset), None, {"kind": "cold", "preset": cfg.cold_preset}
     top = ranked[: cfg.n_warm_starts]
-    base = {n: float(v) for n, v in zip(NAMES, top[0]["params"])}
-    extra = np.stack([m["params"] for m in top[1:]]) if len(top) > 1 else None
+    # Each member also at 0.7x and 1.4x its area: pinning the rest to the recording moves the rheobase,
+    # which the area rescales exactly (all currents are densities); CMA-ES starts from the best of them.
+    rows = []
+    for m in top:
+        for a in cfg.warm_area_scales:
+            p = np.array(m["params"], dtype=np.float64)
+            p[NAMES.index("diam_um")] *= math.sqrt(a)
+            rows.append(p)
+    base = {n: float(v) for n, v in zip(NAMES, rows[0])}
+    extra = np.stack(rows[1:]) if len(rows) > 1 else None
     info = {"kind": "hall_of_fame", "source": hof.source, "n_members": int(len(hof.params)),
             "members": [{"member": m["member"], "area_scale": m["area_scale"], "mahalanobis2": m["mahalanobis2"],
                          "features": dict(zip(c.feature_names, m["features"])),
@@ -323,7 +333,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         model_measures={"features": per_sweep_model, **{k: _f(v[0]) for k, v in ev.cell.items()}},
         checks=checks,
         solver={"generations": res.generations, "evaluations": int(len(res.objective)), "stop": res.stop,
-                "objective_start": float(res.objective[0]),
+                "objective_start": float(np.min(res.objective[res.generation == -1])),
                 "n_accepted": int(res.accepted.sum()), "delta_chi2": res.delta_chi2,
                 "n_surface_points": res.n_surface_points,
                 "cov_unit": None if res.cov_unit is None else res.cov_unit.tolist(),

@@ -4,6 +4,8 @@ fit.json, an overlay PNG and an NWB file of the fitted responses into DIR."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 from pathlib import Path
 from typing import List, Optional
 
@@ -33,6 +35,21 @@ def _parse_sweeps(values: Optional[List[str]]) -> Optional[list[int]]:
     return out
 
 
+class _StderrHandler(logging.Handler):
+    """Writes to whatever sys.stderr is at the time (not the stream of the first call)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        print(self.format(record), file=sys.stderr)
+
+
+def _log_progress() -> None:
+    """Progress lines of the fit (noble.fit loggers) on stderr, once per process."""
+    logger = logging.getLogger("noble.fit")
+    if not any(isinstance(h, _StderrHandler) for h in logger.handlers):
+        logger.addHandler(_StderrHandler())
+    logger.setLevel(logging.INFO)
+
+
 @app.command("fit")
 def fit_cmd(
     recording: Path = typer.Argument(..., help="ABF, NWB, CSV or NPZ current-clamp recording"),
@@ -46,6 +63,9 @@ def fit_cmd(
                                               help="CMA-ES generations (default from the config)"),
     popsize: Optional[int] = typer.Option(None, "--popsize", min=4, max=256),
     seed: int = typer.Option(0, "--seed", min=0),
+    no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
+    final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
+                                             help="integration step (ms) of the reported fit (default 0.025)"),
     config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -74,21 +94,22 @@ def fit_cmd(
         solver = cfg.solver.model_copy(update={k: v for k, v in {"max_generations": generations,
                                                                    "popsize": popsize, "seed": seed}.items()
                                                if v is not None})
+        if no_uncertainty:
+            solver = solver.model_copy(update={"probe": False})
+        if final_dt is not None:
+            upd["final_dt_ms"] = final_dt
         upd["solver"] = solver
         cfg = FitConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in upd.items() if k != "solver"},
                                         "solver": solver.model_dump()})
     except (ValidationError, ValueError, OSError, yaml.YAMLError) as exc:
         console.print(f"[red]bad configuration: {exc}[/red]")
         raise typer.Exit(2)
-    import logging
     import warnings
 
     warnings.filterwarnings("ignore", category=DeprecationWarning)  # pyparsing/brian2 deprecation chatter
     logging.getLogger("py.warnings").setLevel(logging.ERROR)
     if not quiet:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-        for name in ("brian2", "matplotlib", "h5py", "hdmf", "pynwb"):
-            logging.getLogger(name).setLevel(logging.WARNING)
+        _log_progress()
     try:
         result = fit_recording(recording, cfg)
         files = write_outputs(result, out)

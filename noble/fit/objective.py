@@ -76,6 +76,20 @@ class ObjectiveConfig(BaseModel):
         return v
 
 
+_QUIET = False
+
+
+def _quiet_brian_invalid_values() -> None:
+    """Brian2 warns for every group holding NaNs after a run; in a search, diverging candidates are expected
+    (scored as failed), so those warnings are silenced once per process."""
+    global _QUIET
+    if not _QUIET:
+        from brian2.utils.logger import BrianLogger
+
+        BrianLogger.suppress_name("invalid_values")
+        _QUIET = True
+
+
 def huber(z: np.ndarray, c: float) -> np.ndarray:
     """z^2 for |z| <= c, 2c|z| - c^2 beyond (continuous value and slope)."""
     a = np.abs(z)
@@ -224,6 +238,7 @@ class FitProblem:
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
         # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
         # torch, pynwb, ...); freezing the objects that exist before the run makes it scan only the new ones.
+        _quiet_brian_invalid_values()
         gc.freeze()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported

@@ -130,14 +130,14 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
               extra_starts: np.ndarray | None = None, rest_sem_mV: float = 0.0) -> SolverResult:
     """CMA-ES from unit-cube point x0 (d,); every generation is one `problem.evaluate` call.
 
-    extra_starts (m, d): further points evaluated with the first generation (e.g. other warm starts).
+    extra_starts (m, d): further warm starts; with them, all starts are scored in one batch first and
+    CMA-ES is centred on the best (without them x0 is scored with the first generation).
     rest_sem_mV: uncertainty of the recorded rest, propagated into the pinned E_leak's posterior."""
     t_start = time.perf_counter()
     d = space.dim
     x0 = np.clip(np.asarray(x0, dtype=np.float64).reshape(d), 0.0, 1.0)
     opts = {"bounds": [0.0, 1.0], "popsize": cfg.popsize, "seed": cfg.seed + 1, "verbose": -9,
             "tolfun": cfg.tolfun, "tolflatfitness": 3, "CMA_stds": None}
-    es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, {k: v for k, v in opts.items() if v is not None})
     U: list[np.ndarray] = []
     P: list[np.ndarray] = []
     OBJ: list[np.ndarray] = []
@@ -161,13 +161,18 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     if extra_starts is not None and len(extra_starts):
         starts.append(np.clip(np.atleast_2d(extra_starts), 0, 1))
     first = np.concatenate(starts)
+    if len(first) > 1:
+        # several warm starts: score them together (one batch) and centre CMA-ES on the best
+        ev0 = run(first, np.full(len(first), -1))
+        x0 = first[int(np.argmin(np.where(np.isfinite(ev0.objective), ev0.objective, np.inf)))]
+    es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, {k: v for k, v in opts.items() if v is not None})
     g = 0
     stop = "budget"
-    if cfg.max_generations == 0:
+    if cfg.max_generations == 0 and len(first) == 1:
         run(first, np.full(len(first), -1))
     while g < cfg.max_generations:
         X = np.asarray(es.ask(), dtype=np.float64)
-        if g == 0:
+        if g == 0 and len(first) == 1:
             batch = np.concatenate([first, X])
             ev = run(batch, np.concatenate([np.full(len(first), -1), np.zeros(len(X), int)]))
             f = ev.objective[len(first):]

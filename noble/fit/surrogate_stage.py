@@ -13,18 +13,20 @@ onsets d(t) = relu(s(t) - s(t-1)), cumulative count C(t) = sum d. Then
   count, the window length for no spike; the recording's latency is defined the same way),
 * rest = mean pre-step voltage, and for hyperpolarising steps the steady deflection,
 * mean voltage over the window (informative even where a surrogate smooths spikes into their average).
-Each residual is scaled by the recording's sweep-to-sweep variability (the same sds stage 2 uses) combined
-in quadrature with the surrogate's own error (its held-out spike-count and latency errors from the card,
+Each residual is scaled by the recording's sweep-to-sweep variability (the sds stage 2 uses) combined in
+quadrature with the surrogate's own error (its held-out spike-count and latency errors from the card,
 `model_error_*` when the card has none): a surrogate is not the solver, and a 1-ms latency sd would make
-its spike-timing error dominate. chi^2 = sum w z^2 is minimised with Adam from several starts at once (the features measured directly on
-the recording, clipped into the range, plus training-population members spread over the embedding).
+its spike-timing error dominate. chi^2 = sum w z^2 is minimised with Adam from several starts at once
+(the features measured directly on the recording, clipped into the range, plus training-population
+members spread over the embedding).
 
 Uncertainty (chosen over sbi NPE, which would need thousands of surrogate runs and a trained flow per
 recording, and over a pure ensemble, which gives no width per mode): a Laplace approximation at the best
 optimum, covariance = 2 H^-1 x max(1, chi2_min / (K - F)) with H the Hessian of chi^2 in x (central
-differences of the autograd gradient, one batched pass), combined with the ensemble of starts: every start
-that ends within the likelihood-ratio bound of the best is a mode, and the reported mean / covariance are
-those of the equal-covariance Gaussian mixture over the modes, weighted by their likelihood.
+differences of the autograd gradient, one batched pass; each direction capped at half the range),
+combined with the ensemble of starts: every start that ends within the likelihood-ratio bound of the best
+is a mode, and the reported mean / covariance are those of the equal-covariance Gaussian mixture over the
+modes, weighted by their likelihood.
 """
 
 from __future__ import annotations
@@ -53,7 +55,7 @@ class SurrogateStageConfig(BaseModel):
     """Budget and settings of the embedding fit."""
 
     model_config = ConfigDict(extra="forbid")
-    n_starts: int = Field(3, ge=1, le=64, description="gradient-descent starts (data features + population)")
+    n_starts: int = Field(2, ge=1, le=64, description="gradient-descent starts (data features + population)")
     steps: int = Field(8, ge=0, le=1000, description="Adam steps per start")
     lr: float = Field(0.15, gt=0, le=10, description="Adam step size on the logit of x")
     max_sweeps: int = Field(5, ge=1, le=64, description="sweeps compared (spread over the F-I curve)")
@@ -407,8 +409,9 @@ def fit_embedding(problem: FitProblem, surrogate: Any, cfg: SurrogateStageConfig
         H = np.stack([(G[2 * j] - G[2 * j + 1]) / max(steps_[j], 1e-9) for j in range(F)], axis=1)
         H = 0.5 * (H + H.T)
         w, V = np.linalg.eigh(H)
-        w = np.maximum(w, 2.0 / 0.25)  # curvature floor: sd at most 0.5 of the range
-        cov_x = scale * 2.0 * (V / w) @ V.T
+        var = np.where(w > 0, scale * 2.0 / np.maximum(w, 1e-12), np.inf)
+        var = np.minimum(var, 0.25)  # a direction the data do not constrain: sd 0.5 of the range, not infinity
+        cov_x = (V * var) @ V.T
     # ensemble: modes within the likelihood-ratio bound, merged as an equal-covariance mixture
     order = np.argsort(best_chi)
     modes_x: list[np.ndarray] = []

@@ -100,7 +100,8 @@ def evaluate_surrogate(sur: Surrogate, traces: TraceSet, model_ids: np.ndarray |
     overall["meets"] = {
         "median_rel_l2": overall["rel_l2_all_steps"]["median"] <= TARGETS["median_rel_l2"],
         "frac_spike_count_within_1": overall["frac_spike_count_within_1"] >= TARGETS["frac_spike_count_within_1"],
-        "median_latency_error_ms": overall["first_spike_latency_abs_err_ms"]["median"] <= TARGETS["median_latency_error_ms"],
+        "median_latency_error_ms": (overall["first_spike_latency_abs_err_ms"]["median"]
+                                    <= TARGETS["median_latency_error_ms"]),
         "fi_mae_Hz": overall["fi_mae_Hz"] <= TARGETS["fi_mae_Hz"],
     }
     return {"overall": overall, "per_amplitude": per_amp,

@@ -132,7 +132,8 @@ def _features_arg(sur: Surrogate, features: object, n: int) -> tuple[np.ndarray 
     return arr, {}
 
 
-def _stimulus_arg(sur: Surrogate, stimulus: float | Sequence[float] | np.ndarray) -> tuple[np.ndarray, float, float, float]:
+def _stimulus_arg(sur: Surrogate,
+                  stimulus: float | Sequence[float] | np.ndarray) -> tuple[np.ndarray, float, float, float]:
     """Stimulus as (T,) pA plus the window (start, end) and mean amplitude used for spike statistics."""
     cfg = sur.config
     if np.isscalar(stimulus):

@@ -34,7 +34,7 @@ def small_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
     r = runner.invoke(app, ["fit", str(small_npz), "--no-surrogate", "--generations", "1", "--popsize", "4",
-                            "--sweeps", "0,2-3", "--out", str(out), "--quiet"])
+                            "--sweeps", "0,2-3", "--final-dt", "0.05", "--out", str(out), "--quiet"])
     assert r.exit_code == 0, r.output
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["stage1"] == "off"
@@ -65,12 +65,13 @@ def test_bad_files_give_clear_errors(tmp_path: Path, small_npz: Path) -> None:
     for path in (garbage, empty, volts, tmp_path / "missing.abf"):
         with pytest.raises(RecordingError):
             fit_recording(path, FitConfig(stage1="off"))
-        r = runner.invoke(app, ["fit", str(path), "--no-surrogate", "--out", str(tmp_path / "o")])
+        r = runner.invoke(app, ["fit", str(path), "--no-surrogate", "--out", str(tmp_path / "o"), "--quiet"])
         assert r.exit_code == 2, (path, r.output)
         assert "cannot fit" in r.output and "Traceback" not in r.output
     with pytest.raises(RecordingError, match="no sweep"):
         fit_recording(small_npz, FitConfig(stage1="off", sweeps=[0, 42]))
-    r = runner.invoke(app, ["fit", str(small_npz), "--sweeps", "7", "--no-surrogate", "--out", str(tmp_path / "o")])
+    r = runner.invoke(app, ["fit", str(small_npz), "--sweeps", "7", "--no-surrogate", "--out", str(tmp_path / "o"),
+                            "--quiet"])
     assert r.exit_code == 2 and "no sweep" in r.output
 
 
@@ -78,7 +79,7 @@ def test_required_surrogate_missing_is_a_clear_error(tmp_path: Path, small_npz: 
     with pytest.raises(SurrogateUnavailable, match="no surrogate checkpoint"):
         fit_recording(small_npz, FitConfig(stage1="on", surrogate=str(tmp_path)))
     r = runner.invoke(app, ["fit", str(small_npz), "--require-surrogate", "--surrogate", str(tmp_path),
-                            "--out", str(tmp_path / "o")])
+                            "--out", str(tmp_path / "o"), "--quiet"])
     assert r.exit_code == 3 and "surrogate" in r.output
 
 

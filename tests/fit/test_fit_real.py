@@ -19,22 +19,25 @@ DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FILES = ["171116sh_0018.abf", "2019_07_24_0055_fsi.abf", "17o05028_ic_steps.abf"]
 
 
+def _r(x: float | None, nd: int = 1) -> str:
+    return "-" if x is None else f"{x:.{nd}f}"
+
+
 def acceptance_row(name: str, res) -> str:  # noqa: ANN001 - FitResult
     c = res.checks
-    lat = ", ".join(f"{x['amplitude_pA']:+.0f}pA {x['data_ms']:.1f}/{x['model_ms'] if x['model_ms'] is None else round(x['model_ms'], 1)}"
-                    for x in c["latency"])
-    return (f"{name[:24]:24s} counts ok {c['spike_counts_ok']:>6s} | rheobase {c['rheobase']['data_pA']:.1f}/"
-            f"{c['rheobase']['model_pA'] if c['rheobase']['model_pA'] is None else round(c['rheobase']['model_pA'], 1)} pA | "
-            f"latency data/model {lat} | rest {c['rest']['data_mV']:.1f}/{c['rest']['model_mV']:.1f} mV | "
-            f"objective {res.objective:.2f} (start {res.solver['objective_start']:.2f})")
+    lat = ", ".join(f"{x['amplitude_pA']:+.0f}pA {_r(x['data_ms'])}/{_r(x['model_ms'])}" for x in c["latency"])
+    return (f"{name[:24]:24s} counts ok {c['spike_counts_ok']:>6s} | rheobase {_r(c['rheobase']['data_pA'])}/"
+            f"{_r(c['rheobase']['model_pA'])} pA | latency data/model {lat} ms | rest {_r(c['rest']['data_mV'])}/"
+            f"{_r(c['rest']['model_mV'])} mV | objective {res.objective:.2f} "
+            f"(start {res.solver['objective_start']:.2f})")
 
 
 def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
     if not DATA.is_dir():
         pytest.skip(f"real recordings folder {DATA} is absent")
     cfg = FitConfig(stage1="auto", final_dt_ms=0.05,
-                    solver=SolverConfig(popsize=8, max_generations=2, probe=False, sigma0=0.2),
-                    surrogate_stage=SurrogateStageConfig(n_starts=2, steps=2, max_sweeps=4))
+                    solver=SolverConfig(popsize=6, max_generations=1, probe=False, sigma0=0.2),
+                    surrogate_stage=SurrogateStageConfig(n_starts=1, steps=1, max_sweeps=3))
     rows = []
     for name in FILES:
         res = fit_recording(DATA / name, cfg)

@@ -40,7 +40,8 @@ def test_solver_recovers_known_hh_parameters_inside_its_uncertainty() -> None:
     assert res.objective < 1.0
     # features match: spike counts within 1 everywhere, rheobase and rest
     assert res.checks["spike_counts_ok"].split("/")[0] == res.checks["spike_counts_ok"].split("/")[1]
-    assert res.checks["rheobase"]["ok"] and abs(res.checks["rheobase"]["model_pA"] - res.checks["rheobase"]["data_pA"]) < 10
+    rheo = res.checks["rheobase"]
+    assert rheo["ok"] and abs(rheo["model_pA"] - rheo["data_pA"]) < 10
     assert abs(res.checks["rest"]["model_mV"] - res.checks["rest"]["data_mV"]) < 0.5
     data_n = np.array(res.targets["features"]["spike_count"], dtype=float)
     model_n = np.array(res.model_measures["features"]["spike_count"], dtype=float)

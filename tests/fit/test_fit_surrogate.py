@@ -36,7 +36,7 @@ def test_embedding_fit_recovers_rheobase_and_fi_slope(surrogate) -> None:  # noq
     problem = FitProblem.from_recording(rec)
     I_thr, s_thr = rheobase_and_slope(HH, params_row(truth)[None], start_ms=p.start_ms, duration_ms=p.duration_ms,
                                       tol_pA=2.0)
-    fit = fit_embedding(problem, surrogate, SurrogateStageConfig(n_starts=2, steps=6, max_sweeps=5))
+    fit = fit_embedding(problem, surrogate, SurrogateStageConfig(n_starts=1, steps=5, max_sweeps=4))
     names = fit.feature_names
     true = {"I_thr_pA": float(I_thr[0]), "s_thr_Hz_per_pA": float(s_thr[0])}
     print(f"\nstage 1: objective {fit.objective:.2f}, {fit.wall_s:.1f} s")
