@@ -49,6 +49,7 @@ class SolverConfig(BaseModel):
     interval: float = Field(0.95, gt=0, lt=1, description="coverage of the reported parameter intervals")
     posterior_samples: int = Field(4000, ge=100, le=1_000_000)
     pin_rest: bool = Field(True, description="solve E_leak so the steady state is at the recorded rest")
+    elitist: bool = Field(False, description="CMA-ES elitism (keep the best-ever in the population)")
     seed: int = Field(0, ge=0)
 
 
@@ -137,7 +138,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     d = space.dim
     x0 = np.clip(np.asarray(x0, dtype=np.float64).reshape(d), 0.0, 1.0)
     opts = {"bounds": [0.0, 1.0], "popsize": cfg.popsize, "seed": cfg.seed + 1, "verbose": -9,
-            "tolfun": cfg.tolfun, "tolflatfitness": 3, "CMA_stds": None}
+            "tolfun": cfg.tolfun, "tolflatfitness": 3, "CMA_stds": None, "CMA_elitist": bool(cfg.elitist)}
     U: list[np.ndarray] = []
     P: list[np.ndarray] = []
     OBJ: list[np.ndarray] = []
