@@ -120,9 +120,6 @@ class TrainConfig(BaseModel):
     threads: int = Field(2, ge=1, le=256)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap (tests); None = full epoch")
-    init_from: str | None = Field(None, description=(
-        "checkpoint directory whose weights (and normalisers) start this run: a second training stage with "
-        "other loss weights; it must have the same architecture, features, grid and held-out models"))
 
 
 class SurrogateConfig(BaseModel):

@@ -168,15 +168,6 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
     if state is not None:
         scfg = read_config(out)
         net = load_network(out, scfg)
-    elif cfg.init_from:
-        scfg = read_config(cfg.init_from)
-        fresh = build_surrogate_config(cfg, traces, train_ids, held_ids)
-        same = ("feature_names", "embedding", "fno", "dt_ms", "n_time", "heldout_model_ids", "train_model_ids")
-        diff = [k for k in same if getattr(scfg, k) != getattr(fresh, k)]
-        if diff:
-            raise ValueError(f"init_from {cfg.init_from} does not match this run in {diff}")
-        scfg = scfg.model_copy(update={"name": cfg.name})
-        net = load_network(cfg.init_from, read_config(cfg.init_from))
     else:
         scfg = build_surrogate_config(cfg, traces, train_ids, held_ids)
         net = NobleOperator(scfg)
