@@ -4,7 +4,8 @@ Both produce n voltage traces of the surrogate's protocol (long-square step, tra
 the checkpoint: 1.2 s at 0.2 ms by default) for n neurons of the trained population:
 
 * `surrogate`: `Surrogate.predict` under torch.inference_mode on CPU, batch 1 (one trace per call) and
-  batch 256 (one call), after a warm-up call; feature vectors drawn from the population density.
+  batch 256 (256 traces in one call, run internally in chunks of `Surrogate.batch_size` = 32), after a
+  warm-up call; feature vectors drawn from the population density.
 * `brian2`:    `noble.datagen.simulate.simulate` with the dataset's integrator (dt 0.025 ms), ONE vectorised
   group of n neurons recorded at the surrogate's dt, cython runtime, after a warm-up run (compile cached);
   parameters of fresh models sampled around the preset (the surrogate's features are not invertible to
@@ -54,7 +55,6 @@ def bench_surrogate(sur, n_big: int, repeats: int, seed: int) -> dict[str, Any]:
     amps = rng.uniform(sur.config.stimulus.amplitudes_pA[1] if len(sur.config.stimulus.amplitudes_pA) > 1 else 100.0,
                        max(sur.config.stimulus.amplitudes_pA or [300.0]), size=n_big)
     stim = np.stack([sur.step_stimulus(a) for a in amps])
-    sur.batch_size = n_big
     sur.predict(feats[:1], stim[:1])  # warm-up
     t1 = _timed(lambda: sur.predict(feats[:1], stim[:1]), max(10, repeats * 5))
     sur.predict(feats, stim)
@@ -113,7 +113,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: the shipped hh_fs)")
     ap.add_argument("--n", type=int, default=256, help="large batch size")
     ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2, help="torch threads for the surrogate")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the surrogate (2 threads on a "
+                    "shared 2-core box spin-wait in OpenMP and run >10x slower)")
     ap.add_argument("--brian-dt-ms", type=float, default=0.025)
     ap.add_argument("--brian-target", default="cython", choices=["cython", "numpy"])
     ap.add_argument("--seed", type=int, default=0)

@@ -84,7 +84,7 @@ def load_network(directory: str | Path, config: SurrogateConfig | None = None) -
     return net
 
 
-def load_surrogate(path: str | Path, device: str = "cpu", batch_size: int = 64) -> Surrogate:
+def load_surrogate(path: str | Path, device: str = "cpu", batch_size: int = 32) -> Surrogate:
     """Load a checkpoint directory into a ready-to-predict Surrogate (eval mode)."""
     d = Path(path)
     config = read_config(d)

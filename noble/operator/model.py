@@ -81,10 +81,12 @@ class NobleOperator(nn.Module):
 
 
 class Surrogate:
-    """A loaded checkpoint: config (SurrogateConfig), card (dict), name, and the network in eval mode."""
+    """A loaded checkpoint: config (SurrogateConfig), card (dict), name, and the network in eval mode.
+    `predict` runs in chunks of `batch_size` traces: on CPU chunks of 8-64 are ~2.5x faster per trace
+    than one 256-trace chunk (activations stay in cache; measured on the hh_fs checkpoint)."""
 
     def __init__(self, net: NobleOperator, config: SurrogateConfig, card: dict[str, Any] | None = None,
-                 path: Path | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+                 path: Path | None = None, device: str = "cpu", batch_size: int = 32) -> None:
         self.net = net.to(device).eval()
         self.config = config
         self.card = card or {}

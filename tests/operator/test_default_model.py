@@ -1,0 +1,62 @@
+"""The shipped default surrogate (noble/assets/hh_fs) loads from json + safetensors, keeps its contract
+with the service, and decodes physically sensible traces."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noble.datagen.features import trace_features
+from noble.operator import default_surrogate_path, load_surrogate, sample
+
+pytestmark = pytest.mark.skipif(not (default_surrogate_path() / "weights.safetensors").is_file(),
+                                reason="default checkpoint not built")
+
+
+@pytest.fixture(scope="module")
+def sur():
+    return load_surrogate(default_surrogate_path())
+
+
+def test_default_checkpoint_contract(sur) -> None:
+    d = default_surrogate_path()
+    assert sum(p.stat().st_size for p in d.rglob("*") if p.is_file()) < 20e6
+    cfg = sur.config
+    assert sur.name == "hh_fs" and cfg.family == "hh" and cfg.preset == "fast_spiking"
+    assert cfg.feature_names[:2] == ["I_thr_pA", "s_thr_Hz_per_pA"]
+    assert cfg.dt_ms == 0.2 and cfg.n_time == 6000
+    assert (cfg.stimulus.start_ms, cfg.stimulus.duration_ms) == (100.0, 1000.0)
+    assert len(cfg.heldout_model_ids) >= 10 and not set(cfg.heldout_model_ids) & set(cfg.train_model_ids)
+    lo, hi = cfg.feature_ranges["I_thr_pA"]
+    assert 40 < lo < 95 < hi < 170  # the FS population's rheobase around the preset's ~95 pA
+    card = sur.card
+    assert card["metrics_heldout"]["n_models"] >= 10 and card["metrics_heldout"]["n_amplitudes"] >= 8
+    assert card["training_data"]["dataset_config"]["preset"] == "fast_spiking"
+    assert {"torch", "neuraloperator", "brian2", "noble"} <= set(card["versions"])
+    assert (d / "train.yaml").is_file() and (d / "dataset.yaml").is_file()
+
+
+def test_default_model_rest_subthreshold_and_spiking(sur) -> None:
+    feats = np.array(sur.config.population[:4])
+    stim = np.stack([sur.step_stimulus(a) for a in (-50.0, 390.0)])
+    v = sur.predict(np.repeat(feats, 2, axis=0), np.tile(stim, (4, 1)))
+    assert v.shape == (8, 6000) and np.all(np.isfinite(v))
+    j = sur.config.feature_names.index("v_rest_mV")
+    pre = v[:, 50:450].mean(axis=1)  # 10-90 ms, before the step
+    np.testing.assert_allclose(pre, np.repeat(feats[:, j], 2), atol=3.0)  # rest at the neuron's v_rest
+    p = sur.config.stimulus
+    amps = np.tile([-50.0, 390.0], 4)
+    counts = trace_features(v, 0.2, p.start_ms, p.end_ms, amps)["spike_count"]
+    assert np.all(counts[amps < 0] == 0) and np.all(counts[amps > 0] >= 5)
+    assert np.all(v[amps < 0, 600:5000].mean(axis=1) < pre[amps < 0] - 3)  # hyperpolarised by -50 pA
+    assert np.all(v[amps > 0].max(axis=1) > 20)  # full-height APs
+
+
+def test_default_model_sampling(sur) -> None:
+    a = sample(sur, 270.0, n=32, seed=5)
+    b = sample(sur, 270.0, n=32, seed=5)
+    np.testing.assert_array_equal(a.v_mV, b.v_mV)
+    for j, name in enumerate(sur.config.feature_names):
+        lo, hi = sur.config.feature_ranges[name]
+        assert np.all((a.features[:, j] >= lo) & (a.features[:, j] <= hi))
+    assert np.median(a.spike_counts) > 5
