@@ -97,6 +97,21 @@ def _hof_from_dataset(directory: Path, feature_names: list[str]) -> HallOfFame |
     return HallOfFame(P[ok], Fm[ok], list(feature_names), str(directory))
 
 
+def write_hall_of_fame(dataset: str | Path, feature_names: Sequence[str], path: str | Path) -> int:
+    """Write the dataset's population (hh parameters + features per model) as `hall_of_fame.json` at path,
+    so a shipped checkpoint warm-starts fits without its (large, unshipped) training data. Returns members."""
+    hof = _hof_from_dataset(Path(dataset), list(feature_names))
+    if hof is None or not len(hof.params):
+        raise ValueError(f"no hh population with features {list(feature_names)} in {dataset}")
+    doc = {"source": str(dataset), "param_names": list(NAMES), "feature_names": list(feature_names),
+           "params": hof.params.tolist(), "features": hof.features.tolist()}
+    out = Path(path)
+    tmp = out.with_name(f".{out.name}.tmp")
+    tmp.write_text(json.dumps(doc) + "\n")
+    tmp.replace(out)
+    return len(hof.params)
+
+
 @functools.lru_cache(maxsize=8)
 def _preset_features(feature_names: tuple[str, ...], start_ms: float, duration_ms: float,
                      amplitudes: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:

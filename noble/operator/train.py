@@ -241,6 +241,10 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         if on_epoch:
             on_epoch(epoch + 1, record)
     result.history = history
+    if scfg.family == "hh":  # the fit's warm start reads the population from beside the checkpoint
+        from noble.fit.warmstart import write_hall_of_fame
+
+        write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
     if evaluate_at_end:
         from .checkpoint import load_surrogate
         from .evaluate import evaluate_surrogate
