@@ -368,7 +368,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--stim-dt-ms", type=float, default=0.1, help="grid of the Brian2 stimulus TimedArray")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="OpenMP threads (standalone) / NEURON threads")
-    ap.add_argument("--families", nargs="+", default=["hh", "lif"], choices=["hh", "lif"])
+    ap.add_argument("--families", nargs="+", default=["hh", "lif"], choices=["hh", "lif", "hh_mc"],
+                    help="hh_mc runs benchmarks/datagen_mc.py (NEURON vs Brian2 cython and cpp_standalone with "
+                         "run_args) on min(n, 16) neurons of the same duration")
     ap.add_argument("--hh-methods", nargs="+", default=None,
                     help="Brian2 integration methods for hh (default: the family's own)")
     ap.add_argument("--no-neuron", action="store_true")
@@ -400,6 +402,23 @@ def main(argv: list[str] | None = None) -> int:
         except ImportError:
             print("NEURON not installed: skipping the NEURON variants (pip install 'noble[neuron]')")
             has_neuron = False
+
+    mc_rc = 0
+    if "hh_mc" in args.families:
+        import datagen_mc  # noqa: PLC0415 - sibling benchmark script
+
+        mc_argv = ["--neurons", str(min(args.n, 16)), "--duration-ms", str(args.duration_ms),
+                   "--repeats", str(args.repeats), "--dt-ms", str(args.dt_ms), "--seed", str(args.seed)]
+        if args.quick:
+            mc_argv = ["--quick"]
+        if not has_neuron:
+            mc_argv.append("--no-neuron")
+        if args.json:
+            mc_argv += ["--json", str(args.json.with_name(args.json.stem + "_hh_mc.json"))]
+        mc_rc = datagen_mc.main(mc_argv)
+        args.families = [f for f in args.families if f != "hh_mc"]
+        if not args.families:
+            return mc_rc
 
     plan: list[dict] = []
     for fam in args.families:
@@ -450,7 +469,7 @@ def main(argv: list[str] | None = None) -> int:
         args.json.write_text(json.dumps({"meta": meta, "rows": rows, "table": table,
                                          "reference_counts": ref_counts}, indent=2, default=float))
         print(f"wrote {args.json}")
-    return 0 if all("error" not in r for r in records) else 1
+    return mc_rc if all("error" not in r for r in records) else 1
 
 
 if __name__ == "__main__":

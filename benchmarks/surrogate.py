@@ -119,6 +119,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--brian-target", default="cython", choices=["cython", "numpy"])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quick", action="store_true", help="1 repeat, Brian2 large batch 64")
+    ap.add_argument("--brian-n", type=int, default=None, help="Brian2 group size for the large batch (default "
+                    "--n; a multi-compartment group of 256 takes minutes, and throughput per trace is flat in n)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -130,7 +132,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     sur = load_surrogate(args.ckpt or default_surrogate_path())
     repeats = 1 if args.quick else args.repeats
     s = bench_surrogate(sur, args.n, repeats, args.seed)
-    n_brian = min(args.n, 64) if args.quick else args.n
+    n_brian = args.brian_n or (min(args.n, 64) if args.quick else args.n)
     b = bench_brian2(sur, s.pop("amps"), n_brian, args.seed, args.brian_dt_ms, args.brian_target)
     s.pop("feats")
     out = {
