@@ -20,6 +20,9 @@ class EmbeddingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
     feature_names: list[str] = Field(default_factory=lambda: ["I_thr_pA", "s_thr_Hz_per_pA"], min_length=1)
     n_frequencies: int = Field(4, ge=1, le=16, description="K")
+    fi_phase: bool = Field(False, description=(
+        "add the F-I phase channels sin/cos(2 pi phi(t)), phi = integral of the rate the features predict "
+        "for the stimulus (needs I_thr_pA and fi_slope_Hz_per_pA among the features)"))
     # Normalisers, one [low, high] per feature (filled from the training population at training time).
     lows: list[float] | None = None
     highs: list[float] | None = None
@@ -34,6 +37,8 @@ class EmbeddingConfig(BaseModel):
             val = getattr(self, name)
             if val is not None and len(val) != len(self.feature_names):
                 raise ValueError(f"embedding.{name}: need one value per feature ({len(self.feature_names)})")
+        if self.fi_phase and not {"I_thr_pA", "fi_slope_Hz_per_pA"} <= set(self.feature_names):
+            raise ValueError("embedding.fi_phase needs the features I_thr_pA and fi_slope_Hz_per_pA")
         if self.lows is not None and self.highs is not None:
             for f, lo, hi in zip(self.feature_names, self.lows, self.highs):
                 if not hi > lo:
@@ -75,6 +80,12 @@ class LossConfig(BaseModel):
       network emit full-height spikes in the right NUMBER (the F-I curve) before the L2 terms have aligned
       them; the dv/dt part demands one steep upstroke and downstroke per spike (no plateaus).
     * `spike_weight`: extra weight on samples where the target is above `spike_threshold_mV` (inside APs).
+    * `spike_train_weight`: a normalised van Rossum distance between the spike trains: each trace becomes
+      a soft spike indicator sigmoid((v - spike_threshold_mV) / spike_train_width_mV) smoothed by a
+      Gaussian of `spike_train_sigma_ms`, and the loss is |a - b|^2 / (|a|^2 + |b|^2 + eps): 0 for the
+      same spikes, 1 for disjoint trains. Unlike the voltage L2, whose optimum under spike-time jitter is
+      the smooth no-spike average (the 'double penalty'), it rewards a spike that is a few ms off, so it
+      pulls spikes toward their targets instead of flattening them.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -83,6 +94,9 @@ class LossConfig(BaseModel):
     sorted_weight: float = Field(0.0, ge=0)
     spike_weight: float = Field(0.0, ge=0)
     spike_threshold_mV: float = -20.0
+    spike_train_weight: float = Field(0.0, ge=0)
+    spike_train_sigma_ms: float = Field(4.0, gt=0, le=100)
+    spike_train_width_mV: float = Field(4.0, gt=0, le=50)
 
 
 class StimulusProtocol(BaseModel):
@@ -120,6 +134,8 @@ class TrainConfig(BaseModel):
     threads: int = Field(2, ge=1, le=256)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap (tests); None = full epoch")
+    init_from: str | None = Field(None, description=(
+        "checkpoint directory whose weights start this run (fine-tuning; same FNO architecture and features)"))
 
 
 class SurrogateConfig(BaseModel):

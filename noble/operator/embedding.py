@@ -42,6 +42,18 @@ def embed_inputs(features: torch.Tensor, stim: torch.Tensor, cfg: EmbeddingConfi
     return torch.cat([stim[:, None, :], emb[:, :, None].expand(-1, -1, T)], dim=1)
 
 
+def fi_phase(rate_Hz: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """(B, T) instantaneous rate -> (B, 2, T) [sin, cos](2 pi phi), phi(t) = integral of the rate (spikes).
+
+    The biologically-informed part of the embedding for step-like stimuli: the F-I features (rheobase,
+    slope) say how many spikes the stimulus should have produced by time t; a neuron spikes once per turn
+    of phi, so the FNO only has to shape a spike at the right phase instead of synthesising an oscillation
+    whose frequency depends on its inputs (which a translation-equivariant operator does poorly)."""
+    phi = torch.cumsum(rate_Hz, dim=-1) * (dt_ms / 1000.0)
+    arg = 2.0 * math.pi * phi
+    return torch.stack([torch.sin(arg), torch.cos(arg)], dim=1)
+
+
 def fit_normalisers(population: np.ndarray) -> tuple[list[float], list[float]]:
     """[low, high] per feature over the training population (a degenerate column gets +-0.5 around it)."""
     pop = np.asarray(population, dtype=np.float64)

@@ -77,11 +77,22 @@ class VoltageLoss:
     """
 
     def __init__(self, cfg: TrainConfig, d_rms: float, spike_threshold_norm: float,
-                 v_mean: float = 0.0, v_std: float = 1.0) -> None:
+                 v_mean: float = 0.0, v_std: float = 1.0, dt_ms: float | None = None) -> None:
         self.cfg = cfg.loss
         self.d_rms = d_rms
         self.thr = spike_threshold_norm
         self.v_mean, self.v_std = v_mean, v_std
+        self.dt_ms = dt_ms or cfg.dt_ms
+        sig = self.cfg.spike_train_sigma_ms / self.dt_ms  # kernel width in samples
+        half = int(math.ceil(3 * sig))
+        k = torch.exp(-0.5 * (torch.arange(-half, half + 1, dtype=torch.float32) / sig) ** 2)
+        self.kernel = (k / k.sum())[None, None]
+
+    def spike_train(self, v_mV: torch.Tensor) -> torch.Tensor:
+        """Soft spike indicator smoothed by the Gaussian kernel (B, T)."""
+        s = torch.sigmoid((v_mV - self.cfg.spike_threshold_mV) / self.cfg.spike_train_width_mV)
+        k = self.kernel.to(s.device, s.dtype)
+        return torch.nn.functional.conv1d(s[:, None], k, padding=k.shape[-1] // 2)[:, 0]
 
     def __call__(self, pred: torch.Tensor, true: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
         p_mV = pred * self.v_std + self.v_mean
@@ -110,6 +121,14 @@ class VoltageLoss:
             total = total + self.cfg.sorted_weight * (l_q + l_qd)
             parts["sorted"] = float(l_q.detach())
             parts["sorted_deriv"] = float(l_qd.detach())
+        if self.cfg.spike_train_weight > 0:
+            a, b = self.spike_train(p_mV), self.spike_train(t_mV)
+            # eps = a tenth of one smoothed spike's energy (an AP spends ~0.6 ms above threshold):
+            # subthreshold pairs score ~0 instead of 0/0
+            eps = 0.1 * (0.6 / self.dt_ms) ** 2 * float((self.kernel ** 2).sum())
+            l_t = (((a - b) ** 2).sum(-1) / ((a ** 2).sum(-1) + (b ** 2).sum(-1) + eps)).mean()
+            total = total + self.cfg.spike_train_weight * l_t
+            parts["spike_train"] = float(l_t.detach())
         if self.cfg.spectral_weight > 0:
             mp, mt = torch.fft.rfft(pred, dim=-1).abs(), torch.fft.rfft(true, dim=-1).abs()
             mp, mt = mp[..., 1:], mt[..., 1:]  # DC is the mean voltage, already in the L2 term
@@ -171,6 +190,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
     else:
         scfg = build_surrogate_config(cfg, traces, train_ids, held_ids)
         net = NobleOperator(scfg)
+        if cfg.init_from:  # fine-tune: start from another run's weights (normalisers included)
+            src = read_config(cfg.init_from)
+            if src.fno != scfg.fno or src.feature_names != scfg.feature_names:
+                raise ValueError(f"init_from {cfg.init_from}: its FNO or features differ from this config's")
+            net.load_state_dict(load_network(cfg.init_from, src).state_dict(), strict=False)
     device = torch.device(cfg.device)
     net.to(device)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -192,7 +216,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         v_norm = net.normalise_v(torch.as_tensor(traces.v_mV).to(device)).cpu()
     d_rms = float(torch.sqrt((torch.diff(v_norm[tr_rows], dim=-1) ** 2).mean()))
     thr = float(net.normalise_v(torch.tensor(cfg.loss.spike_threshold_mV, device=device)))
-    loss_fn = VoltageLoss(cfg, d_rms, thr, scfg.v_mean_mV, scfg.v_std_mV)
+    loss_fn = VoltageLoss(cfg, d_rms, thr, scfg.v_mean_mV, scfg.v_std_mV, scfg.dt_ms)
 
     bs = cfg.batch_size
     steps_per_epoch = max(1, len(tr_rows) // bs)

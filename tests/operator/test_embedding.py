@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from noble.operator.config import EmbeddingConfig
-from noble.operator.embedding import embed_inputs, fit_normalisers, frequency_embedding, normalise
+from noble.operator.embedding import embed_inputs, fi_phase, fit_normalisers, frequency_embedding, normalise
 
 
 def test_frequency_embedding_values_at_known_x() -> None:
@@ -69,3 +69,23 @@ def test_embedding_config_refuses_bad_normalisers() -> None:
         EmbeddingConfig(feature_names=["a", "b"], lows=[0.0], highs=[1.0])
     with pytest.raises(ValueError, match="normalisers"):
         embed_inputs(torch.zeros(1, 1), torch.zeros(1, 4), EmbeddingConfig(feature_names=["a"]))
+
+
+def test_fi_phase_turns_once_per_spike_the_linear_fi_line_predicts() -> None:
+    """phi = integral of fi_slope (I - I_thr)+: a 1 s step at 300 pA for I_thr 100 pA, slope 0.2025 Hz/pA is
+    40.5 Hz, so sin/cos(2 pi phi) turn 40 full times during the step and not at all before it or below rheobase."""
+    dt_ms, T = 0.2, 6000
+    t = torch.arange(T) * dt_ms
+    step = ((t >= 100.0) & (t < 1100.0)).float()
+    drive = torch.relu(torch.stack([300.0 * step, 80.0 * step]) - 100.0)  # (2, T): above / below rheobase
+    ph = fi_phase(0.2025 * drive, dt_ms)
+    assert ph.shape == (2, 2, T)
+    angle = torch.atan2(ph[:, 0], ph[:, 1])
+    turns = ((angle[:, 1:] >= 0) & (angle[:, :-1] < 0)).sum(dim=1)
+    assert turns.tolist() == [40, 0]
+    assert torch.allclose(ph[:, :, :500], torch.tensor([0.0, 1.0])[None, :, None].expand(2, 2, 500))
+
+
+def test_fi_phase_needs_its_features() -> None:
+    with pytest.raises(ValueError, match="fi_phase"):
+        EmbeddingConfig(feature_names=["I_thr_pA", "s_thr_Hz_per_pA"], fi_phase=True)

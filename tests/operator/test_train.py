@@ -135,3 +135,31 @@ def test_loss_terms_do_what_they_claim() -> None:
     assert few["sorted"] > 0.05 and few["sorted_deriv"] > 0.3  # a missing spike costs in the sorted terms
     # a plateau with the same time above threshold as 4 spikes fails the dv/dt part
     assert plat["sorted_deriv"] > few["sorted_deriv"]
+
+
+def test_spike_train_loss_rewards_near_misses_and_punishes_missing_spikes() -> None:
+    """The van Rossum term: 0 for the same spikes, near 1 for disjoint trains, and a spike 1 ms off costs far
+    less than one 20 ms off (the voltage L2 charges both the same: the double penalty)."""
+    from noble.operator.config import LossConfig, TrainConfig
+    from noble.operator.train import VoltageLoss
+
+    cfg = TrainConfig(loss=LossConfig(derivative_weight=0.0, spike_train_weight=1.0, spike_train_sigma_ms=4.0))
+    loss = VoltageLoss(cfg, d_rms=1.0, spike_threshold_norm=0.0, dt_ms=0.2)
+    t = torch.arange(5000) * 0.2
+
+    def train(times_ms: list[float]) -> torch.Tensor:
+        v = torch.full_like(t, -65.0)
+        for s in times_ms:
+            v = torch.where((t >= s) & (t < s + 0.6), torch.tensor(30.0), v)
+        return v[None]
+
+    ref = train([200.0, 400.0, 600.0])
+
+    def spike_part(v: torch.Tensor) -> float:
+        return loss(v, ref)[1]["spike_train"]
+
+    assert spike_part(ref) < 1e-6
+    near, far = spike_part(train([201.0, 401.0, 601.0])), spike_part(train([220.0, 420.0, 620.0]))
+    none, disjoint = spike_part(train([])), spike_part(train([300.0, 500.0, 700.0]))
+    assert near < 0.1 < far
+    assert none > 0.9 and disjoint > 0.9
