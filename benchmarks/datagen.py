@@ -200,7 +200,8 @@ def _worker_standalone(cfg: dict, fam: Any, scratch: Path) -> dict:
             for j, spec in enumerate(fam.params):
                 run_args[getattr(group, spec.name)] = params[:, j] * UNITS[spec.unit]
             for var, val in _initial_state(fam, params).items():
-                run_args[getattr(group, var)] = val * (b2.mV if var == "v" else 1)
+                if var in group.variables:  # hh drops the Ca2+ gates when g_T and g_L are zero in every neuron
+                    run_args[getattr(group, var)] = val * (b2.mV if var == "v" else 1)
             b2.device.run(directory=project, with_output=False, run_args=run_args)
             v = np.asarray(getattr(state, built.v_name) / b2.mV, dtype=np.float32)[:, :n_rec]
             trains = spikes.spike_trains()
