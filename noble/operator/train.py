@@ -192,8 +192,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         net = NobleOperator(scfg)
         if cfg.init_from:  # fine-tune: start from another run's weights (normalisers included)
             src = read_config(cfg.init_from)
-            if src.fno != scfg.fno or src.feature_names != scfg.feature_names:
-                raise ValueError(f"init_from {cfg.init_from}: its FNO or features differ from this config's")
+            same = (src.fno == scfg.fno and src.feature_names == scfg.feature_names
+                    and src.embedding.n_frequencies == scfg.embedding.n_frequencies
+                    and src.embedding.fi_phase == scfg.embedding.fi_phase)
+            if not same:
+                raise ValueError(f"init_from {cfg.init_from}: its FNO, features or embedding differ from this config's")
             net.load_state_dict(load_network(cfg.init_from, src).state_dict(), strict=False)
     device = torch.device(cfg.device)
     net.to(device)
@@ -268,7 +271,10 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
     if scfg.family == "hh":  # the fit's warm start reads the population from beside the checkpoint
         from noble.fit.warmstart import write_hall_of_fame
 
-        write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
+        try:
+            write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
+        except ValueError as exc:  # a dataset without some feature: fits fall back to the presets
+            log.warning("no hall_of_fame.json written: %s", exc)
     if evaluate_at_end:
         from .checkpoint import load_surrogate
         from .evaluate import evaluate_surrogate

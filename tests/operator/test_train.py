@@ -163,3 +163,20 @@ def test_spike_train_loss_rewards_near_misses_and_punishes_missing_spikes() -> N
     none, disjoint = spike_part(train([])), spike_part(train([300.0, 500.0, 700.0]))
     assert near < 0.1 < far
     assert none > 0.9 and disjoint > 0.9
+
+
+def test_init_from_starts_at_the_source_weights_and_refuses_another_architecture(
+        tiny_checkpoint: Path, tiny_dataset: Path, tiny_train_config, tmp_path: Path) -> None:
+    """Fine-tuning: a run with init_from begins where the source ended (its first-epoch loss is the source's
+    last, not a fresh network's), and a source with another FNO is refused by name."""
+    cfg = tiny_train_config.model_copy(update={"epochs": 1, "max_steps_per_epoch": 2, "lr": 1e-9, "warmup_epochs": 0})
+    fresh = train(tiny_dataset, tmp_path / "fresh", cfg, progress=False, evaluate_at_end=False)
+    tuned = train(tiny_dataset, tmp_path / "tuned", cfg.model_copy(update={"init_from": str(tiny_checkpoint)}),
+                  progress=False, evaluate_at_end=False)
+    src = json.loads((tiny_checkpoint / "card.json").read_text())["training"]["history"][-1]["heldout_rel_l2_mV"]
+    assert tuned.history[0]["heldout_rel_l2_mV"] == pytest.approx(src, rel=1e-3)
+    assert fresh.history[0]["heldout_rel_l2_mV"] > tuned.history[0]["heldout_rel_l2_mV"]
+    wider = cfg.model_copy(update={"init_from": str(tiny_checkpoint),
+                                   "fno": cfg.fno.model_copy(update={"hidden_channels": cfg.fno.hidden_channels + 4})})
+    with pytest.raises(ValueError, match="init_from"):
+        train(tiny_dataset, tmp_path / "wider", wider, progress=False, evaluate_at_end=False)
