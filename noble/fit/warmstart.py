@@ -24,6 +24,7 @@ import numpy as np
 from noble.datagen.features import rheobase_and_slope, trace_features
 from noble.datagen.models import get as get_family
 from noble.datagen.simulate import simulate, steps_matrix
+from noble.io._atomic import atomic_path
 
 from .hhmodel import IDX, NAMES, params_row
 
@@ -105,10 +106,8 @@ def write_hall_of_fame(dataset: str | Path, feature_names: Sequence[str], path: 
         raise ValueError(f"no hh population with features {list(feature_names)} in {dataset}")
     doc = {"source": str(dataset), "param_names": list(NAMES), "feature_names": list(feature_names),
            "params": hof.params.tolist(), "features": hof.features.tolist()}
-    out = Path(path)
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(doc) + "\n")
-    tmp.replace(out)
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(doc) + "\n")
     return len(hof.params)
 
 
