@@ -8,7 +8,7 @@ Public API (imported lazily so `noble --help` does not pay for Brian2 / torch):
 
 from __future__ import annotations
 
-from typing import Any
+from noble._lazy import lazy_getattr
 
 _EXPORTS = {
     "fit_recording": "noble.fit.api",
@@ -21,12 +21,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'noble.fit' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)

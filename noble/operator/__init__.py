@@ -7,7 +7,7 @@ Public API (imported lazily so `noble --help` does not pay for torch):
 
 from __future__ import annotations
 
-from typing import Any
+from noble._lazy import lazy_getattr
 
 _EXPORTS = {
     "load_surrogate": "noble.operator.checkpoint",
@@ -22,14 +22,4 @@ _EXPORTS = {
 }
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        import importlib
-
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        # Importing the submodule `noble.operator.sample` binds the package attribute `sample` to the
-        # module; rebind it to the function the API promises.
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'noble.operator' has no attribute {name!r}")
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
