@@ -25,8 +25,8 @@ class ApiError(HTTPException):
 
 
 class BodyTooLarge(ApiError):
-    def __init__(self, limit: int) -> None:
-        super().__init__(413, f"request body exceeds the limit of {limit} bytes (NOBLE_MAX_BODY_BYTES)",
+    def __init__(self, limit: int, setting: str = "NOBLE_MAX_BODY_BYTES") -> None:
+        super().__init__(413, f"request body exceeds the limit of {limit} bytes ({setting})",
                          headers={"Connection": "close"})
 
 

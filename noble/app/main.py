@@ -102,6 +102,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(fit.router, dependencies=auth)
     # Outermost last: the request id and metrics wrap everything, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
-                       per_path={"/v1/fit": settings.fit_max_upload_bytes})
+                       per_path={"/v1/fit": (settings.fit_max_upload_bytes, "NOBLE_FIT_MAX_UPLOAD_BYTES")})
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app

@@ -64,16 +64,17 @@ class BodyLimitMiddleware:
     """413 for bodies over `max_bytes`, declared or streamed."""
 
     def __init__(self, app: Callable[..., Awaitable[None]], max_bytes: int,
-                 per_path: dict[str, int] | None = None) -> None:
+                 per_path: dict[str, tuple[int, str]] | None = None) -> None:
+        """per_path: {path: (limit, the setting that sets it)} for routes with their own limit."""
         self.app = app
-        self.default_max = max_bytes
+        self.default = (max_bytes, "NOBLE_MAX_BODY_BYTES")
         self.per_path = per_path or {}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        max_bytes = self.per_path.get(scope.get("path", ""), self.default_max)
+        max_bytes, setting = self.per_path.get(scope.get("path", ""), self.default)
         for name, value in scope.get("headers", []):
             if name == b"content-length":
                 try:
@@ -83,7 +84,7 @@ class BodyLimitMiddleware:
                     return
                 if declared > max_bytes:
                     await _reply(send, 413, f"request body of {declared} bytes exceeds the limit of "
-                                            f"{max_bytes} bytes (NOBLE_MAX_BODY_BYTES)")
+                                            f"{max_bytes} bytes ({setting})")
                     return
         seen = 0
         started = False
@@ -94,7 +95,7 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > max_bytes:
-                    raise BodyTooLarge(max_bytes)
+                    raise BodyTooLarge(max_bytes, setting)
             return message
 
         async def tracking_send(message: dict[str, Any]) -> None:
@@ -107,8 +108,7 @@ class BodyLimitMiddleware:
             await self.app(scope, counted_receive, tracking_send)
         except BodyTooLarge:  # raised while reading outside FastAPI's handlers
             if not started:
-                await _reply(send, 413, f"request body exceeds the limit of {max_bytes} bytes "
-                                        "(NOBLE_MAX_BODY_BYTES)")
+                await _reply(send, 413, f"request body exceeds the limit of {max_bytes} bytes ({setting})")
 
 
 async def _reply(send: Send, status: int, detail: str) -> None:

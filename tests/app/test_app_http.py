@@ -73,8 +73,23 @@ def test_body_limit_declared_and_streamed(tmp_path: Path) -> None:
 
     declared, streamed, small = asyncio.run(main())
     assert declared.status_code == 413 and "4096" in declared.json()["detail"]
+    assert "NOBLE_MAX_BODY_BYTES" in declared.json()["detail"]
     assert streamed.status_code == 413
     assert small.status_code == 503  # under the limit: passed on
+
+
+def test_fit_upload_has_its_own_limit_and_names_its_setting(tmp_path: Path) -> None:
+    body = b"x" * 6000
+
+    async def main() -> tuple[httpx.Response, httpx.Response]:
+        async with _client(tmp_path, max_body_bytes=100_000, fit_max_upload_bytes=4096) as c:
+            fit = await c.post("/v1/fit", content=body, headers={"Content-Type": "application/octet-stream"})
+            sample = await c.post("/v1/sample", content=body, headers={"Content-Type": "application/json"})
+            return fit, sample
+
+    fit, sample = asyncio.run(main())
+    assert fit.status_code == 413 and "NOBLE_FIT_MAX_UPLOAD_BYTES" in fit.json()["detail"]
+    assert sample.status_code != 413  # the general limit (100 kB) applies elsewhere
 
 
 def test_request_id_echoed_or_generated(tmp_path: Path) -> None:
