@@ -5,6 +5,8 @@ in [0, 1], then lifted to 2K numbers [sin(2^0 pi x_j), ..., sin(2^(K-1) pi x_j),
 cos(2^(K-1) pi x_j)] (feature-major: all of feature 0's channels, then feature 1's, ...). The result is
 constant in time and broadcast along the time axis, then stacked after the stimulus channel:
 input channels = [stim_pA / stim_scale_pA, emb_0, ..., emb_{2KF-1}]  -> shape (B, 1 + 2KF, T).
+With `fi_phase` the model appends [sin, cos](2 pi phi(t)) (`fi_phase` below), phi = the spikes the
+neuron's F-I features predict for the stimulus so far.
 Written in torch so it is differentiable (fitting can descend in feature space).
 """
 
