@@ -327,6 +327,12 @@ def _starts(sur: Any, problem: FitProblem, n: int, rng: np.random.Generator) -> 
     measured = {"I_thr_pA": t.I_thr_pA, "s_thr_Hz_per_pA": t.s_thr_Hz_per_pA, "v_rest_mV": t.rest_mV,
                 "tau_m_ms": t.tau_m_ms, "fi_slope_Hz_per_pA": t.fi_slope_Hz_per_pA,
                 "input_resistance_MOhm": t.input_resistance_MOhm}
+    if t.I_thr_pA is not None:  # the F-I parabola through rheobase (noble.operator.data.quadratic_fi)
+        from noble.operator.data import quadratic_fi
+
+        lin, quad = quadratic_fi(np.asarray(t.amplitudes_pA), t.feature_array("rate_Hz"), t.I_thr_pA)
+        if math.isfinite(lin) and math.isfinite(quad):
+            measured.update({"fi_lin_Hz_per_pA": lin, "fi_quad_Hz_per_pA2": quad})
     pop = (np.asarray(c.population, dtype=np.float64) - lo) / (hi - lo) if c.population else np.zeros((0, len(names)))
     centre = np.median(pop, axis=0) if len(pop) else np.full(len(names), 0.5)
     first = np.array([(measured[k] - lo[j]) / (hi[j] - lo[j]) if measured.get(k) is not None else centre[j]

@@ -30,8 +30,10 @@ from .hhmodel import IDX, NAMES, params_row
 
 log = logging.getLogger(__name__)
 
-AREA_UP = {"I_thr_pA": 1.0}  # features proportional to the membrane area
-AREA_DOWN = {"s_thr_Hz_per_pA", "fi_slope_Hz_per_pA"}  # inversely proportional
+# How features scale with the membrane area a (currents scale with a at equal densities): I_thr ~ a,
+# rates per pA ~ 1/a, rates per pA^2 ~ 1/a^2; the rest do not change.
+AREA_POWER = {"I_thr_pA": 1, "s_thr_Hz_per_pA": -1, "fi_slope_Hz_per_pA": -1, "fi_lin_Hz_per_pA": -1,
+              "fi_quad_Hz_per_pA2": -2}
 
 
 @dataclass
@@ -62,7 +64,7 @@ def _hof_from_dataset(directory: Path, feature_names: list[str]) -> HallOfFame |
 
     from noble.datagen.features import NEURON_FEATURES
     from noble.datagen.dataset import open_dataset
-    from noble.operator.data import fi_slope
+    from noble.operator.data import DERIVED_FEATURES, derived_feature
 
     rows_p: list[np.ndarray] = []
     rows_f: list[list[float]] = []
@@ -79,8 +81,9 @@ def _hof_from_dataset(directory: Path, feature_names: list[str]) -> HallOfFame |
             rows = np.flatnonzero(mid == m)
             vec: list[float] = []
             for name in feature_names:
-                if name == "fi_slope_Hz_per_pA":
-                    vec.append(fi_slope(amp[rows], feats[rows, cols["rate_Hz"]]))
+                if name in DERIVED_FEATURES:
+                    vec.append(derived_feature(name, amp[rows], feats[rows, cols["rate_Hz"]],
+                                               float(feats[rows[0], cols["I_thr_pA"]])))
                 elif name not in cols:
                     return None
                 elif name in NEURON_FEATURES:
@@ -115,7 +118,7 @@ def write_hall_of_fame(dataset: str | Path, feature_names: Sequence[str], path: 
 def _preset_features(feature_names: tuple[str, ...], start_ms: float, duration_ms: float,
                      amplitudes: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Features of every hh preset, simulated on the surrogate's protocol (cached per process)."""
-    from noble.operator.data import fi_slope
+    from noble.operator.data import DERIVED_FEATURES, derived_feature
 
     HH = get_family("hh")
     presets = sorted(HH.presets)
@@ -135,8 +138,8 @@ def _preset_features(feature_names: tuple[str, ...], start_ms: float, duration_m
                 out[i, j] = I_thr[i]
             elif name == "s_thr_Hz_per_pA":
                 out[i, j] = s_thr[i]
-            elif name == "fi_slope_Hz_per_pA":
-                out[i, j] = fi_slope(amps, tf["rate_Hz"][sl])
+            elif name in DERIVED_FEATURES:
+                out[i, j] = derived_feature(name, amps, tf["rate_Hz"][sl], float(I_thr[i]))
             elif name in tf:
                 col = tf[name][sl]
                 col = col[np.isfinite(col)]
@@ -182,10 +185,8 @@ def _scaled(features: np.ndarray, names: Sequence[str], a: np.ndarray) -> np.nda
     """Features (F,) of a member whose area is multiplied by each a (G,) -> (G, F)."""
     out = np.repeat(features[None, :], len(a), axis=0)
     for j, n in enumerate(names):
-        if n in AREA_UP:
-            out[:, j] = features[j] * a
-        elif n in AREA_DOWN:
-            out[:, j] = features[j] / a
+        if n in AREA_POWER:
+            out[:, j] = features[j] * a ** AREA_POWER[n]
     return out
 
 

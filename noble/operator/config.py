@@ -22,7 +22,17 @@ class EmbeddingConfig(BaseModel):
     n_frequencies: int = Field(4, ge=1, le=16, description="K")
     fi_phase: bool = Field(False, description=(
         "add the F-I phase channels sin/cos(2 pi phi(t)), phi = integral of the rate the features predict "
-        "for the stimulus (needs I_thr_pA and fi_slope_Hz_per_pA among the features)"))
+        "for the stimulus (noble/operator/phase.py)"))
+    fi_rate: Literal["linear", "quadratic"] = Field("linear", description=(
+        "the F-I curve behind phi: 'linear' fi_slope (I - I_thr)+ (needs I_thr_pA, fi_slope_Hz_per_pA); "
+        "'quadratic' fi_lin x + fi_quad x^2, x = (I - I_thr)+ (needs I_thr_pA, fi_lin_Hz_per_pA, "
+        "fi_quad_Hz_per_pA2)"))
+    fit_phase_warp: bool = Field(False, description=(
+        "fit phase_warp (spike-frequency adaptation and onset delay of the population) on the training "
+        "models' spike times at training time"))
+    phase_warp: list[float] | None = Field(None, min_length=4, max_length=4, description=(
+        "[A, tau_ms, delay_ms, gain]: phi grows at rate(I) * gain * (1 + A exp(-(s - delay)/tau)) once s, the "
+        "time since the drive went suprathreshold, passes delay; None = at rate(I) from the drive's onset"))
     # Normalisers, one [low, high] per feature (filled from the training population at training time).
     lows: list[float] | None = None
     highs: list[float] | None = None
@@ -37,8 +47,12 @@ class EmbeddingConfig(BaseModel):
             val = getattr(self, name)
             if val is not None and len(val) != len(self.feature_names):
                 raise ValueError(f"embedding.{name}: need one value per feature ({len(self.feature_names)})")
-        if self.fi_phase and not {"I_thr_pA", "fi_slope_Hz_per_pA"} <= set(self.feature_names):
-            raise ValueError("embedding.fi_phase needs the features I_thr_pA and fi_slope_Hz_per_pA")
+        if self.fi_phase:
+            from .phase import RATE_FEATURES
+
+            need = RATE_FEATURES[self.fi_rate]
+            if not set(need) <= set(self.feature_names):
+                raise ValueError(f"embedding.fi_phase with fi_rate {self.fi_rate!r} needs the features {list(need)}")
         if self.lows is not None and self.highs is not None:
             for f, lo, hi in zip(self.feature_names, self.lows, self.highs):
                 if not hi > lo:

@@ -5,7 +5,9 @@ s_thr_Hz_per_pA) as they are, a per-trace eFEL feature named in the config (e.g.
 its median over that model's traces where it is defined, and the derived `fi_slope_Hz_per_pA`: the slope
 of a straight line through (amplitude, rate) of the model's suprathreshold long squares (Allen Cell Types'
 `f_i_curve_slope`), which describes the F-I curve far above rheobase where s_thr (measured just above it)
-does not. Traces are subsampled to
+does not, and `fi_lin_Hz_per_pA`/`fi_quad_Hz_per_pA2`: a parabola through rheobase, rate = fi_lin x +
+fi_quad x^2 with x = I - I_thr, which follows the curved F-I of fast-spiking cells (the F-I phase prior
+uses it: noble/operator/phase.py). Traces are subsampled to
 dt_ms (an integer multiple of the dataset's dt): instantaneous samples, so peaks stay honest samples of the
 simulated voltage (never averaged away).
 """
@@ -58,7 +60,8 @@ class TraceSet:
         return np.stack([self.features[np.flatnonzero(self.model_id == m)[0]] for m in model_ids])
 
 
-DERIVED_FEATURES: dict[str, str] = {"fi_slope_Hz_per_pA": "Hz/pA"}
+DERIVED_FEATURES: dict[str, str] = {"fi_slope_Hz_per_pA": "Hz/pA", "fi_lin_Hz_per_pA": "Hz/pA",
+                                    "fi_quad_Hz_per_pA2": "Hz/pA^2"}
 
 
 def fi_slope(amp_pA: np.ndarray, rate_Hz: np.ndarray) -> float:
@@ -67,6 +70,24 @@ def fi_slope(amp_pA: np.ndarray, rate_Hz: np.ndarray) -> float:
     if sup.sum() < 2 or np.ptp(amp_pA[sup]) == 0:
         return float("nan")
     return float(np.polyfit(amp_pA[sup], rate_Hz[sup], 1)[0])
+
+
+def quadratic_fi(amp_pA: np.ndarray, rate_Hz: np.ndarray, I_thr_pA: float) -> tuple[float, float]:
+    """(fi_lin, fi_quad): least-squares parabola through (I_thr, 0) of the suprathreshold steps' rates."""
+    sup = (amp_pA > 0) & (rate_Hz > 0) & np.isfinite(rate_Hz)
+    x = amp_pA[sup] - I_thr_pA
+    if sup.sum() < 3 or len(np.unique(x)) < 2 or not np.isfinite(I_thr_pA):
+        return float("nan"), float("nan")
+    lin, quad = np.linalg.lstsq(np.stack([x, x * x], axis=1), rate_Hz[sup], rcond=None)[0]
+    return float(lin), float(quad)
+
+
+def derived_feature(name: str, amp_pA: np.ndarray, rate_Hz: np.ndarray, I_thr_pA: float) -> float:
+    """One model's DERIVED_FEATURES value from its steps' amplitudes and rates (and its rheobase)."""
+    if name == "fi_slope_Hz_per_pA":
+        return fi_slope(amp_pA, rate_Hz)
+    lin, quad = quadratic_fi(amp_pA, rate_Hz, I_thr_pA)
+    return {"fi_lin_Hz_per_pA": lin, "fi_quad_Hz_per_pA2": quad}[name]
 
 
 def feature_unit(name: str) -> str:
@@ -116,8 +137,10 @@ def load_traces(directory: str | Path, feature_names: list[str], dt_ms: float) -
         for m in np.unique(sh.model_id):
             rows = sh.model_id == m
             for j, name in enumerate(feature_names):
-                if name == "fi_slope_Hz_per_pA":
-                    per_row[rows, j] = fi_slope(sh.amp_pA[rows], sh.features[rows, cols["rate_Hz"]])
+                if name in DERIVED_FEATURES:
+                    I_thr = sh.features[rows, cols["I_thr_pA"]][0]
+                    per_row[rows, j] = derived_feature(name, sh.amp_pA[rows], sh.features[rows, cols["rate_Hz"]],
+                                                       I_thr)
                     continue
                 if name not in cols:
                     raise ValueError(f"feature {name!r} is not in the dataset (has {sh.feature_names})")

@@ -19,6 +19,7 @@ from torch import nn
 
 from .config import SurrogateConfig
 from .embedding import embed_inputs, fi_phase
+from .phase import phase_rate_Hz
 
 
 def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
@@ -52,9 +53,6 @@ class NobleOperator(nn.Module):
             raise ValueError(f"fno.time_fold={self.fold} must divide n_time={cfg.n_time}")
         self.dt_ms = cfg.dt_ms
         n_phase = 2 * self.fold if cfg.embedding.fi_phase else 0
-        if cfg.embedding.fi_phase:
-            names = cfg.embedding.feature_names
-            self.i_thr_col, self.slope_col = names.index("I_thr_pA"), names.index("fi_slope_Hz_per_pA")
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase, out_channels=self.fold,
             hidden_channels=f.hidden_channels, n_layers=f.n_layers,
@@ -67,11 +65,12 @@ class NobleOperator(nn.Module):
         self.out_normalizer = UnitGaussianNormalizer(mean=cfg.v_mean_mV * one, std=cfg.v_std_mV * one, eps=0.0)
 
     def phase_channels(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
-        """(B, 2, T) sin and cos of 2 pi phi(t), phi = the spikes the linear F-I line r = fi_slope (I - I_thr)+
-        predicts so far (1.9 Hz mean absolute error on the hh_fs population). Fixed, not learned: a rate
-        learned through sin(2 pi phi) sees gradients that wind with phi and drifts (tried: 2x the spikes)."""
-        drive = torch.relu(stim_pA - features[:, self.i_thr_col, None])
-        return fi_phase(features[:, self.slope_col, None] * drive, self.dt_ms)
+        """(B, 2, T) sin and cos of 2 pi phi(t), phi = the spikes the neuron's F-I features predict so far
+        (noble/operator/phase.py). Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
+        that wind with phi and drifts (tried: 2x the spikes)."""
+        e = self.embedding_cfg
+        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms)
+        return fi_phase(rate, self.dt_ms)
 
     def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
         B, T = stim_pA.shape

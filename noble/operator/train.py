@@ -29,10 +29,11 @@ import numpy as np
 import torch
 
 from .checkpoint import CARD, WEIGHTS, load_network, package_versions, read_config, save_checkpoint
-from .config import StimulusProtocol, SurrogateConfig, TrainConfig
+from .config import EmbeddingConfig, StimulusProtocol, SurrogateConfig, TrainConfig
 from .data import TraceSet, load_traces, split_models
 from .embedding import fit_normalisers
 from .model import NobleOperator
+from .phase import fit_phase_warp, rate_Hz, spike_times_ms
 
 log = logging.getLogger(__name__)
 STATE_DIR = "train_state"
@@ -53,6 +54,9 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
     pop = traces.model_features(train_ids)
     lows, highs = fit_normalisers(pop)
     emb = cfg.embedding.model_copy(update={"lows": lows, "highs": highs})
+    if emb.fi_phase and emb.fit_phase_warp:
+        emb = emb.model_copy(update={"phase_warp": _fit_warp(traces, train_ids, emb)})
+        log.info("phase warp [A, tau_ms, delay_ms, gain] = %s", [round(w, 4) for w in emb.phase_warp or []])
     v = traces.v_mV[train_rows]
     stim_scale = float(np.max(np.abs(traces.stim_pA[train_rows]))) or 1.0
     return SurrogateConfig(
@@ -65,6 +69,22 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
         population=pop.tolist(), heldout_model_ids=[int(m) for m in held_ids],
         train_model_ids=[int(m) for m in train_ids],
     )
+
+
+def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> list[float]:
+    """The F-I phase's onset warp (phase.py) fitted on the training models' spike times."""
+    p = traces.protocol
+    start, dur = p["start_ms"], p["duration_ms"]
+    trains = []
+    for m in train_ids:
+        rows = traces.rows_of([m])
+        feats = torch.as_tensor(traces.features[rows[:1]], dtype=torch.float64)
+        for r in rows:
+            amp = torch.tensor([[float(traces.amp_pA[r])]], dtype=torch.float64)
+            rate = float(rate_Hz(feats, traces.feature_names, amp, emb.fi_rate)[0, 0])
+            spikes = spike_times_ms(traces.v_mV[r], traces.dt_ms, start, start + dur)
+            trains.append((rate, spikes - start))
+    return fit_phase_warp(trains, dur)
 
 
 class VoltageLoss:
@@ -194,9 +214,14 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
             src = read_config(cfg.init_from)
             same = (src.fno == scfg.fno and src.feature_names == scfg.feature_names
                     and src.embedding.n_frequencies == scfg.embedding.n_frequencies
-                    and src.embedding.fi_phase == scfg.embedding.fi_phase)
+                    and src.embedding.fi_phase == scfg.embedding.fi_phase
+                    and src.embedding.fi_rate == scfg.embedding.fi_rate)
             if not same:
                 raise ValueError(f"init_from {cfg.init_from}: its FNO, features or embedding differ from this config's")
+            if scfg.embedding.fi_phase:  # the weights were trained against the source's phase prior: keep it
+                scfg = scfg.model_copy(update={"embedding": scfg.embedding.model_copy(
+                    update={"phase_warp": src.embedding.phase_warp})})
+                net = NobleOperator(scfg)
             net.load_state_dict(load_network(cfg.init_from, src).state_dict(), strict=False)
     device = torch.device(cfg.device)
     net.to(device)

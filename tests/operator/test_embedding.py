@@ -89,3 +89,5 @@ def test_fi_phase_turns_once_per_spike_the_linear_fi_line_predicts() -> None:
 def test_fi_phase_needs_its_features() -> None:
     with pytest.raises(ValueError, match="fi_phase"):
         EmbeddingConfig(feature_names=["I_thr_pA", "s_thr_Hz_per_pA"], fi_phase=True)
+    with pytest.raises(ValueError, match="fi_quad_Hz_per_pA2"):
+        EmbeddingConfig(feature_names=["I_thr_pA", "fi_slope_Hz_per_pA"], fi_phase=True, fi_rate="quadratic")

@@ -180,3 +180,37 @@ def test_init_from_starts_at_the_source_weights_and_refuses_another_architecture
                                    "fno": cfg.fno.model_copy(update={"hidden_channels": cfg.fno.hidden_channels + 4})})
     with pytest.raises(ValueError, match="init_from"):
         train(tiny_dataset, tmp_path / "wider", wider, progress=False, evaluate_at_end=False)
+
+
+def test_quadratic_fi_phase_with_a_fitted_warp_trains_and_round_trips(
+        tiny_dataset: Path, tiny_train_config, tmp_path: Path) -> None:
+    """embedding.fi_rate quadratic + fit_phase_warp: the warp is fitted on the training models' spikes and
+    written to config.json, the phase it defines counts the spikes of the steps (within 1), and the
+    loaded checkpoint decodes with it (a different warp gives different voltages)."""
+    from noble.operator.phase import phase_rate_Hz, spike_times_ms
+
+    emb = tiny_train_config.embedding.model_copy(update={
+        "feature_names": ["I_thr_pA", "s_thr_Hz_per_pA", "fi_lin_Hz_per_pA", "fi_quad_Hz_per_pA2"],
+        "fi_phase": True, "fi_rate": "quadratic", "fit_phase_warp": True})
+    cfg = tiny_train_config.model_copy(update={"embedding": emb, "epochs": 1, "max_steps_per_epoch": 2})
+    out = tmp_path / "quad"
+    train(tiny_dataset, out, cfg, progress=False, evaluate_at_end=False)
+    scfg = read_config(out)
+    A, tau, delay, gain = scfg.embedding.phase_warp
+    assert A >= 0 and tau > 0 and 0 <= delay < 50 and 0.5 < gain < 1.5
+    tr = load_traces(tiny_dataset, scfg.feature_names, scfg.dt_ms)
+    rows = np.flatnonzero(tr.amp_pA > 0)
+    rate = phase_rate_Hz(torch.as_tensor(tr.features[rows]), scfg.feature_names,
+                         torch.as_tensor(tr.stim_pA[rows], dtype=torch.float64), "quadratic", scfg.embedding.phase_warp,
+                         scfg.dt_ms)
+    phi_end = rate.sum(-1).numpy() * scfg.dt_ms / 1000.0
+    p = tr.protocol
+    counts = np.array([len(spike_times_ms(tr.v_mV[r], tr.dt_ms, p["start_ms"], p["start_ms"] + p["duration_ms"]))
+                       for r in rows])
+    assert np.all(np.abs(phi_end - counts) <= 1.0), (phi_end, counts)
+    sur = load_surrogate(out)
+    assert sur.config.embedding.phase_warp == scfg.embedding.phase_warp
+    f, s = tr.features[rows[:3]], tr.stim_pA[rows[:3]]
+    v = sur.predict(f, s, check_range=False)
+    sur.net.embedding_cfg = sur.net.embedding_cfg.model_copy(update={"phase_warp": [0.0, 1.0, 0.0, 1.0]})
+    assert np.all(np.isfinite(v)) and not np.allclose(v, sur.predict(f, s, check_range=False))

@@ -1,0 +1,105 @@
+"""The F-I phase prior of the embedding: phi(t), the number of spikes a neuron's own F-I features predict
+by time t, so the FNO only shapes one spike per turn of phi (embedding.fi_phase).
+
+phi grows at r(I(t)) * g(s(t)): r is the steady F-I curve of the features ('linear' fi_slope (I - I_thr)+,
+or 'quadratic' fi_lin x + fi_quad x^2 with x = (I - I_thr)+), s is the time since the drive last went
+suprathreshold, and g is the population's onset warp: nothing for the first `delay` ms (the first spike's
+latency), then gain (1 + A exp(-(s - delay)/tau)): fast-spiking cells fire their first ISIs faster and
+relax to the steady rate (spike-frequency adaptation). A, tau and delay are fitted once on the training
+models' spike times (`fit_phase_warp`); gain makes phi at the end of the trained step equal r x duration, so
+the features' rate (spikes / step duration) and phi count the same spikes. Measured on data/hh_fs: the
+linear prior gets the spike count within +-1 for 34 % of steps, the quadratic one with the warp for 95 %.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+import torch
+
+RATE_FEATURES: dict[str, tuple[str, ...]] = {
+    "linear": ("I_thr_pA", "fi_slope_Hz_per_pA"),
+    "quadratic": ("I_thr_pA", "fi_lin_Hz_per_pA", "fi_quad_Hz_per_pA2"),
+}
+
+
+def rate_Hz(features: torch.Tensor, names: Sequence[str], stim_pA: torch.Tensor, kind: str) -> torch.Tensor:
+    """(B, F) features, (B, T) stimulus -> (B, T) steady firing rate the F-I curve predicts (>= 0)."""
+    col = {n: features[:, list(names).index(n), None] for n in RATE_FEATURES[kind]}
+    x = torch.relu(stim_pA - col["I_thr_pA"])
+    if kind == "linear":
+        return col["fi_slope_Hz_per_pA"] * x
+    return torch.relu(col["fi_lin_Hz_per_pA"] * x + col["fi_quad_Hz_per_pA2"] * x * x)
+
+
+def drive_clock_ms(on: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """(B, T) bool 'drive suprathreshold' -> time since it last turned on (ms; 0 where it is off)."""
+    T = on.shape[-1]
+    idx = torch.arange(T, device=on.device).expand_as(on)
+    last_off = torch.cummax(torch.where(on, torch.full_like(idx, -1), idx), dim=-1).values
+    return torch.where(on, (idx - last_off).to(torch.float32) * dt_ms, torch.zeros((), device=on.device))
+
+
+def warp_factor(clock_ms: torch.Tensor, warp: Sequence[float] | None) -> torch.Tensor:
+    """g(s) of the module docstring; 1 everywhere when there is no warp."""
+    if warp is None:
+        return torch.ones_like(clock_ms)
+    A, tau, delay, gain = (float(w) for w in warp)
+    past = clock_ms - delay
+    return torch.where(past > 0, gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau)), torch.zeros_like(past))
+
+
+def phase_rate_Hz(features: torch.Tensor, names: Sequence[str], stim_pA: torch.Tensor, kind: str,
+                  warp: Sequence[float] | None, dt_ms: float) -> torch.Tensor:
+    """(B, T) d phi / dt in Hz: the F-I rate times the onset warp."""
+    r = rate_Hz(features, names, stim_pA, kind)
+    if warp is None:
+        return r
+    on = stim_pA > features[:, list(names).index("I_thr_pA"), None]
+    return r * warp_factor(drive_clock_ms(on, dt_ms), warp)
+
+
+# ---- fitting the warp on the training population (numpy; steps only) ----
+
+def _warped_time(s_ms: np.ndarray, A: float, tau: float, delay: float) -> np.ndarray:
+    """Integral of (1 + A exp(-(s - delay)/tau)) over the time past the delay."""
+    past = np.maximum(s_ms - delay, 0.0)
+    return past + A * tau * (1.0 - np.exp(-past / tau))
+
+
+def step_phase(rate: float, s_ms: np.ndarray, warp: Sequence[float]) -> np.ndarray:
+    """phi at times s_ms after the onset of a suprathreshold step with steady rate `rate` (Hz)."""
+    A, tau, delay, gain = warp
+    return rate / 1000.0 * gain * _warped_time(np.asarray(s_ms, dtype=float), A, tau, delay)
+
+
+def spike_times_ms(v_mV: np.ndarray, dt_ms: float, start_ms: float, end_ms: float,
+                   threshold_mV: float = -20.0) -> np.ndarray:
+    """Upward threshold crossings inside [start, end) (ms from the trace's start)."""
+    k = np.flatnonzero((v_mV[:-1] < threshold_mV) & (v_mV[1:] >= threshold_mV)) + 1
+    t = k * dt_ms
+    return t[(t >= start_ms) & (t < end_ms)]
+
+
+def fit_phase_warp(trains: Sequence[tuple[float, np.ndarray]], duration_ms: float) -> list[float]:
+    """[A, tau_ms, delay_ms, gain] by least squares on spike phases: each (steady rate Hz, spike times
+    from step onset in ms) of a suprathreshold step should put spike k at phi = k + c (c one free phase)."""
+    from scipy.optimize import least_squares
+
+    trains = [(float(r), np.asarray(s, dtype=float)) for r, s in trains if r > 0 and len(s)]
+    if not trains:
+        raise ValueError("fit_phase_warp: no suprathreshold step with spikes in the training models")
+
+    def resid(q: np.ndarray) -> np.ndarray:
+        A, tau, delay, c = q
+        gain = duration_ms / _warped_time(np.array(duration_ms), A, tau, delay)
+        return np.concatenate([step_phase(r, s, (A, tau, delay, gain)) - np.arange(len(s)) - c for r, s in trains])
+
+    q = least_squares(resid, [1.0, 30.0, 10.0, 0.0], bounds=([0.0, 1.0, 0.0, -1.0], [10.0, 300.0, 50.0, 1.0])).x
+    A, tau, delay = float(q[0]), float(q[1]), float(q[2])
+    gain = float(duration_ms / _warped_time(np.array(duration_ms), A, tau, delay))
+    if not all(math.isfinite(v) for v in (A, tau, delay, gain)):
+        raise ValueError("fit_phase_warp: the fit did not converge")
+    return [A, tau, delay, gain]
