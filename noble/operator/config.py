@@ -76,6 +76,11 @@ class FNOConfig(BaseModel):
         "space-to-depth factor: the FNO runs on a grid `time_fold` times coarser whose channels are the "
         "polyphase components of the fine grid (stimulus in, voltage out), so traces keep the full dt "
         "(honest spike peaks) at a fraction of the cost; 1 = plain FNO on the fine grid"))
+    output_blur: bool = Field(False, description=(
+        "a fixed [1, 2, 1]/4 filter on the fine-grid output: removes the sample-to-sample zigzag that "
+        "interleaving the polyphase output channels leaves (the 1-D 'checkerboard' of sub-pixel upsampling, "
+        "fixed by a blur after the pixel shuffle as in Sugawara et al. 2019), which made spike tops cross "
+        "-20 mV twice; trained through, so the network learns the spike shape behind the filter"))
 
 
 class LossConfig(BaseModel):

@@ -52,6 +52,7 @@ class NobleOperator(nn.Module):
         if cfg.n_time % self.fold:
             raise ValueError(f"fno.time_fold={self.fold} must divide n_time={cfg.n_time}")
         self.dt_ms = cfg.dt_ms
+        self.output_blur = f.output_blur
         n_phase = 2 * self.fold if cfg.embedding.fi_phase else 0
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase, out_channels=self.fold,
@@ -81,8 +82,11 @@ class NobleOperator(nn.Module):
         if self.embedding_cfg.fi_phase:
             ph = self.phase_channels(features, stim_pA)  # (B, 2, T)
             parts.append(ph.reshape(B, 2, T // k, k).permute(0, 1, 3, 2).reshape(B, 2 * k, T // k))
-        out = self.fno(torch.cat(parts, dim=1))  # (B, k, T/k)
-        return out.transpose(1, 2).reshape(B, T)
+        out = self.fno(torch.cat(parts, dim=1)).transpose(1, 2).reshape(B, T)  # (B, k, T/k) -> (B, T)
+        if self.output_blur:  # [1, 2, 1]/4 with edge samples repeated (config.FNOConfig.output_blur)
+            pad = torch.cat([out[:, :1], out, out[:, -1:]], dim=1)
+            out = 0.25 * pad[:, :-2] + 0.5 * pad[:, 1:-1] + 0.25 * pad[:, 2:]
+        return out
 
     def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
         return self.out_normalizer.inverse_transform(v_norm)

@@ -212,7 +212,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         net = NobleOperator(scfg)
         if cfg.init_from:  # fine-tune: start from another run's weights (normalisers included)
             src = read_config(cfg.init_from)
-            same = (src.fno == scfg.fno and src.feature_names == scfg.feature_names
+            same = (src.fno.model_copy(update={"output_blur": scfg.fno.output_blur}) == scfg.fno  # blur: no weights
+                    and src.feature_names == scfg.feature_names
                     and src.embedding.n_frequencies == scfg.embedding.n_frequencies
                     and src.embedding.fi_phase == scfg.embedding.fi_phase
                     and src.embedding.fi_rate == scfg.embedding.fi_rate)

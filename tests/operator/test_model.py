@@ -43,3 +43,13 @@ def test_time_fold_is_polyphase() -> None:
     for r in range(k):
         assert torch.equal(x[:, r, :], stim[:, r::k])  # channel r = fine samples r, r+k, ...
         assert torch.equal(out[:, r::k], y[:, r, :])  # output channel r goes back to those samples
+    # output_blur: the same network's interleaved output through the fixed [1, 2, 1]/4 filter (edges repeated)
+    cfg_b = cfg.model_copy(update={"fno": cfg.fno.model_copy(update={"output_blur": True})})
+    net_b = NobleOperator(cfg_b).eval()
+    net_b.load_state_dict({k: v for k, v in net.state_dict().items() if k != "_metadata"})  # no extra weights
+    blurred = net_b(torch.tensor([[0.2], [0.7]]), stim)
+    pad = torch.cat([out[:, :1], out, out[:, -1:]], dim=1)
+    torch.testing.assert_close(blurred, 0.25 * pad[:, :-2] + 0.5 * pad[:, 1:-1] + 0.25 * pad[:, 2:])
+    zigzag = torch.tensor([[1.0, -1.0] * 8])  # the interleaving artefact at the fine grid's Nyquist rate
+    zpad = torch.cat([zigzag[:, :1], zigzag, zigzag[:, -1:]], dim=1)
+    assert (0.25 * zpad[:, :-2] + 0.5 * zpad[:, 1:-1] + 0.25 * zpad[:, 2:])[:, 1:-1].abs().max() == 0
