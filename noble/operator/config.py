@@ -33,6 +33,12 @@ class EmbeddingConfig(BaseModel):
     phase_warp: list[float] | None = Field(None, min_length=4, max_length=4, description=(
         "[A, tau_ms, delay_ms, gain]: phi grows at rate(I) * gain * (1 + A exp(-(s - delay)/tau)) once s, the "
         "time since the drive went suprathreshold, passes delay; None = at rate(I) from the drive's onset"))
+    spike_phase: float = Field(0.0, ge=-1, le=1, description=(
+        "c: the training spikes sit at phi = k + c (fitted with phase_warp); where spike_clock puts its spikes"))
+    spike_clock: bool = Field(False, description=(
+        "add the spike-clock channels exp(-t_since/tau), exp(-t_until/tau), tau = 1 and 8 ms, t_since/t_until = "
+        "time since the last / until the next spike the phase predicts (phase.spike_clock): an AP is ~1 ms wide, "
+        "which sin/cos(2 pi phi) resolves at 100 Hz but not at 5 Hz (a 1 ms step moves them by 0.03)"))
     # Normalisers, one [low, high] per feature (filled from the training population at training time).
     lows: list[float] | None = None
     highs: list[float] | None = None
@@ -47,6 +53,8 @@ class EmbeddingConfig(BaseModel):
             val = getattr(self, name)
             if val is not None and len(val) != len(self.feature_names):
                 raise ValueError(f"embedding.{name}: need one value per feature ({len(self.feature_names)})")
+        if self.spike_clock and not self.fi_phase:
+            raise ValueError("embedding.spike_clock needs fi_phase")
         if self.fi_phase:
             from .phase import RATE_FEATURES
 

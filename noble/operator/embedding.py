@@ -51,7 +51,11 @@ def fi_phase(rate_Hz: torch.Tensor, dt_ms: float) -> torch.Tensor:
     slope) say how many spikes the stimulus should have produced by time t; a neuron spikes once per turn
     of phi, so the FNO only has to shape a spike at the right phase instead of synthesising an oscillation
     whose frequency depends on its inputs (which a translation-equivariant operator does poorly)."""
-    phi = torch.cumsum(rate_Hz, dim=-1) * (dt_ms / 1000.0)
+    return phase_sin_cos(torch.cumsum(rate_Hz, dim=-1) * (dt_ms / 1000.0))
+
+
+def phase_sin_cos(phi: torch.Tensor) -> torch.Tensor:
+    """(B, T) phase in turns -> (B, 2, T) [sin, cos](2 pi phi)."""
     arg = 2.0 * math.pi * phi
     return torch.stack([torch.sin(arg), torch.cos(arg)], dim=1)
 

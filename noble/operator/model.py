@@ -18,8 +18,8 @@ from neuralop.models import FNO
 from torch import nn
 
 from .config import SurrogateConfig
-from .embedding import embed_inputs, fi_phase
-from .phase import phase_rate_Hz
+from .embedding import embed_inputs, fi_phase, phase_sin_cos
+from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
 
 
 def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
@@ -53,7 +53,8 @@ class NobleOperator(nn.Module):
             raise ValueError(f"fno.time_fold={self.fold} must divide n_time={cfg.n_time}")
         self.dt_ms = cfg.dt_ms
         self.output_blur = f.output_blur
-        n_phase = 2 * self.fold if cfg.embedding.fi_phase else 0
+        n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
+            if cfg.embedding.fi_phase else 0
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase, out_channels=self.fold,
             hidden_channels=f.hidden_channels, n_layers=f.n_layers,
@@ -71,7 +72,10 @@ class NobleOperator(nn.Module):
         that wind with phi and drifts (tried: 2x the spikes)."""
         e = self.embedding_cfg
         rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms)
-        return fi_phase(rate, self.dt_ms)
+        if not e.spike_clock:
+            return fi_phase(rate, self.dt_ms)
+        phi = torch.cumsum(rate, dim=-1) * (self.dt_ms / 1000.0)
+        return torch.cat([phase_sin_cos(phi), spike_clock(phi, rate, e.spike_phase)], dim=1)
 
     def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
         B, T = stim_pA.shape
@@ -80,8 +84,9 @@ class NobleOperator(nn.Module):
         x = embed_inputs(features, stim[:, ::k], self.embedding_cfg)  # (B, 1 + C, T/k), emb constant in time
         parts = [stim.reshape(B, T // k, k).transpose(1, 2), x[:, 1:, :]]  # polyphase fold: j*k + r -> (r, j)
         if self.embedding_cfg.fi_phase:
-            ph = self.phase_channels(features, stim_pA)  # (B, 2, T)
-            parts.append(ph.reshape(B, 2, T // k, k).permute(0, 1, 3, 2).reshape(B, 2 * k, T // k))
+            ph = self.phase_channels(features, stim_pA)  # (B, P, T)
+            P = ph.shape[1]
+            parts.append(ph.reshape(B, P, T // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T // k))
         out = self.fno(torch.cat(parts, dim=1)).transpose(1, 2).reshape(B, T)  # (B, k, T/k) -> (B, T)
         if self.output_blur:  # [1, 2, 1]/4 with edge samples repeated (config.FNOConfig.output_blur)
             pad = torch.cat([out[:, :1], out, out[:, -1:]], dim=1)

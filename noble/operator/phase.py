@@ -61,6 +61,25 @@ def phase_rate_Hz(features: torch.Tensor, names: Sequence[str], stim_pA: torch.T
     return r * warp_factor(drive_clock_ms(on, dt_ms), warp)
 
 
+CLOCK_TAUS_MS = (1.0, 8.0)
+
+
+def spike_clock(phi: torch.Tensor, rate_Hz: torch.Tensor, offset: float) -> torch.Tensor:
+    """(B, T) phase and its rate -> (B, 2 * len(CLOCK_TAUS_MS), T): exp(-t_since/tau) then exp(-t_until/tau),
+    t_since/t_until = time since the last / until the next crossing of phi = k + offset, estimated as the
+    phase distance over the current rate (so it stays differentiable in the features, as the fit needs).
+    Before the first crossing there is no 'last' spike (t_since = inf); with no drive both are inf."""
+    x = phi - offset
+    frac = x - torch.floor(x)
+    per_ms = (rate_Hz / 1000.0).clamp_min(1e-6)
+    inf = torch.full_like(phi, float("inf"))
+    moving = rate_Hz > 1e-6
+    since = torch.where(moving & (x >= 0), frac / per_ms, inf)
+    until = torch.where(moving, (1.0 - frac) / per_ms, inf)
+    chans = [torch.exp(-since / tau) for tau in CLOCK_TAUS_MS] + [torch.exp(-until / tau) for tau in CLOCK_TAUS_MS]
+    return torch.stack(chans, dim=1)
+
+
 # ---- fitting the warp on the training population (numpy; steps only) ----
 
 def _warped_time(s_ms: np.ndarray, A: float, tau: float, delay: float) -> np.ndarray:
@@ -83,8 +102,8 @@ def spike_times_ms(v_mV: np.ndarray, dt_ms: float, start_ms: float, end_ms: floa
     return t[(t >= start_ms) & (t < end_ms)]
 
 
-def fit_phase_warp(trains: Sequence[tuple[float, np.ndarray]], duration_ms: float) -> list[float]:
-    """[A, tau_ms, delay_ms, gain] by least squares on spike phases: each (steady rate Hz, spike times
+def fit_phase_warp(trains: Sequence[tuple[float, np.ndarray]], duration_ms: float) -> tuple[list[float], float]:
+    """([A, tau_ms, delay_ms, gain], c) by least squares on spike phases: each (steady rate Hz, spike times
     from step onset in ms) of a suprathreshold step should put spike k at phi = k + c (c one free phase)."""
     from scipy.optimize import least_squares
 
@@ -102,4 +121,4 @@ def fit_phase_warp(trains: Sequence[tuple[float, np.ndarray]], duration_ms: floa
     gain = float(duration_ms / _warped_time(np.array(duration_ms), A, tau, delay))
     if not all(math.isfinite(v) for v in (A, tau, delay, gain)):
         raise ValueError("fit_phase_warp: the fit did not converge")
-    return [A, tau, delay, gain]
+    return [A, tau, delay, gain], float(q[3])

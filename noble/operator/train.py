@@ -55,8 +55,9 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
     lows, highs = fit_normalisers(pop)
     emb = cfg.embedding.model_copy(update={"lows": lows, "highs": highs})
     if emb.fi_phase and emb.fit_phase_warp:
-        emb = emb.model_copy(update={"phase_warp": _fit_warp(traces, train_ids, emb)})
-        log.info("phase warp [A, tau_ms, delay_ms, gain] = %s", [round(w, 4) for w in emb.phase_warp or []])
+        warp, c = _fit_warp(traces, train_ids, emb)
+        emb = emb.model_copy(update={"phase_warp": warp, "spike_phase": c})
+        log.info("phase warp [A, tau_ms, delay_ms, gain] = %s, spike phase %.3f", [round(w, 4) for w in warp], c)
     v = traces.v_mV[train_rows]
     stim_scale = float(np.max(np.abs(traces.stim_pA[train_rows]))) or 1.0
     return SurrogateConfig(
@@ -71,7 +72,7 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
     )
 
 
-def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> list[float]:
+def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> tuple[list[float], float]:
     """The F-I phase's onset warp (phase.py) fitted on the training models' spike times."""
     p = traces.protocol
     start, dur = p["start_ms"], p["duration_ms"]
@@ -216,12 +217,13 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
                     and src.feature_names == scfg.feature_names
                     and src.embedding.n_frequencies == scfg.embedding.n_frequencies
                     and src.embedding.fi_phase == scfg.embedding.fi_phase
-                    and src.embedding.fi_rate == scfg.embedding.fi_rate)
+                    and src.embedding.fi_rate == scfg.embedding.fi_rate
+                    and src.embedding.spike_clock == scfg.embedding.spike_clock)
             if not same:
                 raise ValueError(f"init_from {cfg.init_from}: its FNO, features or embedding differ from this config's")
             if scfg.embedding.fi_phase:  # the weights were trained against the source's phase prior: keep it
                 scfg = scfg.model_copy(update={"embedding": scfg.embedding.model_copy(
-                    update={"phase_warp": src.embedding.phase_warp})})
+                    update={"phase_warp": src.embedding.phase_warp, "spike_phase": src.embedding.spike_phase})})
                 net = NobleOperator(scfg)
             net.load_state_dict(load_network(cfg.init_from, src).state_dict(), strict=False)
     device = torch.device(cfg.device)

@@ -65,7 +65,8 @@ def test_fit_phase_warp_recovers_a_known_warp() -> None:
         phi = step_phase(rate, grid, true + [gain])
         k = np.arange(0, int(phi[-1] - 0.3))
         trains.append((rate, np.interp(k + 0.3, phi, grid)))  # c = 0.3
-    A, tau, delay, g = fit_phase_warp(trains, 1000.0)
+    (A, tau, delay, g), c = fit_phase_warp(trains, 1000.0)
+    assert c == pytest.approx(0.3, abs=0.01)
     assert (A, tau, delay) == pytest.approx(tuple(true), rel=0.02)
     assert g == pytest.approx(gain, rel=1e-3)
     with pytest.raises(ValueError, match="no suprathreshold"):
@@ -85,3 +86,27 @@ def test_spike_times_are_upward_crossings_inside_the_window() -> None:
     v = np.full(100, -70.0)
     v[[10, 30, 31, 90]] = 20.0
     np.testing.assert_allclose(spike_times_ms(v, 1.0, 5.0, 80.0), [10.0, 30.0])
+
+
+def test_spike_clock_measures_time_to_and_from_the_predicted_spikes() -> None:
+    """A 50 Hz phase with spikes at phi = k + 0.25: 5 ms after a spike exp(-t_since/tau) = exp(-5/tau), 15 ms
+    before the next exp(-t_until/tau) = exp(-15/tau); before the first spike and without drive there is none."""
+    from noble.operator.phase import CLOCK_TAUS_MS, spike_clock
+
+    dt = 0.5
+    t = torch.arange(0, 100, dt)
+    rate = torch.full_like(t, 50.0)
+    rate[t >= 80] = 0.0  # drive off at 80 ms
+    phi = torch.cumsum(rate, 0) * dt / 1000.0
+    ch = spike_clock(phi[None], rate[None], 0.25)[0]
+    n = len(CLOCK_TAUS_MS)
+    i = int(torch.nonzero(torch.isclose(phi, torch.tensor(1.5))).flatten()[0])  # 5 ms past the spike at 1.25
+    for j, tau in enumerate(CLOCK_TAUS_MS):
+        assert ch[j, i].item() == pytest.approx(np.exp(-5.0 / tau), rel=1e-3)
+        assert ch[n + j, i].item() == pytest.approx(np.exp(-15.0 / tau), rel=1e-3)
+    early = phi < 0.25
+    assert torch.all(ch[:n, early] == 0) and torch.all(ch[n:, early] > 0)  # no spike yet, one coming
+    assert torch.all(ch[:, t >= 80] == 0)  # no drive: no spike clock
+    x = phi.clone().requires_grad_(True)  # differentiable in the phase (the fit descends through it)
+    spike_clock(x[None], rate[None], 0.25)[0, 0, i].backward()
+    assert x.grad[i] != 0
