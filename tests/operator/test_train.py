@@ -214,3 +214,28 @@ def test_quadratic_fi_phase_with_a_fitted_warp_trains_and_round_trips(
     v = sur.predict(f, s, check_range=False)
     sur.net.embedding_cfg = sur.net.embedding_cfg.model_copy(update={"phase_warp": [0.0, 1.0, 0.0, 1.0]})
     assert np.all(np.isfinite(v)) and not np.allclose(v, sur.predict(f, s, check_range=False))
+
+
+def test_validation_models_pick_the_epoch_and_are_never_trained_on(
+        tiny_dataset: Path, tiny_train_config, tmp_path: Path) -> None:
+    """validation_models: seeded training models are set aside (disjoint from the held-out ones), scored
+    every epoch, and the checkpoint holds the best-scoring epoch's weights, not the last one's."""
+    from noble.operator.train import best_epoch
+
+    cfg = tiny_train_config.model_copy(update={"epochs": 3, "validation_models": 1, "holdout_models": 2,
+                                               "max_steps_per_epoch": 2})
+    out = tmp_path / "val"
+    res = train(tiny_dataset, out, cfg, progress=False, evaluate_at_end=False)
+    card = json.loads((out / "card.json").read_text())
+    val = card["training"]["validation_model_ids"]
+    scfg = read_config(out)
+    assert len(val) == 1 and not set(val) & set(scfg.heldout_model_ids) and set(val) <= set(scfg.train_model_ids)
+    assert all("val_frac_count_within_1" in h for h in res.history)
+    best = best_epoch(res.history)
+    assert card["training"]["selected_epoch"] == best
+    w = load_file(str(out / "weights.safetensors"))
+    w_best = load_file(str(out / "train_state" / "best" / "weights.safetensors"))
+    assert all(torch.equal(w[k], w_best[k]) for k in w)
+    assert best_epoch([{"epoch": 1, "val_frac_count_within_1": 0.5, "val_rel_l2_mV": 0.2},
+                       {"epoch": 2, "val_frac_count_within_1": 0.5, "val_rel_l2_mV": 0.1},
+                       {"epoch": 3, "val_frac_count_within_1": 0.4, "val_rel_l2_mV": 0.05}]) == 2
