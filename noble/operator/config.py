@@ -33,6 +33,12 @@ class EmbeddingConfig(BaseModel):
     phase_warp: list[float] | None = Field(None, min_length=4, max_length=4, description=(
         "[A, tau_ms, delay_ms, gain]: phi grows at rate(I) * gain * (1 + A exp(-(s - delay)/tau)) once s, the "
         "time since the drive went suprathreshold, passes delay; None = at rate(I) from the drive's onset"))
+    first_spike_latency: list[float] | None = Field(None, min_length=2, max_length=2, description=(
+        "[a_ms, b]: the phase's first spike comes at L = a r^(-b) after the drive turns on (r the F-I rate); "
+        "fitted with phase_warp when fit_first_spike_latency"))
+    fit_first_spike_latency: bool = Field(False, description=(
+        "with fit_phase_warp: fit first_spike_latency on the training steps' first spikes, then the warp on "
+        "the later spikes (spike_phase is then fixed at 0.5)"))
     spike_phase: float = Field(0.0, ge=-1, le=1, description=(
         "c: the training spikes sit at phi = k + c (fitted with phase_warp); where spike_clock puts its spikes"))
     spike_clock: bool = Field(False, description=(

@@ -71,7 +71,8 @@ class NobleOperator(nn.Module):
         (noble/operator/phase.py). Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
         that wind with phi and drifts (tried: 2x the spikes)."""
         e = self.embedding_cfg
-        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms)
+        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms,
+                             e.first_spike_latency, e.spike_phase)
         if not e.spike_clock:
             return fi_phase(rate, self.dt_ms)
         phi = torch.cumsum(rate, dim=-1) * (self.dt_ms / 1000.0)

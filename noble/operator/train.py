@@ -38,7 +38,8 @@ from .config import EmbeddingConfig, StimulusProtocol, SurrogateConfig, TrainCon
 from .data import TraceSet, load_traces, split_models
 from .embedding import fit_normalisers
 from .model import NobleOperator
-from .phase import fit_phase_warp, rate_Hz, spike_times_ms
+from .phase import (fit_first_spike_latency, fit_phase_warp, fit_phase_warp_after_first_spike, rate_Hz,
+                    spike_times_ms)
 
 log = logging.getLogger(__name__)
 STATE_DIR = "train_state"
@@ -60,9 +61,9 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
     lows, highs = fit_normalisers(pop)
     emb = cfg.embedding.model_copy(update={"lows": lows, "highs": highs})
     if emb.fi_phase and emb.fit_phase_warp:
-        warp, c = _fit_warp(traces, train_ids, emb)
-        emb = emb.model_copy(update={"phase_warp": warp, "spike_phase": c})
-        log.info("phase warp [A, tau_ms, delay_ms, gain] = %s, spike phase %.3f", [round(w, 4) for w in warp], c)
+        emb = emb.model_copy(update=_fit_warp(traces, train_ids, emb))
+        log.info("phase warp [A, tau_ms, delay_ms, gain] = %s, first-spike latency %s, spike phase %.3f",
+                 emb.phase_warp, emb.first_spike_latency, emb.spike_phase)
     v = traces.v_mV[train_rows]
     stim_scale = float(np.max(np.abs(traces.stim_pA[train_rows]))) or 1.0
     return SurrogateConfig(
@@ -77,8 +78,9 @@ def build_surrogate_config(cfg: TrainConfig, traces: TraceSet, train_ids: np.nda
     )
 
 
-def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> tuple[list[float], float]:
-    """The F-I phase's onset warp (phase.py) fitted on the training models' spike times."""
+def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> dict[str, Any]:
+    """The F-I phase's onset warp (and first-spike latency) fitted on the training models' spike times:
+    the EmbeddingConfig fields to update (phase.py)."""
     p = traces.protocol
     start, dur = p["start_ms"], p["duration_ms"]
     trains = []
@@ -90,7 +92,12 @@ def _fit_warp(traces: TraceSet, train_ids: np.ndarray, emb: EmbeddingConfig) -> 
             rate = float(rate_Hz(feats, traces.feature_names, amp, emb.fi_rate)[0, 0])
             spikes = spike_times_ms(traces.v_mV[r], traces.dt_ms, start, start + dur)
             trains.append((rate, spikes - start))
-    return fit_phase_warp(trains, dur)
+    if emb.fit_first_spike_latency:
+        latency = fit_first_spike_latency(trains)
+        return {"first_spike_latency": latency, "spike_phase": 0.5,
+                "phase_warp": fit_phase_warp_after_first_spike(trains, latency)}
+    warp, c = fit_phase_warp(trains, dur)
+    return {"phase_warp": warp, "spike_phase": c}
 
 
 class VoltageLoss:
@@ -228,7 +235,8 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
                 raise ValueError(f"init_from {cfg.init_from}: its FNO, features or embedding differ from this config's")
             if scfg.embedding.fi_phase:  # the weights were trained against the source's phase prior: keep it
                 scfg = scfg.model_copy(update={"embedding": scfg.embedding.model_copy(
-                    update={"phase_warp": src.embedding.phase_warp, "spike_phase": src.embedding.spike_phase})})
+                    update={"phase_warp": src.embedding.phase_warp, "spike_phase": src.embedding.spike_phase,
+                            "first_spike_latency": src.embedding.first_spike_latency})})
                 net = NobleOperator(scfg)
             net.load_state_dict(load_network(cfg.init_from, src).state_dict(), strict=False)
     device = torch.device(cfg.device)

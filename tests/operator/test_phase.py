@@ -110,3 +110,29 @@ def test_spike_clock_measures_time_to_and_from_the_predicted_spikes() -> None:
     x = phi.clone().requires_grad_(True)  # differentiable in the phase (the fit descends through it)
     spike_clock(x[None], rate[None], 0.25)[0, 0, i].backward()
     assert x.grad[i] != 0
+
+
+def test_first_spike_latency_prior_puts_the_first_spike_at_L_and_the_fits_recover_it() -> None:
+    """With first_spike_latency [a, b], phi ramps to spike_phase by L = a r^-b (the first spike) and then turns
+    at the warped rate; fit_first_spike_latency and fit_phase_warp_after_first_spike get a, b, A, tau, gain
+    back from spike trains made that way."""
+    from noble.operator.phase import fit_first_spike_latency, fit_phase_warp_after_first_spike
+
+    a, b, A, tau, gain = 90.0, 0.55, 0.8, 30.0, 0.97
+    dt, T = 0.05, 24000
+    t = torch.arange(T, dtype=torch.float64) * dt
+    trains = []
+    for amp in (150.0, 250.0, 390.0):
+        stim = (amp * ((t >= 100.0) & (t < 1100.0)).double())[None]
+        f = torch.tensor([[100.0, 0.1, 2e-4]], dtype=torch.float64)
+        rate = float(rate_Hz(f, NAMES, torch.tensor([[amp]], dtype=torch.float64), "quadratic"))
+        r = phase_rate_Hz(f, NAMES, stim, "quadratic", [A, tau, 0.0, gain], dt, [a, b], 0.5)
+        phi = (torch.cumsum(r, -1)[0] * dt / 1000.0).numpy()
+        x = phi - 0.5
+        k = np.flatnonzero(np.floor(x[1:]) > np.floor(x[:-1])) + 1  # crossings of 0.5 + k
+        spikes = k * dt - 100.0
+        assert spikes[0] == pytest.approx(a * rate ** (-b), abs=2 * dt)
+        trains.append((rate, spikes))
+    assert fit_first_spike_latency(trains) == pytest.approx([a, b], rel=0.02)
+    A2, tau2, _, gain2 = fit_phase_warp_after_first_spike(trains, [a, b])
+    assert (A2, tau2, gain2) == pytest.approx((A, tau, gain), rel=0.05)
