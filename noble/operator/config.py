@@ -157,8 +157,8 @@ class TrainConfig(BaseModel):
     dt_ms: float = Field(0.2, gt=0, le=10, description="surrogate grid (dataset dt times an integer)")
     holdout_models: int = Field(16, ge=1, description="whole neuron MODELS held out for evaluation")
     validation_models: int = Field(0, ge=0, description=(
-        "training models set aside (seeded, whole models) to pick the epoch: the checkpoint keeps the epoch "
-        "with the most validation spike counts within +-1 (then the lowest rel L2); the held-out models are "
+        "training models set aside (seeded, whole models) to pick the epoch (train.best_epoch: the lowest "
+        "per-amplitude rel L2 among epochs with >= 90 % spike counts within +-1); the held-out models are "
         "never used for it. 0 = keep the last epoch"))
     epochs: int = Field(40, ge=1, le=100_000)
     batch_size: int = Field(8, ge=1, le=4096)

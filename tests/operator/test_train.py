@@ -236,6 +236,11 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
     w = load_file(str(out / "weights.safetensors"))
     w_best = load_file(str(out / "train_state" / "best" / "weights.safetensors"))
     assert all(torch.equal(w[k], w_best[k]) for k in w)
-    assert best_epoch([{"epoch": 1, "val_frac_count_within_1": 0.5, "val_rel_l2_mV": 0.2},
-                       {"epoch": 2, "val_frac_count_within_1": 0.5, "val_rel_l2_mV": 0.1},
-                       {"epoch": 3, "val_frac_count_within_1": 0.4, "val_rel_l2_mV": 0.05}]) == 2
+    h = [{"epoch": 1, "val_frac_count_within_1": 0.5, "val_geomean_rel_l2_per_amplitude": 0.2},
+         {"epoch": 2, "val_frac_count_within_1": 0.5, "val_geomean_rel_l2_per_amplitude": 0.1},
+         {"epoch": 3, "val_frac_count_within_1": 0.4, "val_geomean_rel_l2_per_amplitude": 0.05}]
+    assert best_epoch(h) == 2  # none meets the count target: most counts, then lowest error
+    h += [{"epoch": 4, "val_frac_count_within_1": 0.95, "val_geomean_rel_l2_per_amplitude": 0.3},
+          {"epoch": 5, "val_frac_count_within_1": 0.91, "val_geomean_rel_l2_per_amplitude": 0.15},
+          {"epoch": 6, "val_frac_count_within_1": 1.0, "val_geomean_rel_l2_per_amplitude": 0.2}]
+    assert best_epoch(h) == 5  # lowest error among those meeting it
