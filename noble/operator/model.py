@@ -67,8 +67,8 @@ class NobleOperator(nn.Module):
         self.out_normalizer = UnitGaussianNormalizer(mean=cfg.v_mean_mV * one, std=cfg.v_std_mV * one, eps=0.0)
 
     def phase_channels(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
-        """(B, 2, T) sin and cos of 2 pi phi(t), phi = the spikes the neuron's F-I features predict so far
-        (noble/operator/phase.py). Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
+        """(B, P, T): sin and cos of 2 pi phi(t), phi = the spikes the neuron's F-I features predict so far
+        (noble/operator/phase.py), then with `spike_clock` its 4 channels. Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
         that wind with phi and drifts (tried: 2x the spikes)."""
         e = self.embedding_cfg
         rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms,
