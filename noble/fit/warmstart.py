@@ -23,6 +23,7 @@ import numpy as np
 
 from noble.datagen.features import rheobase_and_slope, trace_features
 from noble.datagen.models import get as get_family
+from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
 from noble.io._atomic import atomic_path
 
@@ -46,14 +47,23 @@ class HallOfFame:
     source: str
 
 
+def in_hh_order(params: np.ndarray, names: Sequence[str]) -> np.ndarray:
+    """Rows stored under `names` as (M, P) in today's hh order; a parameter the store predates (I_D's
+    g_D, tau_D) takes the family default, i.e. the model the rows were simulated with."""
+    names = list(names)
+    out = np.empty((params.shape[0], len(NAMES)))
+    for j, name in enumerate(NAMES):
+        out[:, j] = params[:, names.index(name)] if name in names else HH.param_spec(name).default
+    return out
+
+
 def _hof_from_json(path: Path, feature_names: list[str]) -> HallOfFame | None:
     doc = json.loads(path.read_text())
     names = doc.get("param_names", NAMES)
-    cols = [names.index(n) for n in NAMES]
     fn = doc["feature_names"]
     if not set(feature_names) <= set(fn):
         return None
-    params = np.asarray(doc["params"], dtype=np.float64)[:, cols]
+    params = in_hh_order(np.asarray(doc["params"], dtype=np.float64), names)
     feats = np.asarray(doc["features"], dtype=np.float64)[:, [fn.index(n) for n in feature_names]]
     return HallOfFame(params, feats, list(feature_names), str(path))
 
@@ -92,7 +102,7 @@ def _hof_from_dataset(directory: Path, feature_names: list[str]) -> HallOfFame |
                     col = feats[rows, cols[name]]
                     col = col[np.isfinite(col)]
                     vec.append(float(np.median(col)) if len(col) else math.nan)
-            rows_p.append(params[rows[0]][[pnames.index(n) for n in NAMES]])
+            rows_p.append(in_hh_order(params[rows[0]][None, :], pnames)[0])
             rows_f.append(vec)
     if not rows_p:
         return None

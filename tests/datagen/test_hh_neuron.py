@@ -96,3 +96,24 @@ def test_subthreshold_response_matches_neuron(trains, preset):
     sag = float(ref.v_mV[k, window].max() - ref.v_mV[k, window].min())
     assert sag > 5.0, f"{preset}: the -100 pA step moves v by only {sag:.1f} mV"
     assert dv.max() < 0.1, f"{preset}: subthreshold v differs by up to {dv.max():.3f} mV"
+
+
+def test_d_current_delays_firing_and_matches_neuron():
+    """Golomb et al. (2007) I_D: at the same step the slowly inactivating K+ current delays the first spike
+    (the delayed firing of FS cells), and Brian2 and NEURON agree on the spike trains with it switched on."""
+    names = HH.param_names()
+    base = HH.preset_values("fast_spiking")
+    rows = np.array([[{**base, "g_D": g_D}[k] for k in names] for g_D in (0.0, 1.0, 0.0, 1.0)])
+    amps = np.array([250.0, 250.0, 400.0, 400.0])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    for k in (1, 3):
+        sb, sn = brian.spike_times_ms[k], ref.spike_times_ms[k]
+        assert len(sn) >= 2 and len(sb) == len(sn), (amps[k], len(sb), len(sn))
+        assert float(np.max(np.abs(sb - sn))) <= SPIKE_TOL_MS, (amps[k], sb[:3], sn[:3])
+    for off, on in ((0, 1), (2, 3)):  # 250 pA: 16 vs 128 ms; 400 pA: 10 vs 17 ms
+        lat_off = brian.spike_times_ms[off][0] - START_MS
+        lat_on = brian.spike_times_ms[on][0] - START_MS
+        assert lat_on > 1.5 * lat_off, (amps[off], lat_off, lat_on)
+        assert len(brian.spike_times_ms[on]) < len(brian.spike_times_ms[off])  # and it lowers the rate
