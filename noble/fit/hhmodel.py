@@ -50,7 +50,8 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     i_m = col("g_M") * g["p"] * (v - col("E_K"))
     i_t = col("g_T") * s_inf**2 * g["u"] * (v - col("E_Ca"))
     i_l = col("g_L") * g["q"] ** 2 * g["r"] * (v - col("E_Ca"))
-    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l)
+    i_d = col("g_D") * g["a_D"] ** 3 * g["b_D"] * (v - col("E_K"))
+    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d)
 
 
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
@@ -159,7 +160,7 @@ class HHFit(HH):
 
 
 # ---- the search space ---------------------------------------------------------------------------------
-DEFAULT_FREE: tuple[str, ...] = ("diam_um", "g_leak", "V_T", "g_Na", "g_Kd", "g_M", "tau_max")
+DEFAULT_FREE: tuple[str, ...] = ("diam_um", "g_leak", "V_T", "g_Na", "g_Kd", "g_M", "tau_max", "g_D", "tau_D")
 # Fit bounds (narrower than the family's ranges where those admit non-neurons); log-scaled when positive
 # and spanning decades. Candidates that still diverge at the search dt (very large g_Na: exponential Euler at
 # 0.05 ms oscillates at the spike peak) come back NaN and are scored as failed.
@@ -174,6 +175,8 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "tau_max": (30.0, 5000.0, True),
     "g_T": (0.01, 2.0, True),
     "g_L": (0.01, 1.0, True),
+    "g_D": (0.0, 2.5, False),  # linear: the lower edge is exactly "no I_D"
+    "tau_D": (30.0, 1500.0, True),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),
     "E_K": (-110.0, -70.0, False),

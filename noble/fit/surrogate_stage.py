@@ -151,7 +151,7 @@ class _Targets:
     mean_v_mV: np.ndarray  # (S,) mean voltage over the compared window
     rest_mV: float
     sd_count: float
-    sd_latency: float
+    sd_latency: np.ndarray  # (S,) the recording's latency scatter at each sweep's latency (+ surrogate error)
     sd_rest: float
 
 
@@ -219,7 +219,7 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
     return _Targets(amps=problem.amplitudes_pA[sel], window_ms=win, count=count, latency_ms=lat,
                     deflection_mV=defl, mean_v_mV=mean_v, rest_mV=float(t.rest_mV if t.rest_mV is not None else np.nan),
                     sd_count=math.hypot(t.feature_sd["spike_count"].sd, me_count),
-                    sd_latency=math.hypot(t.feature_sd["first_spike_latency_ms"].sd, me_lat),
+                    sd_latency=np.hypot(t.feature_sd["first_spike_latency_ms"].sd_at(lat), me_lat),
                     sd_rest=max((t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording))), 0.5))
 
 
@@ -295,7 +295,7 @@ class _Objective:
         count = C[..., -1]
         lat = ((1.0 - torch.clamp(C, max=1.0)) * w).sum(-1) * self.dt
         z_count = (count - torch.as_tensor(tg.count, dtype=v.dtype)) / tg.sd_count
-        z_lat = (lat - torch.as_tensor(tg.latency_ms, dtype=v.dtype)) / tg.sd_latency
+        z_lat = (lat - torch.as_tensor(tg.latency_ms, dtype=v.dtype)) / torch.as_tensor(tg.sd_latency, dtype=v.dtype)
         base = (v * self.pre).sum(-1) / self.pre.sum()  # (B, S)
         mean_v = (v * self.win[None]).sum(-1) / self.win.sum(-1)[None]
         z_mean = (mean_v - torch.as_tensor(tg.mean_v_mV, dtype=v.dtype)) / cfg.mean_v_sd_mV

@@ -17,7 +17,11 @@ in the step / step duration) vs amplitude over the first `n_fi` supra-threshold 
 Variability: residual sd of each feature around a quadratic trend in amplitude (sweep-to-sweep scatter;
 across sweeps for the amplitude-independent resting potential), floored at 5 % of |median| as
 BluePyEModel's `threshold_efeature_std` does (not for the resting potential, which has no natural zero),
-and at a per-feature absolute floor (measurement precision).
+and at a per-feature absolute floor (measurement precision). First-spike latency is relative instead: it
+falls hyperbolically from 100s of ms near rheobase to ~10 ms (no quadratic in amplitude follows it, and the
+misfit would pass for a 30 ms "scatter" that hides a 50 ms miss near rheobase), and its jitter scales with
+it; its scatter is the residual sd of log(latency) around a quadratic in log(amplitude above the first
+spiking step), floored at 5 %, so each sweep's sd is that fraction of its own latency (>= 1 ms).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ ABS_SD_FLOOR: dict[str, float] = {
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
 }
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
+RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
 NO_RELATIVE_FLOOR = {"v_rest_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
 
 
@@ -53,6 +58,13 @@ class FeatureSD(BaseModel):
     sd: float
     empirical_sd: float | None = Field(None, description="scatter in the data, before floors")
     n: int = Field(0, description="sweeps the scatter was measured on")
+    relative_sd: float | None = Field(None, description="when set, a value's sd is this fraction of it (>= sd)")
+
+    def sd_at(self, value: float | np.ndarray) -> float | np.ndarray:
+        """The sd of a measured value: `sd`, or relative_sd x |value| floored at `sd` for relative features."""
+        if self.relative_sd is None:
+            return self.sd if np.ndim(value) == 0 else np.full(np.shape(value), self.sd)
+        return np.maximum(self.sd, self.relative_sd * np.abs(value))
 
 
 class RecordingTargets(BaseModel):
@@ -171,6 +183,18 @@ def _trend_residual_sd(amps: np.ndarray, vals: np.ndarray, degree: int = 2) -> t
     return float(np.sqrt(np.sum(resid**2) / (n - degree - 1))), n
 
 
+def _log_trend_residual_sd(amps: np.ndarray, vals: np.ndarray) -> tuple[float, int]:
+    """Residual sd of log(vals) around a quadratic in log(amplitude above the first step with a value + one
+    step): the relative scatter of a feature that falls hyperbolically from its onset (latency)."""
+    ok = np.isfinite(amps) & np.isfinite(vals) & (vals > 0)
+    if ok.sum() < 5:
+        return float("nan"), int(ok.sum())
+    x = amps[ok]
+    steps = np.diff(np.unique(x))
+    x = np.log(x - x.min() + float(np.median(steps)))
+    return _trend_residual_sd(x, np.log(vals[ok]))
+
+
 def feature_variability(amplitudes_pA: np.ndarray, features: dict[str, np.ndarray]) -> dict[str, FeatureSD]:
     """Per-feature sd for objective scaling: data scatter, floored (see module docstring)."""
     amps = np.asarray(amplitudes_pA, dtype=float)
@@ -178,6 +202,11 @@ def feature_variability(amplitudes_pA: np.ndarray, features: dict[str, np.ndarra
     for name, vals in features.items():
         vals = np.asarray(vals, dtype=float)
         finite = vals[np.isfinite(vals)]
+        if name in RELATIVE_SCATTER:
+            emp, n = _log_trend_residual_sd(amps, vals)
+            rel = max(emp, REL_SD_FLOOR) if math.isfinite(emp) else REL_SD_FLOOR
+            out[name] = FeatureSD(sd=ABS_SD_FLOOR.get(name, 1e-3), empirical_sd=_f(emp), n=n, relative_sd=rel)
+            continue
         if name in AMPLITUDE_INDEPENDENT:
             emp, n = (float(np.std(finite, ddof=1)), len(finite)) if len(finite) >= 2 else (float("nan"), len(finite))
         else:

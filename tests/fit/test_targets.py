@@ -113,6 +113,24 @@ def test_variability_recovers_known_scatter() -> None:
     assert flat["ap_half_width_ms"].sd == pytest.approx(max(0.05, ABS_SD_FLOOR["ap_half_width_ms"]))
 
 
+def test_latency_scatter_is_relative() -> None:
+    """First-spike latency falls hyperbolically above rheobase (LIF: tau ln(I / (I - I_thr))); its scatter
+    is measured in log space, so a 10 % jitter is recovered and each sweep's sd is 10 % of its latency,
+    where a quadratic trend in amplitude would call the hyperbola's misfit a flat ~20 ms scatter."""
+    rng = np.random.default_rng(5)
+    amps = np.repeat(np.arange(60.0, 400.0, 20.0), 3)
+    clean = 20.0 * np.log(amps / (amps - 50.0))  # 80 ms just above rheobase (50 pA), 3 ms at 390 pA
+    noisy = clean * np.exp(rng.normal(0.0, 0.1, len(amps)))
+    sd = feature_variability(amps, {"first_spike_latency_ms": noisy})["first_spike_latency_ms"]
+    assert sd.relative_sd == pytest.approx(0.1, rel=0.25)
+    assert sd.sd == ABS_SD_FLOOR["first_spike_latency_ms"]
+    np.testing.assert_allclose(sd.sd_at(np.array([80.0, 20.0, 3.0])),
+                               [80.0 * sd.relative_sd, 20.0 * sd.relative_sd, sd.sd])
+    # noise-free: the log-log quadratic follows the hyperbola to within BluePyEModel's 5 % floor
+    exact = feature_variability(amps, {"first_spike_latency_ms": clean})["first_spike_latency_ms"]
+    assert exact.relative_sd == pytest.approx(0.05)
+
+
 def test_lif_simulation_targets_match_analytic_rheobase_and_slope() -> None:
     """Brian2 LIF traces wrapped as a Recording: rheobase and F-I slope from targets vs LIF theory."""
     from noble.datagen.models import get
