@@ -250,6 +250,14 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     # ---- warm start + stage 2 ----
     t2 = time.perf_counter()
     base, extra, wsinfo = _warm_start(problem, cfg, sur, sfit, notes)
+    if wsinfo["kind"] != "cold":
+        # The cold preset is scored beside the warm starts: when stage 1 lands where every nearby member
+        # diverges once its rest is pinned (seen on a spontaneously active cell with a 1-step stage 1), the
+        # search still starts from a model that simulates, never from a failed one.
+        preset = get_family("hh").preset_values(cfg.cold_preset)
+        cold = np.array([[preset[n] for n in NAMES]])
+        extra = cold if extra is None else np.concatenate([extra, cold])
+        wsinfo["fallback_preset"] = cfg.cold_preset
     space = _space(cfg, base, t.spontaneously_active)
     x0 = space.to_unit(base)[0]
     solver_cfg = cfg.solver

@@ -344,6 +344,13 @@ class FitProblem:
         v, rec_dt = self.simulate(params, dt_ms, v_hint_mV)
         per, cell = self.measure(v, rec_dt)
         z, chi2 = self.score(per, cell)
+        # A candidate whose integration diverged (NaN/inf anywhere) is not a neuron: it scores the cap on every
+        # term, so it ranks below any model that simulates, however wrong (a silent model scores z_missing on
+        # the spike features and the same would otherwise tie them).
+        diverged = ~np.all(np.isfinite(v), axis=(1, 2))
+        if diverged.any():
+            z[diverged] = self.config.z_cap
+            chi2[diverged] = float(huber(np.array(self.config.z_cap), self.config.huber_c)) * self.term_weights.sum()
         obj = chi2 / float(self.term_weights.sum())
         return Evaluation(objective=obj, chi2=chi2, z=z, features=per, cell=cell,
                           v_mV=v if keep_traces else None, dt_ms=rec_dt)

@@ -36,8 +36,9 @@ def test_solver_recovers_known_hh_parameters_inside_its_uncertainty() -> None:
         p = res.parameters[name]
         print(f"  {name:8s} truth {TRUTH[name]:9.4f}  fit {p['value']:9.4f}  95% [{p['lo']:.4f}, {p['hi']:.4f}]")
     # the search did its job: from a clearly wrong start to a fit at the noise level
-    assert res.solver["objective_start"] > 5.0
-    assert res.objective < 1.0
+    # (the start scores ~3.4 mean squared z since latency sds are relative: 5 % of each latency, >= 1 ms)
+    assert res.solver["objective_start"] > 3.0
+    assert res.objective < 1.0 and res.objective < 0.1 * res.solver["objective_start"]
     # features match: spike counts within 1 everywhere, rheobase and rest
     assert res.checks["spike_counts_ok"].split("/")[0] == res.checks["spike_counts_ok"].split("/")[1]
     rheo = res.checks["rheobase"]

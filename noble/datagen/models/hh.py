@@ -164,7 +164,9 @@ class HH(ModelFamily):
                   description="maximal time constant of I_M"),
         ParamSpec(name="g_D", unit="mS/cm2", default=0.0, low=0.0, high=5.0, variability="lognormal",
                   description="d-type (slowly inactivating, Kv1) K+ conductance density: delayed firing"),
-        ParamSpec(name="tau_D", unit="ms", default=150.0, low=10.0, high=3000.0, variability="lognormal",
+        # Not varied: g_D is 0 in every preset (so tau_D means nothing there), and a draw here would shift the
+        # random stream of the parameters after it, i.e. change every dataset made before I_D existed.
+        ParamSpec(name="tau_D", unit="ms", default=150.0, low=10.0, high=3000.0,
                   description="inactivation time constant of I_D"),
         ParamSpec(name="diam_um", unit="um", default=67.0, low=10.0, high=200.0, variability="lognormal",
                   description="soma diameter = length of the cylinder"),
