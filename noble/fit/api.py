@@ -49,6 +49,9 @@ class FitConfig(BaseModel):
         "auto", description="fit an offset between the recorded median rest and the model's fixed point "
                             "('auto': for spontaneously active cells, whose median voltage is not a rest)")
     rest_offset_range_mV: tuple[float, float] = (-15.0, 15.0)
+    offset_starts_mV: tuple[float, ...] = Field(
+        (4.0, 8.0), description="when the rest offset is fitted, every start is also scored with its fixed point "
+                                "this far above the recorded median voltage (the firing basin; see fit_recording)")
     warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
     n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members scored before CMA-ES starts")
     warm_area_scales: tuple[float, ...] = Field((1.0, 0.7, 1.4), min_length=1,
@@ -264,6 +267,19 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})
     extra_u = space.to_unit(extra) if extra is not None else None
+    if space.rest_offset_mV is not None and cfg.offset_starts_mV:
+        # A spontaneously active cell's median voltage lies below the (unstable) fixed point its spikes circle:
+        # the AHPs pull it down. Starting only at offset 0 leaves CMA-ES in the basin of silent models that
+        # rest at the median (seen on both spontaneously active recordings: silent at 0 pA where the cell
+        # fires), so every start is also scored with its fixed point above the median.
+        lo, hi = space.rest_offset_mV
+        starts = np.concatenate([x0[None, :]] + ([extra_u] if extra_u is not None else []))
+        shifted = []
+        for off in cfg.offset_starts_mV:
+            u = starts.copy()
+            u[:, -1] = (np.clip(off, lo, hi) - lo) / (hi - lo)
+            shifted.append(u)
+        extra_u = np.concatenate(([extra_u] if extra_u is not None else []) + shifted)
     rest_sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording)))
     cb = None
     if progress is not None:

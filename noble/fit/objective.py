@@ -65,6 +65,9 @@ class ObjectiveConfig(BaseModel):
     huber_c: float = Field(3.0, gt=0, description="quadratic up to |z| = c, linear beyond")
     near_rheobase_latency_weight: float = Field(3.0, ge=0, description="latency weight at the 2 lowest "
                                                 "supra-threshold sweeps")
+    settle_ms: float | None = Field(
+        None, ge=0, le=5000, description="simulated (and discarded) before each sweep at the holding current; "
+                                         "None: 300 ms for a spontaneously active recording, else 0")
     pre_ms: float = Field(150.0, ge=10, le=5000, description="baseline kept before the step")
     tail_ms: float = Field(150.0, ge=20, le=5000, description="kept after the step (passive decay)")
 
@@ -210,6 +213,16 @@ class FitProblem:
         dt_rec = float(min(d for d in dts if d is not None))
         return dt_ms * max(1, int(round(dt_rec / dt_ms)))
 
+    @property
+    def settle_ms(self) -> float:
+        """Run-in before the recorded window. A spontaneously active cell is recorded mid-firing, while a model
+        starts at a fixed point: its first spike and the AHP after it are a start-up transient that would land
+        in the pre-step baseline (and set the rest and the phase of the first evoked spike); a run-in at the
+        holding current puts the model on its own limit cycle first. A quiescent model is at rest either way."""
+        if self.config.settle_ms is not None:
+            return float(self.config.settle_ms)
+        return 300.0 if self.targets.spontaneously_active else 0.0
+
     def stimulus(self, dt_ms: float) -> tuple[np.ndarray, float]:
         """(S, T) command minus holding on the integration grid, and the simulated duration (ms)."""
         dur = max(s.duration_ms for s in self.recording.sweeps)
@@ -234,6 +247,11 @@ class FitProblem:
         C, S = params.shape[0], len(self.recording)
         stim, dur = self.stimulus(dt_ms)
         rec_dt = self.record_dt(dt_ms)
+        n_settle = int(round(self.settle_ms / rec_dt))  # whole record steps, so the cut lands on the grid
+        if n_settle:
+            pad = n_settle * int(round(rec_dt / dt_ms))
+            stim = np.concatenate([np.zeros((S, pad)), stim], axis=1)
+            dur += pad * dt_ms
         t0 = time.perf_counter()
         legal, holding = split_holding(params)  # an effective E_leak beyond the family's range -> holding current
         hint = None if v_hint_mV is None else np.repeat(np.broadcast_to(v_hint_mV, (C,)), S)
@@ -251,7 +269,7 @@ class FitProblem:
             gc.unfreeze()
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
-        v = res.v_mV.reshape(C, S, -1)
+        v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
         return v, rec_dt
 
     def simulated_recording(self, v_mV: np.ndarray, dt_ms: float, name: str = "fit") -> Recording:

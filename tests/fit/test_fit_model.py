@@ -113,3 +113,25 @@ def test_soft_spike_count_and_latency_match_hard_ones() -> None:
     # and a trace missing its spike is scored as missing one spike, late by the rest of the window
     chi2b, zb = obj.chi2_terms(torch.tensor(v[[0, 0, 2]][None], dtype=torch.float32))
     assert zb[0, 1].item() == pytest.approx(-1.0, abs=0.05) and zb[0, 4].item() == pytest.approx(300 - 37.3, abs=1.5)
+
+
+def test_settling_run_in_is_cut_exactly() -> None:
+    """The run-in before each sweep (for spontaneously active cells) is discarded on the record grid: a model
+    at its stable rest gives the same traces with and without it, step onset and spikes included."""
+    from noble.fit.objective import FitProblem, ObjectiveConfig
+
+    from _synth import synthetic_recording
+
+    HH = get_family("hh")
+    truth = HH.preset_values("fast_spiking")
+    rec = synthetic_recording(truth, [-40, 300], start_ms=60.0, duration_ms=120.0, tail_ms=40.0, noise_pA=0.0)
+    plain = FitProblem.from_recording(rec, ObjectiveConfig(pre_ms=50.0, tail_ms=30.0))
+    assert not plain.targets.spontaneously_active and plain.settle_ms == 0.0
+    settled = FitProblem.from_recording(rec, ObjectiveConfig(pre_ms=50.0, tail_ms=30.0, settle_ms=200.0))
+    row = params_row(truth)[None]
+    hint = np.array([truth["E_leak"]])
+    a, dt_a = plain.simulate(row, 0.05, v_hint_mV=hint)
+    b, dt_b = settled.simulate(row, 0.05, v_hint_mV=hint)
+    assert dt_a == dt_b and a.shape == b.shape
+    assert plain.measure(a, dt_a)[0]["spike_count"][0, 1] >= 3  # the 300 pA step fires
+    np.testing.assert_allclose(b, a, atol=1e-3)
