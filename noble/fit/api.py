@@ -4,7 +4,9 @@
    through the FNO, with a Laplace + multi-start uncertainty.
 2. Solver stage (`solver`): CMA-ES on the Brian2 `hh` parameters against the same recording's feature
    targets, every generation one vectorised Brian2 run, warm-started from the hall-of-fame members nearest
-   to stage 1's features (`warmstart`); E_leak pinned so the rest matches (`hhmodel.pin_rest`).
+   to stage 1's features (`warmstart`), with the cold preset scored beside them; E_leak pinned so the rest
+   matches (`hhmodel.pin_rest`). For a spontaneously active cell every start is also tried with its fixed
+   point above the median voltage, and each sweep is preceded by a run-in (`FitProblem.settle_ms`).
 Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
 
 The result carries the fitted features and parameters with uncertainty, per-sweep and per-feature z-scores,
