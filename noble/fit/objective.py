@@ -7,7 +7,8 @@ and the simulations go through the same code (`noble.fit.targets`): eFEL per swe
 spontaneous rate per cell. The stimulus is the recorded command minus its holding level.
 
 Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
-variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target); a feature the data has but the model lacks (no spike) scores
+variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target); a feature
+the data has but the model lacks (no spike) scores
 `z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); |z| is
 capped at `z_cap` (BluePyOpt's max_score). Each term costs rho(z) = z^2 for |z| <= c and 2c|z| - c^2
 beyond (Huber): a feature the model cannot reach (e.g. a filtered AP amplitude) keeps a constant pull
