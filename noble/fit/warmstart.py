@@ -22,7 +22,6 @@ from typing import Any, Sequence
 import numpy as np
 
 from noble.datagen.features import rheobase_and_slope, trace_features
-from noble.datagen.models import get as get_family
 from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
 from noble.io._atomic import atomic_path
@@ -130,7 +129,6 @@ def _preset_features(feature_names: tuple[str, ...], start_ms: float, duration_m
     """Features of every hh preset, simulated on the surrogate's protocol (cached per process)."""
     from noble.operator.data import DERIVED_FEATURES, derived_feature
 
-    HH = get_family("hh")
     presets = sorted(HH.presets)
     P = np.stack([params_row(HH.preset_values(p)) for p in presets])
     I_thr, s_thr = rheobase_and_slope(HH, P, start_ms=start_ms, duration_ms=duration_ms, tol_pA=2.0)
