@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
-from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, pin_rest, split_holding
+from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
 from .objective import FitProblem, ObjectiveConfig, select_sweeps
 from .solver import SolverConfig, SolverResult, run_cmaes
 from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
@@ -259,8 +259,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         # The cold preset is scored beside the warm starts: when stage 1 lands where every nearby member
         # diverges once its rest is pinned (seen on a spontaneously active cell with a 1-step stage 1), the
         # search still starts from a model that simulates, never from a failed one.
-        preset = get_family("hh").preset_values(cfg.cold_preset)
-        cold = np.array([[preset[n] for n in NAMES]])
+        cold = params_row(get_family("hh").preset_values(cfg.cold_preset))[None, :]
         extra = cold if extra is None else np.concatenate([extra, cold])
         wsinfo["fallback_preset"] = cfg.cold_preset
     space = _space(cfg, base, t.spontaneously_active)
