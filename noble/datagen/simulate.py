@@ -31,6 +31,8 @@ class SimResult:
     v_mV: np.ndarray  # (n, T) float32
     spike_times_ms: list[np.ndarray]  # n arrays
     record_dt_ms: float
+    # every state variable of the ODEs (v in mV, gates dimensionless), (n, T) float64, when asked for
+    state: dict[str, np.ndarray] | None = None
 
     @property
     def spike_counts(self) -> np.ndarray:
@@ -50,13 +52,18 @@ def simulate(
     noise_tau_ms: float = 5.0,
     seed: int = 0,
     target: str | None = None,
+    record_state: bool = False,
 ) -> SimResult:
     """Simulate n neurons (rows of `params`) each driven by its row of `stim_pA` (sampled at stim_dt_ms).
 
     Trial-to-trial variability: an Ornstein-Uhlenbeck current (sigma, tau) drawn with `seed` and added to
     the stimulus on the stimulus grid, so the run is deterministic for a seed on any Brian2 target.
+    record_state: also record every differential-equation variable (single-compartment families), so a
+    later run can start from any recorded instant (`noble.fit.phase_align`).
     """
     if getattr(family, "multi_compartment", False):
+        if record_state:
+            raise ValueError("record_state is for single-compartment families")
         # One SpatialNeuron packing every neuron of the block (see simulate_mc); imported here to avoid a cycle.
         from .simulate_mc import simulate_multi
 
@@ -89,7 +96,9 @@ def simulate(
     values[: drive.shape[1], :n] = drive.T
     I_stim = b2.TimedArray(values * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
     built = family.build(n, params, {"I_stim": I_stim}, rng)
-    state = b2.StateMonitor(built.group, built.v_name, record=True, dt=record_dt_ms * b2.ms, name="vmon")
+    names = [built.v_name] + ([x for x in built.group.equations.diff_eq_names if x != built.v_name]
+                              if record_state else [])
+    state = b2.StateMonitor(built.group, names, record=True, dt=record_dt_ms * b2.ms, name="vmon")
     spikes = b2.SpikeMonitor(built.group, name="spikemon")
     net = b2.Network(built.group, state, spikes, *built.extra)
     net.run(duration_ms * b2.ms, namespace={})
@@ -99,7 +108,11 @@ def simulate(
     t = np.arange(v.shape[1]) * record_dt_ms
     trains = spikes.spike_trains()
     spike_times = [np.asarray(trains[k] / b2.ms, dtype=np.float64) for k in range(n)]
-    return SimResult(t_ms=t, v_mV=v, spike_times_ms=spike_times, record_dt_ms=record_dt_ms)
+    states = None
+    if record_state:
+        states = {name: np.asarray(getattr(state, name + "_"), dtype=np.float64)[:n, :n_rec] for name in names}
+        states[built.v_name] = np.asarray(getattr(state, built.v_name) / b2.mV, dtype=np.float64)[:n, :n_rec]
+    return SimResult(t_ms=t, v_mV=v, spike_times_ms=spike_times, record_dt_ms=record_dt_ms, state=states)
 
 
 def _bucket(size: int) -> int:

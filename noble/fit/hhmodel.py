@@ -133,6 +133,7 @@ class HHFit(HH):
     name: ClassVar[str] = "hh"
     v_hint_mV: ClassVar[np.ndarray | None] = None
     E_leak_effective_mV: ClassVar[np.ndarray | None] = None
+    initial_state: ClassVar[dict[str, np.ndarray] | None] = None
 
     @classmethod
     def starting_near(cls, v_mV: np.ndarray | None, E_leak_effective_mV: np.ndarray | None = None) -> type["HHFit"]:
@@ -141,6 +142,13 @@ class HHFit(HH):
         return type("HHFitNear", (cls,), {
             "v_hint_mV": None if v_mV is None else np.asarray(v_mV, dtype=np.float64),
             "E_leak_effective_mV": None if E_leak_effective_mV is None else np.asarray(E_leak_effective_mV, float)})
+
+    @classmethod
+    def starting_from(cls, state: dict[str, np.ndarray]) -> type["HHFit"]:
+        """This family with every neuron whose row of `state` is finite starting from that state (v in mV and
+        every gate, as `simulate(..., record_state=True)` records them); the others as before."""
+        return type("HHFitFrom", (cls,), {"initial_state": {k: np.asarray(v, dtype=np.float64)
+                                                            for k, v in state.items()}})
 
     @classmethod
     def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
@@ -153,6 +161,11 @@ class HHFit(HH):
             eff[:, IDX["E_leak"]] = cls.E_leak_effective_mV
         v0, _stable = resting_potential(eff, hint_mV=cls.v_hint_mV)
         gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"))
+        init = cls.initial_state
+        if init is not None:
+            rows = np.isfinite(init["v"])
+            v0 = np.where(rows, init["v"], v0)
+            gates = {key: np.where(rows, init[key], val) for key, val in gates.items()}
         group.v = v0 * b2.mV
         for key, val in gates.items():
             setattr(group, key, val)

@@ -30,7 +30,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from noble.datagen.features import TRACE_FEATURES
-from noble.datagen.simulate import simulate
+from noble.datagen.simulate import SimResult, simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
 from .hhmodel import IDX, HHFit, split_holding
@@ -69,6 +69,10 @@ class ObjectiveConfig(BaseModel):
     settle_ms: float | None = Field(
         None, ge=0, le=5000, description="simulated (and discarded) before each sweep at the holding current; "
                                          "None: 300 ms for a spontaneously active recording, else 0")
+    phase_align: bool = Field(True, description="with a run-in, start each sweep at the phase that puts a model "
+                                                "spike on the recording's last pre-step spike (phase_align.py)")
+    phase_search_ms: float = Field(400.0, ge=0, le=5000, description="run-in simulated after settle_ms to find that "
+                                                                    "spike (the longest alignable interval)")
     pre_ms: float = Field(150.0, ge=10, le=5000, description="baseline kept before the step")
     tail_ms: float = Field(150.0, ge=20, le=5000, description="kept after the step (passive decay)")
 
@@ -240,38 +244,67 @@ class FitProblem:
             rows.append(row)
         return np.stack(rows), T * dt_ms
 
+    @property
+    def aligns_phase(self) -> bool:
+        return self.settle_ms > 0 and self.config.phase_align
+
+    def prestep_spike_ms(self) -> list[float | None]:
+        """Per sweep, the recording's last spike before the step (ms into the cut sweep), the phase target."""
+        from .phase_align import last_prestep_spike_ms
+
+        return last_prestep_spike_ms(self.recording)
+
     def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None
                  ) -> tuple[np.ndarray, float]:
         """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group.
-        Each starts at its stable steady state nearest v_hint_mV (C,) when given (multistable models)."""
+        Each starts at its stable steady state nearest v_hint_mV (C,) when given (multistable models), or, with
+        a run-in, where the run-in leaves it (phase-aligned to the recording when `aligns_phase`)."""
         params = np.atleast_2d(params)
         C, S = params.shape[0], len(self.recording)
         stim, dur = self.stimulus(dt_ms)
         rec_dt = self.record_dt(dt_ms)
-        n_settle = int(round(self.settle_ms / rec_dt))  # whole record steps, so the cut lands on the grid
+        n_settle = 0 if self.aligns_phase else int(round(self.settle_ms / rec_dt))  # whole record steps
         if n_settle:
             pad = n_settle * int(round(rec_dt / dt_ms))
             stim = np.concatenate([np.zeros((S, pad)), stim], axis=1)
             dur += pad * dt_ms
         t0 = time.perf_counter()
         legal, holding = split_holding(params)  # an effective E_leak beyond the family's range -> holding current
-        hint = None if v_hint_mV is None else np.repeat(np.broadcast_to(v_hint_mV, (C,)), S)
-        family = HHFit.starting_near(hint, np.repeat(params[:, IDX["E_leak"]], S))
+        hint_c = None if v_hint_mV is None else np.broadcast_to(v_hint_mV, (C,))
+        hint = None if hint_c is None else np.repeat(hint_c, S)
+        family: type[HHFit] = HHFit.starting_near(hint, np.repeat(params[:, IDX["E_leak"]], S))
+        if self.aligns_phase:
+            # One run-in per candidate at its holding current (every sweep's pre-step input), then every sweep
+            # starts from the instant of it that matches the recording's phase.
+            from .phase_align import aligned_states
+
+            run_ms = self.settle_ms + self.config.phase_search_ms
+            n_run = int(math.ceil(run_ms / dt_ms - 1e-9))
+            run = self._run(HHFit.starting_near(hint_c, params[:, IDX["E_leak"]]), legal,
+                            np.repeat(holding[:, None], n_run, axis=1), n_run * dt_ms, dt_ms, rec_dt, record_state=True)
+            assert run.state is not None
+            start, _aligned = aligned_states(run.state, rec_dt, self.prestep_spike_ms(), self.settle_ms)
+            family = family.starting_from(start)
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
+        res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt)
+        self.sim_seconds += time.perf_counter() - t0
+        self.n_simulated += C * S
+        v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
+        return v, rec_dt
+
+    @staticmethod
+    def _run(family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
+             rec_dt: float, record_state: bool = False) -> SimResult:
         # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
         # torch, pynwb, ...); freezing the objects that exist before the run makes it scan only the new ones.
         _quiet_brian_invalid_values()
         gc.freeze()
         try:
             with np.errstate(over="ignore", invalid="ignore"):  # a diverging candidate is scored, not reported
-                res = simulate(family, np.repeat(legal, S, axis=0), drive, stim_dt_ms=dt_ms,
-                               duration_ms=dur, dt_ms=dt_ms, record_dt_ms=rec_dt)
+                return simulate(family, params, drive, stim_dt_ms=dt_ms, duration_ms=dur_ms, dt_ms=dt_ms,
+                                record_dt_ms=rec_dt, record_state=record_state)
         finally:
             gc.unfreeze()
-        self.sim_seconds += time.perf_counter() - t0
-        self.n_simulated += C * S
-        v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
-        return v, rec_dt
 
     def simulated_recording(self, v_mV: np.ndarray, dt_ms: float, name: str = "fit") -> Recording:
         """One candidate's (S, T) traces as a Recording with the cut sweeps' windows and commands."""

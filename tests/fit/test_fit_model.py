@@ -135,3 +135,52 @@ def test_settling_run_in_is_cut_exactly() -> None:
     assert dt_a == dt_b and a.shape == b.shape
     assert plain.measure(a, dt_a)[0]["spike_count"][0, 1] >= 3  # the 300 pA step fires
     np.testing.assert_allclose(b, a, atol=1e-3)
+
+
+def _pacemaker_recording(params: dict[str, float], amps: list[float], lead_ms: list[float], *, start_ms: float,
+                         duration_ms: float, tail_ms: float, dt_ms: float = 0.05):
+    """Steps on a spontaneously firing model, each sweep recorded after its own lead time at 0 pA (so each
+    catches the pacemaker at a different phase), like a recording of a pacemaking cell."""
+    from noble.datagen.simulate import steps_matrix
+    from noble.io import Recording, Sweep
+
+    total = max(lead_ms) + start_ms + duration_ms + tail_ms
+    rows = [steps_matrix(np.array([a]), lead + start_ms, duration_ms, total, dt_ms)[0] for a, lead in zip(amps, lead_ms)]
+    res = simulate(HHFit, np.repeat(params_row(params)[None], len(amps), axis=0), np.stack(rows), stim_dt_ms=dt_ms,
+                   duration_ms=total, dt_ms=0.025, record_dt_ms=dt_ms)
+    n = int(round((start_ms + duration_ms + tail_ms) / dt_ms))
+    sweeps = []
+    for k, (a, lead) in enumerate(zip(amps, lead_ms)):
+        i0 = int(round(lead / dt_ms))
+        sweeps.append(Sweep(v_mV=res.v_mV[k, i0:i0 + n].astype(np.float64), i_pA=rows[k][i0:i0 + n], dt_ms=dt_ms,
+                            stim_amplitude_pA=float(a), stim_start_ms=start_ms, stim_end_ms=start_ms + duration_ms,
+                            index=k))
+    return Recording(sweeps, source="synthetic-pacemaker", format="memory", cell="synthetic")
+
+
+def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
+    """A pacemaker's first spike in a small step is the rest of its current cycle. Simulated with its own
+    parameters and each sweep started at the recording's phase (its last pre-step spike), the model reproduces
+    every sweep's first-spike latency and spike count; with a plain run-in (arbitrary phase) it does not."""
+    from noble.fit.objective import FitProblem, ObjectiveConfig
+
+    truth = HH.preset_values("fast_spiking")
+    truth["E_leak"] = -45.0  # fires on its own every ~170 ms
+    amps = [0.0, 0.0, 10.0, 20.0]
+    rec = _pacemaker_recording(truth, amps, [400.0, 470.0, 530.0, 610.0], start_ms=200.0, duration_ms=300.0,
+                               tail_ms=50.0)
+    row = params_row(truth)[None]
+    out = {}
+    for align in (True, False):
+        prob = FitProblem.from_recording(rec, ObjectiveConfig(pre_ms=190.0, tail_ms=40.0, settle_ms=300.0,
+                                                              phase_align=align))
+        assert prob.targets.spontaneously_active
+        v, dt = prob.simulate(row, 0.025)
+        out[align] = prob.measure(v, dt)[0]
+    data_lat = prob.targets.feature_array("first_spike_latency_ms")
+    data_n = prob.targets.feature_array("spike_count")
+    assert np.all(data_lat > 15.0)  # every step's first spike waits for the cycle, not an evoked latency
+    assert len(set(np.round(data_lat[:2]))) == 2  # the two 0 pA sweeps are at different phases
+    np.testing.assert_allclose(out[True]["first_spike_latency_ms"][0], data_lat, atol=0.3)
+    np.testing.assert_array_equal(out[True]["spike_count"][0], data_n)
+    assert np.max(np.abs(out[False]["first_spike_latency_ms"][0] - data_lat)) > 10.0
