@@ -55,14 +55,14 @@ def surrogate_only(path: Path, cfg: FitConfig) -> dict[str, Any]:
     base, extra, info = _warm_start(problem, cfg, sur, fit, notes)
     wall = time.perf_counter() - t0
     t = problem.targets
-    use_offset = cfg.rest_offset == "on" or (cfg.rest_offset == "auto" and t.spontaneously_active)
-    space = ParamSpace(free=tuple(cfg.free), base=base, rest_offset_mV=cfg.rest_offset_range_mV if use_offset else None)
+    use_shift = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and t.spontaneously_active)
+    space = ParamSpace(free=tuple(cfg.free), base=base, leak_shift_mV=cfg.leak_shift_range_mV if use_shift else None)
     rows = [space.to_unit(base)]
     if extra is not None:
         rows.append(space.to_unit(extra))
     unit = np.concatenate(rows)
     params = candidates(space, unit, t.rest_mV)
-    ev = problem.evaluate(params, cfg.solver.dt_ms, v_hint_mV=t.rest_mV + space.offsets(unit))
+    ev = problem.evaluate(params, cfg.solver.dt_ms, v_hint_mV=np.full(len(unit), t.rest_mV))
     return {"wall_s": wall, "objective": float(np.min(ev.objective)), "stage1_objective": fit.objective,
             "features": dict(zip(fit.feature_names, fit.features.tolist())),
             "sd": dict(zip(fit.feature_names, fit.sd.tolist())), "at_edge": fit.at_edge,

@@ -203,9 +203,10 @@ class ParamSpace(BaseModel):
     free: tuple[str, ...] = DEFAULT_FREE
     base: dict[str, float] = Field(..., description="values of every hh parameter (fixed ones stay here)")
     bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
-    rest_offset_mV: tuple[float, float] | None = Field(
-        None, description="when set, one more coordinate: the steady state E_leak is solved for sits at "
-                          "rest + offset (spontaneously active cells: their median voltage is not a fixed point)")
+    leak_shift_mV: tuple[float, float] | None = Field(
+        None, description="when set, one more coordinate: E_leak shifted from the value that pins the steady "
+                          "state at the recorded median voltage, i.e. a depolarising bias g_leak A shift, monotone "
+                          "in excitability (spontaneously active cells: their median voltage is not a fixed point)")
 
     @model_validator(mode="after")
     def _check(self) -> "ParamSpace":
@@ -226,19 +227,19 @@ class ParamSpace(BaseModel):
 
     @property
     def dim(self) -> int:
-        return len(self.free) + (1 if self.rest_offset_mV is not None else 0)
+        return len(self.free) + (1 if self.leak_shift_mV is not None else 0)
 
     @property
     def names(self) -> list[str]:
-        """Coordinate names (free parameters, then 'rest_offset_mV' when fitted)."""
-        return list(self.free) + (["rest_offset_mV"] if self.rest_offset_mV is not None else [])
+        """Coordinate names (free parameters, then 'leak_shift_mV' when fitted)."""
+        return list(self.free) + (["leak_shift_mV"] if self.leak_shift_mV is not None else [])
 
-    def offsets(self, u: np.ndarray) -> np.ndarray:
-        """Rest offsets (mV) of unit-cube rows (zeros when the offset is not fitted)."""
+    def leak_shifts(self, u: np.ndarray) -> np.ndarray:
+        """E_leak shifts (mV) of unit-cube rows (zeros when the shift is not fitted)."""
         u = np.atleast_2d(u)
-        if self.rest_offset_mV is None:
+        if self.leak_shift_mV is None:
             return np.zeros(u.shape[0])
-        lo, hi = self.rest_offset_mV
+        lo, hi = self.leak_shift_mV
         return lo + np.clip(u[:, -1], 0.0, 1.0) * (hi - lo)
 
     def to_unit(self, values: dict[str, float] | np.ndarray) -> np.ndarray:
@@ -253,9 +254,9 @@ class ParamSpace(BaseModel):
             lo, hi, log = self.bounds[name]
             x = np.clip(vals[:, j], lo, hi)
             out[:, j] = (np.log(x / lo) / np.log(hi / lo)) if log else (x - lo) / (hi - lo)
-        if self.rest_offset_mV is not None:
-            lo, hi = self.rest_offset_mV
-            out[:, -1] = (0.0 - lo) / (hi - lo)  # start at no offset
+        if self.leak_shift_mV is not None:
+            lo, hi = self.leak_shift_mV
+            out[:, -1] = (0.0 - lo) / (hi - lo)  # start at no shift
         return out
 
     def from_unit(self, u: np.ndarray) -> np.ndarray:

@@ -26,7 +26,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import chi2 as chi2_dist
 
-from .hhmodel import NAMES, ParamSpace, pin_rest
+from .hhmodel import IDX, NAMES, ParamSpace, pin_rest
 from .objective import Evaluation, FitProblem
 
 log = logging.getLogger(__name__)
@@ -99,23 +99,25 @@ class SolverResult:
                          "lo": float(min(lo, best)), "hi": float(max(hi, best)), "interval": interval,
                          "accepted_lo": float(acc[:, j].min()), "accepted_hi": float(acc[:, j].max()),
                          "free": name in space.free or (name == "E_leak" and pinned)}
-        if space.rest_offset_mV is not None:
-            best = float(space.offsets(self.unit[self.best])[0])
+        if space.leak_shift_mV is not None:
+            best = float(space.leak_shifts(self.unit[self.best])[0])
             us = self.unit_samples if self.unit_samples is not None else self.unit[self.accepted]
-            col = space.offsets(us)
+            col = space.leak_shifts(us)
             lo, hi = np.quantile(col, q) if len(col) > 1 else (best, best)
-            out["rest_offset_mV"] = {"value": best, "sd": float(np.std(col)), "lo": float(min(lo, best)),
+            out["leak_shift_mV"] = {"value": best, "sd": float(np.std(col)), "lo": float(min(lo, best)),
                                      "hi": float(max(hi, best)), "interval": interval, "free": True,
-                                     "accepted_lo": float(space.offsets(self.unit[self.accepted]).min()),
-                                     "accepted_hi": float(space.offsets(self.unit[self.accepted]).max())}
+                                     "accepted_lo": float(space.leak_shifts(self.unit[self.accepted]).min()),
+                                     "accepted_hi": float(space.leak_shifts(self.unit[self.accepted]).max())}
         return out
 
 
 def candidates(space: ParamSpace, unit: np.ndarray, rest_mV: float | np.ndarray | None) -> np.ndarray:
-    """Unit-cube rows -> full parameter rows, E_leak pinned to the rest when given."""
+    """Unit-cube rows -> full parameter rows, E_leak pinned to the rest when given (then shifted by the
+    fitted leak shift, when the space has one)."""
     p = space.from_unit(unit)
     if rest_mV is not None:
-        p, _ok = pin_rest(p, rest_mV + space.offsets(unit))
+        p, _ok = pin_rest(p, rest_mV)
+        p[:, IDX["E_leak"]] += space.leak_shifts(unit)
     return p
 
 
@@ -150,7 +152,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
 
     def run(unit: np.ndarray, gen: np.ndarray) -> Evaluation:
         params = candidates(space, unit, rest_mV)
-        hint = None if rest_mV is None else rest_mV + space.offsets(unit)
+        hint = None if rest_mV is None else np.full(len(unit), rest_mV)
         ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint)
         obj = np.where(np.isfinite(ev.objective), ev.objective, np.inf)
         U.append(unit)
