@@ -2,7 +2,7 @@
 together, with the objective each reaches, side by side.
 
     .venv/bin/python benchmarks/fit.py [RECORDING ...] [--cold-generations 120] [--warm-generations 30]
-                                       [--popsize 12] [--out runs/bench_fit] [--seed 0]
+                                       [--popsize 12] [--out runs/bench_fit] [--seed 0] [--restarts 1]
 
 Default recording: the regular-spiking cell of ../shared/data. For each recording:
   surrogate   stage 1 (gradient descent through the FNO + Laplace) and the hall-of-fame map to hh parameters;
@@ -83,6 +83,8 @@ def main() -> None:
     ap.add_argument("--warm-generations", type=int, default=30)
     ap.add_argument("--popsize", type=int, default=12)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--restarts", type=int, default=1,
+                    help="CMA-ES restarts of each variant (1: the time-to-reach below is one run's own history)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_fit")
     ap.add_argument("--verbose", action="store_true")
     args = ap.parse_args()
@@ -92,7 +94,8 @@ def main() -> None:
     report: dict[str, Any] = {"machine": platform.platform(), "python": platform.python_version(), "runs": []}
     rows = []
     for path in args.recordings:
-        base = FitConfig(solver=SolverConfig(popsize=args.popsize, seed=args.seed, probe=False))
+        base = FitConfig(solver=SolverConfig(popsize=args.popsize, seed=args.seed, probe=False),
+                         restarts=args.restarts)
         # warm up Brian2's compiled-code cache and torch so no variant pays first-use costs
         fit_recording(path, base.model_copy(update={"stage1": "off", "solver": SolverConfig(
             popsize=4, max_generations=1, probe=False), "final_dt_ms": base.solver.dt_ms}))

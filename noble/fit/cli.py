@@ -63,6 +63,10 @@ def fit_cmd(
                                               help="CMA-ES generations (default from the config)"),
     popsize: Optional[int] = typer.Option(None, "--popsize", min=4, max=256),
     seed: int = typer.Option(0, "--seed", min=0),
+    restarts: Optional[int] = typer.Option(None, "--restarts", min=1, max=16,
+                                           help="independent CMA-ES runs, best reported (default 2)"),
+    workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64,
+                                          help="processes for the restarts (default: one per restart up to the CPUs)"),
     no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
     final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
                                              help="integration step (ms) of the reported fit (default 0.025)"),
@@ -98,6 +102,10 @@ def fit_cmd(
             solver = solver.model_copy(update={"probe": False})
         if final_dt is not None:
             upd["final_dt_ms"] = final_dt
+        if restarts is not None:
+            upd["restarts"] = restarts
+        if workers is not None:
+            upd["workers"] = workers
         upd["solver"] = solver
         cfg = FitConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in upd.items() if k != "solver"},
                                         "solver": solver.model_dump()})

@@ -11,6 +11,7 @@ machine with as many cores as restarts the restarts cost no extra wall time.
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 import os
 import time
@@ -37,8 +38,16 @@ def distinct_best(unit: np.ndarray, objective: np.ndarray, k: int, min_distance:
 
 
 def _one_run(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: SolverConfig, rest_mV: float | None,
-             rest_sem_mV: float) -> tuple[SolverResult, float, float, int]:
-    """One restart (also the worker-process entry): its result and the simulation effort it spent."""
+             rest_sem_mV: float, log_level: int | None = None, tag: str = "") -> tuple[SolverResult, float, float, int]:
+    """One restart (also the worker-process entry): its result and the simulation effort it spent.
+    log_level: in a worker process, show noble.fit progress at this level on stderr, lines prefixed by tag."""
+    if log_level is not None:
+        logger = logging.getLogger("noble.fit")
+        if not logger.handlers:
+            handler = logging.StreamHandler()
+            handler.setFormatter(logging.Formatter(f"{tag}%(message)s"))
+            logger.addHandler(handler)
+        logger.setLevel(log_level)
     s0, f0, n0 = problem.sim_seconds, problem.feature_seconds, problem.n_simulated
     res = run_cmaes(problem, space, x0, cfg, rest_mV=rest_mV, rest_sem_mV=rest_sem_mV)
     return res, problem.sim_seconds - s0, problem.feature_seconds - f0, problem.n_simulated - n0
@@ -93,8 +102,9 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     else:
         ctx = multiprocessing.get_context("spawn")  # Brian2 / torch state is not fork-safe
         with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
-            futs = [pool.submit(_one_run, problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV)
-                    for k, i in enumerate(centres)]
+            level = logging.getLogger("noble.fit").getEffectiveLevel()
+            futs = [pool.submit(_one_run, problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV,
+                                level, f"[restart {k}] ") for k, i in enumerate(centres)]
             for k, f in enumerate(futs):
                 out.append(f.result())
                 if callback is not None:

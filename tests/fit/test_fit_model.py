@@ -184,3 +184,25 @@ def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
     np.testing.assert_allclose(out[True]["first_spike_latency_ms"][0], data_lat, atol=0.3)
     np.testing.assert_array_equal(out[True]["spike_count"][0], data_n)
     assert np.max(np.abs(out[False]["first_spike_latency_ms"][0] - data_lat)) > 10.0
+
+
+def test_leak_shift_is_a_bias_on_top_of_the_pinned_rest() -> None:
+    """The spontaneously-active coordinate shifts E_leak from its pinned value: exactly a holding current
+    g_leak A x shift (monotone in excitability), the other parameters untouched."""
+    from noble.fit.solver import candidates
+
+    base = HH.preset_values("fast_spiking")
+    space = ParamSpace(base=base, leak_shift_mV=(-10.0, 30.0))
+    assert space.names[-1] == "leak_shift_mV" and space.dim == len(space.free) + 1
+    u = np.repeat(space.to_unit(base), 3, axis=0)
+    assert space.leak_shifts(u)[0] == pytest.approx(0.0)
+    u[1, -1], u[2, -1] = 25.0 / 40.0, 1.0  # shifts +15 and +30 mV
+    rows = candidates(space, u, -60.0)
+    pinned, _ = pin_rest(rows[:1], -60.0)
+    assert rows[0, IDX["E_leak"]] == pytest.approx(pinned[0, IDX["E_leak"]])
+    np.testing.assert_allclose(rows[1:, IDX["E_leak"]] - rows[0, IDX["E_leak"]], [15.0, 30.0], atol=1e-9)
+    others = [k for k in range(len(NAMES)) if k != IDX["E_leak"]]
+    np.testing.assert_array_equal(rows[1:, others], np.repeat(rows[:1, others], 2, axis=0))
+    bias = equivalent_bias_pA(rows, rows[0, IDX["E_leak"]])
+    area_cm2 = math.pi * (rows[0, IDX["diam_um"]] * 1e-4) ** 2
+    np.testing.assert_allclose(bias, rows[0, IDX["g_leak"]] * area_cm2 * 1e6 * np.array([0.0, 15.0, 30.0]))
