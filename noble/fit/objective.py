@@ -7,7 +7,8 @@ and the simulations go through the same code (`noble.fit.targets`): eFEL per swe
 spontaneous rate per cell. The stimulus is the recorded command minus its holding level.
 
 Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
-variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target); a feature
+variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target, or, in a
+phase-aligned sweep of a pacemaker, its ISI jitter); a feature
 the data has but the model lacks (no spike) scores
 `z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); |z| is
 capped at `z_cap` (BluePyOpt's max_score). Each term costs rho(z) = z^2 for |z| <= c and 2c|z| - c^2
@@ -178,6 +179,7 @@ class FitProblem:
         counts = self.targets.feature_array("spike_count")
         order = np.argsort(self.amplitudes_pA, kind="stable")
         lowest_supra = [int(k) for k in order if counts[k] > 0][:2]
+        jitter = self.phase_aligned_latency_sd() if self.aligns_phase else {}
         for name, w in self.config.weights.items():
             if w <= 0:
                 continue
@@ -185,7 +187,10 @@ class FitProblem:
             fsd = self.targets.feature_sd[name]
             for k, val in enumerate(tgt):
                 if math.isfinite(val):
-                    self._sweep_terms.append((name, k, float(val), float(fsd.sd_at(val))))
+                    sd = float(fsd.sd_at(val))
+                    if name == "first_spike_latency_ms" and k in jitter:
+                        sd = jitter[k]
+                    self._sweep_terms.append((name, k, float(val), sd))
                     labels.append((self.sweep_label(k), name))
                     wk = w
                     if name == "first_spike_latency_ms" and k in lowest_supra:
@@ -253,6 +258,28 @@ class FitProblem:
         from .phase_align import last_prestep_spike_ms
 
         return last_prestep_spike_ms(self.recording)
+
+    def phase_aligned_latency_sd(self) -> dict[int, float]:
+        """Latency sd of the sweeps whose phase the model is aligned to (sweep -> ms).
+
+        Across sweeps a pacemaker's first-spike latency scatters with the phase the step catches it at (34 % on
+        both spontaneously active recordings around their latency trend), which is what `feature_sd` measures.
+        With the model started at the recording's phase, what is left is one interspike interval measured from
+        the last pre-step spike, and its variability is the cell's ISI jitter: the sweep's ISI CV (the smallest
+        CV of any sweep where it has none) x that interval, floored at 5 % of the latency and 1 ms."""
+        t = self.targets
+        lat = t.feature_array("first_spike_latency_ms")
+        cv = t.feature_array("isi_cv")
+        # a step's ISI CV is jitter plus adaptation; the least-adapting sweep comes closest to the jitter alone
+        cv_all = float(np.nanmin(cv)) if np.any(np.isfinite(cv)) else 0.05
+        out: dict[int, float] = {}
+        for k, (last, s) in enumerate(zip(self.prestep_spike_ms(), self.recording.sweeps)):
+            if last is None or not math.isfinite(lat[k]):
+                continue
+            interval = lat[k] + s.stim_start_ms - last
+            c = cv[k] if math.isfinite(cv[k]) else cv_all
+            out[k] = float(max(c * interval, 0.05 * lat[k], 1.0))
+        return out
 
     def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None
                  ) -> tuple[np.ndarray, float]:

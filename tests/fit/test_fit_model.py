@@ -175,6 +175,8 @@ def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
         prob = FitProblem.from_recording(rec, ObjectiveConfig(pre_ms=190.0, tail_ms=40.0, settle_ms=300.0,
                                                               phase_align=align))
         assert prob.targets.spontaneously_active
+        if align:
+            prob_aligned = prob
         v, dt = prob.simulate(row, 0.025)
         out[align] = prob.measure(v, dt)[0]
     data_lat = prob.targets.feature_array("first_spike_latency_ms")
@@ -184,6 +186,14 @@ def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
     np.testing.assert_allclose(out[True]["first_spike_latency_ms"][0], data_lat, atol=0.3)
     np.testing.assert_array_equal(out[True]["spike_count"][0], data_n)
     assert np.max(np.abs(out[False]["first_spike_latency_ms"][0] - data_lat)) > 10.0
+    # aligned, a latency varies only with the ISI jitter: CV x the interval from the last pre-step spike (no
+    # sweep here has the 3 spikes an ISI CV needs: the 5 % default)
+    jitter = prob_aligned.phase_aligned_latency_sd()
+    assert sorted(jitter) == [0, 1, 2, 3]
+    last = np.array(prob_aligned.prestep_spike_ms(), dtype=float)
+    interval = data_lat + 190.0 - last
+    assert np.all((interval > 100.0) & (interval < 200.0))  # one cycle of the ~170 ms pacemaker, step-shortened
+    np.testing.assert_allclose([jitter[k] for k in range(4)], 0.05 * interval)
 
 
 def test_leak_shift_is_a_bias_on_top_of_the_pinned_rest() -> None:
