@@ -6,9 +6,9 @@
    feature targets, every generation one vectorised Brian2 run, `restarts` independent runs in parallel
    processes from the best distinct starts, warm-started from the hall-of-fame members nearest
    to stage 1's features (`warmstart`), with the cold preset scored beside them; E_leak pinned so the rest
-   matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also shifted (a bias current, fitted,
-   and every start also tried with depolarising shifts), and each sweep starts from a run-in, phase-aligned to the recording's last
-   pre-step spike (`phase_align`).
+   matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also shifted (a fitted bias current;
+   every start is also tried with depolarising shifts), and each sweep starts from a run-in, phase-aligned to
+   the recording's last pre-step spike (`phase_align`).
 Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
 
 The result carries the fitted features and parameters with uncertainty, per-sweep and per-feature z-scores,

@@ -143,8 +143,11 @@ def test_fit_upload_is_checked_then_queued(c: httpx.Client, lif_sim: dict[str, A
     nwb = c.post("/v1/simulate", json=LIF_BODY, headers={"Accept": "application/x-nwb"}).content
     bad_opts = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)}, data={"options": '{"popsize": 2}'})
     assert bad_opts.status_code == 422 and bad_opts.json()["detail"][0]["loc"] == ["body", "options", "popsize"]
+    bad_restarts = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)}, data={"options": '{"restarts": 0}'})
+    assert bad_restarts.status_code == 422
+    assert bad_restarts.json()["detail"][0]["loc"] == ["body", "options", "restarts"]
     r = c.post("/v1/fit", files={"recording": ("../../etc/evil name.nwb", nwb)},
-               data={"options": '{"stage1": "off", "generations": 1, "popsize": 4}'})
+               data={"options": '{"stage1": "off", "generations": 1, "popsize": 4, "restarts": 2}'})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["kind"] == "fit" and job["spec"]["sweeps_found"] == 2 and job["spec"]["recording"] == "input/recording.nwb"

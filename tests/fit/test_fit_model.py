@@ -145,7 +145,8 @@ def _pacemaker_recording(params: dict[str, float], amps: list[float], lead_ms: l
     from noble.io import Recording, Sweep
 
     total = max(lead_ms) + start_ms + duration_ms + tail_ms
-    rows = [steps_matrix(np.array([a]), lead + start_ms, duration_ms, total, dt_ms)[0] for a, lead in zip(amps, lead_ms)]
+    rows = [steps_matrix(np.array([a]), lead + start_ms, duration_ms, total, dt_ms)[0]
+            for a, lead in zip(amps, lead_ms)]
     res = simulate(HHFit, np.repeat(params_row(params)[None], len(amps), axis=0), np.stack(rows), stim_dt_ms=dt_ms,
                    duration_ms=total, dt_ms=0.025, record_dt_ms=dt_ms)
     n = int(round((start_ms + duration_ms + tail_ms) / dt_ms))

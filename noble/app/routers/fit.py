@@ -35,6 +35,7 @@ class FitOptions(BaseModel):
     generations: int | None = Field(None, ge=0, le=1000, description="CMA-ES generations")
     popsize: int | None = Field(None, ge=4, le=256)
     seed: int = Field(0, ge=0, le=2**31 - 1)
+    restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs (processes), best reported")
 
     def fit_config(self) -> dict[str, Any]:
         solver: dict[str, Any] = {"seed": self.seed}
@@ -43,6 +44,8 @@ class FitOptions(BaseModel):
         if self.popsize is not None:
             solver["popsize"] = self.popsize
         out: dict[str, Any] = {"stage1": self.stage1, "solver": solver}
+        if self.restarts is not None:
+            out["restarts"] = self.restarts
         if self.sweeps is not None:
             out["sweeps"] = [int(s) for s in self.sweeps]
         return out
