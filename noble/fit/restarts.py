@@ -45,9 +45,9 @@ def _one_run(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solver
     if log_level is not None:
         logger = logging.getLogger("noble.fit")
         if not logger.handlers:
-            handler = logging.StreamHandler()
+            logger.addHandler(logging.StreamHandler())
+        for handler in logger.handlers:  # a pooled worker runs several restarts: retag for this one
             handler.setFormatter(logging.Formatter(f"{tag}%(message)s"))
-            logger.addHandler(handler)
         logger.setLevel(log_level)
     s0, f0, n0 = problem.sim_seconds, problem.feature_seconds, problem.n_simulated
     res = run_cmaes(problem, space, x0, cfg, rest_mV=rest_mV, rest_sem_mV=rest_sem_mV)
