@@ -7,7 +7,7 @@ limit cycle has a phase too, but the phase is an initial condition, not a proper
 resting potential it is set from the recording. Each candidate is run once at its holding current (the
 run-in: `settle_ms` to reach its limit cycle, then `search_ms` to find a spike); for each sweep it then starts
 from the run-in's state at the instant that puts a model spike exactly where the recording's last spike before
-the step is. Same-time threshold crossings (-20 mV, the eFEL threshold) on both sides, so the alignment is exact
+the step is. Both sides use the same upward crossing of -20 mV (the eFEL threshold), so the alignment is exact
 to one record sample. A sweep with no spike in its pre-step window, or a model with no spike late enough in the
 run-in (silent, or slower than `search_ms`), starts from the run-in's end: on its limit cycle or at rest.
 """
