@@ -33,8 +33,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from noble.fit.api import FitConfig, _warm_start, fit_recording  # noqa: E402
-from noble.fit.hhmodel import ParamSpace  # noqa: E402
+from noble.fit.api import FitConfig, _space, _warm_start, fit_recording  # noqa: E402
 from noble.fit.objective import FitProblem  # noqa: E402
 from noble.fit.report import write_outputs  # noqa: E402
 from noble.fit.solver import SolverConfig, candidates  # noqa: E402
@@ -55,8 +54,7 @@ def surrogate_only(path: Path, cfg: FitConfig) -> dict[str, Any]:
     base, extra, info = _warm_start(problem, cfg, sur, fit, notes)
     wall = time.perf_counter() - t0
     t = problem.targets
-    use_shift = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and t.spontaneously_active)
-    space = ParamSpace(free=tuple(cfg.free), base=base, leak_shift_mV=cfg.leak_shift_range_mV if use_shift else None)
+    space = _space(cfg, base, t.spontaneously_active)
     rows = [space.to_unit(base)]
     if extra is not None:
         rows.append(space.to_unit(extra))

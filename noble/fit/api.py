@@ -270,11 +270,12 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         extra = cold if extra is None else np.concatenate([extra, cold])
         wsinfo["fallback_preset"] = cfg.cold_preset
     space = _space(cfg, base, t.spontaneously_active)
-    x0 = space.to_unit(base)[0]
     solver_cfg = cfg.solver
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})
-    extra_u = space.to_unit(extra) if extra is not None else None
+    starts = space.to_unit(base)  # the first start, then the other warm starts (run_restarts ranks them)
+    if extra is not None:
+        starts = np.concatenate([starts, space.to_unit(extra)])
     if space.leak_shift_mV is not None and cfg.shift_starts_mV:
         # A pacemaker has no stable rest: its median voltage is a time average of a limit cycle. Pinned there,
         # every start is a quiet model (seen on both spontaneously active recordings: CMA-ES stayed in the
@@ -284,13 +285,12 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         # there can LOWER E_leak: a fitted FSI model rested at -52.4 mV pinned 5 mV above the median, at -73.7 mV
         # pinned 12 mV above it.)
         lo, hi = space.leak_shift_mV
-        starts = np.concatenate([x0[None, :]] + ([extra_u] if extra_u is not None else []))
         shifted = []
         for shift in cfg.shift_starts_mV:
             u = starts.copy()
             u[:, -1] = (np.clip(shift, lo, hi) - lo) / (hi - lo)
             shifted.append(u)
-        extra_u = np.concatenate(([extra_u] if extra_u is not None else []) + shifted)
+        starts = np.concatenate([starts] + shifted)
     rest_sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(problem.recording)))
     cb = None
     if progress is not None:
@@ -298,7 +298,6 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         progress("solver", 0.0)
         cb = lambda g, _best: progress("solver", min(1.0, g / n_gen))  # noqa: E731
     pin = t.rest_mV if solver_cfg.pin_rest else None
-    starts = np.concatenate([x0[None, :]] + ([extra_u] if extra_u is not None else []))
     res, runs = run_restarts(problem, space, starts, solver_cfg, cfg.restarts, cfg.workers, rest_mV=pin,
                              rest_sem_mV=rest_sem, callback=cb)
     t_stage2 = time.perf_counter() - t2

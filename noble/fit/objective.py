@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import gc
 import math
+from functools import cached_property
 import time
 from dataclasses import dataclass, field
 from typing import Sequence
@@ -253,6 +254,7 @@ class FitProblem:
     def aligns_phase(self) -> bool:
         return self.settle_ms > 0 and self.config.phase_align
 
+    @cached_property
     def prestep_spike_ms(self) -> list[float | None]:
         """Per sweep, the recording's last spike before the step (ms into the cut sweep), the phase target."""
         from .phase_align import last_prestep_spike_ms
@@ -273,7 +275,7 @@ class FitProblem:
         # a step's ISI CV is jitter plus adaptation; the least-adapting sweep comes closest to the jitter alone
         cv_all = float(np.nanmin(cv)) if np.any(np.isfinite(cv)) else 0.05
         out: dict[int, float] = {}
-        for k, (last, s) in enumerate(zip(self.prestep_spike_ms(), self.recording.sweeps)):
+        for k, (last, s) in enumerate(zip(self.prestep_spike_ms, self.recording.sweeps)):
             if last is None or not math.isfinite(lat[k]):
                 continue
             interval = lat[k] + s.stim_start_ms - last
@@ -310,7 +312,7 @@ class FitProblem:
             run = self._run(HHFit.starting_near(hint_c, params[:, IDX["E_leak"]]), legal,
                             np.repeat(holding[:, None], n_run, axis=1), n_run * dt_ms, dt_ms, rec_dt, record_state=True)
             assert run.state is not None
-            start, _aligned = aligned_states(run.state, rec_dt, self.prestep_spike_ms(), self.settle_ms)
+            start = aligned_states(run.state, rec_dt, self.prestep_spike_ms, self.settle_ms)
             family = family.starting_from(start)
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
         res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt)

@@ -18,11 +18,7 @@ import numpy as np
 
 from noble.io.recording import Recording
 
-
-def upward_crossings(v_mV: np.ndarray, threshold_mV: float = -20.0) -> np.ndarray:
-    """Sample indices i where v[i-1] < threshold <= v[i] (the first sample at or above threshold)."""
-    v = np.asarray(v_mV)
-    return np.flatnonzero((v[1:] >= threshold_mV) & (v[:-1] < threshold_mV)) + 1
+from .targets import upward_crossings
 
 
 def last_prestep_spike_ms(rec: Recording, threshold_mV: float = -20.0) -> list[float | None]:
@@ -50,14 +46,13 @@ def aligned_start_index(v_run_mV: np.ndarray, dt_ms: float, spike_at_ms: float |
 
 
 def aligned_states(run_state: dict[str, np.ndarray], dt_ms: float, spike_at_ms: list[float | None],
-                   settle_ms: float, threshold_mV: float = -20.0) -> tuple[dict[str, np.ndarray], np.ndarray]:
+                   settle_ms: float, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
     """Start states (C * S rows, candidate-major) from run-in states (C, T) per variable, one per sweep target
-    in `spike_at_ms`; and the (C, S) mask of rows that were aligned (the rest start at the run-in's end)."""
+    in `spike_at_ms` (rows that cannot be aligned start at the run-in's end)."""
     v = run_state["v"]
     C, T = v.shape
     S = len(spike_at_ms)
     index = np.full((C, S), T - 1, dtype=np.int64)
-    aligned = np.zeros((C, S), dtype=bool)
     for c in range(C):
         if not np.all(np.isfinite(v[c])):
             continue  # a diverged run-in (NaN): HHFit.build starts such rows at their steady state
@@ -65,7 +60,6 @@ def aligned_states(run_state: dict[str, np.ndarray], dt_ms: float, spike_at_ms: 
             j = aligned_start_index(v[c], dt_ms, at, settle_ms, threshold_mV)
             if j is not None:
                 index[c, k] = j
-                aligned[c, k] = True
     rows = np.repeat(np.arange(C), S)
     cols = index.reshape(-1)
-    return {name: arr[rows, cols] for name, arr in run_state.items()}, aligned
+    return {name: arr[rows, cols] for name, arr in run_state.items()}

@@ -115,14 +115,17 @@ def analysis_end_ms(sweep: Sweep, max_tail_ms: float = 1000.0) -> float:
     return end * sweep.dt_ms
 
 
+def upward_crossings(v_mV: np.ndarray, threshold_mV: float = -20.0) -> np.ndarray:
+    """Sample indices i where v[i-1] < threshold <= v[i] (the first sample at or above threshold)."""
+    v = np.asarray(v_mV)
+    return np.flatnonzero((v[1:] >= threshold_mV) & (v[:-1] < threshold_mV)) + 1
+
+
 def spike_count_between(v_mV: np.ndarray, dt_ms: float, t0_ms: float, t1_ms: float,
                         threshold_mV: float = -20.0) -> int:
     """Upward threshold crossings in [t0, t1) (the eFEL default threshold): a cheap spontaneous-firing check."""
     a, b = max(0, int(round(t0_ms / dt_ms))), min(len(v_mV), int(round(t1_ms / dt_ms)))
-    seg = v_mV[a:b]
-    if len(seg) < 2:
-        return 0
-    return int(np.count_nonzero((seg[1:] >= threshold_mV) & (seg[:-1] < threshold_mV)))
+    return int(len(upward_crossings(v_mV[a:b], threshold_mV)))
 
 
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:

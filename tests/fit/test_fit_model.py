@@ -191,7 +191,7 @@ def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
     # sweep here has the 3 spikes an ISI CV needs: the 5 % default)
     jitter = prob_aligned.phase_aligned_latency_sd()
     assert sorted(jitter) == [0, 1, 2, 3]
-    last = np.array(prob_aligned.prestep_spike_ms(), dtype=float)
+    last = np.array(prob_aligned.prestep_spike_ms, dtype=float)
     interval = data_lat + 190.0 - last
     assert np.all((interval > 100.0) & (interval < 200.0))  # one cycle of the ~170 ms pacemaker, step-shortened
     np.testing.assert_allclose([jitter[k] for k in range(4)], 0.05 * interval)
