@@ -3,9 +3,11 @@
 Both produce n voltage traces of the surrogate's protocol (long-square step, trace length and sampling of
 the checkpoint: 1.2 s at 0.2 ms by default) for n neurons of the trained population:
 
-* `surrogate`: `Surrogate.predict` under torch.inference_mode on CPU, batch 1 (one trace per call) and
-  batch 256 (256 traces in one call, run internally in chunks of `Surrogate.batch_size` = 32), after a
-  warm-up call; feature vectors drawn from the population density.
+* `surrogate`: `Surrogate.predict` under torch.inference_mode on CPU (or `--device cuda`), batch 1 (one
+  trace per call) and batch `--n` (default 256 traces in one call, run internally in chunks of
+  `Surrogate.batch_size`, default 32, set with `--batch-size`), after a warm-up call; feature vectors drawn
+  from the population density. On cuda each timed call is bracketed by torch.cuda.synchronize() (predict
+  returns numpy, so it syncs anyway) and the GPU name and torch version go into the JSON.
 * `brian2`:    `noble.datagen.simulate.simulate` with the dataset's integrator (dt 0.025 ms), ONE vectorised
   group of n neurons recorded at the surrogate's dt, cython runtime, after a warm-up run (compile cached);
   parameters of fresh models sampled around the preset (the surrogate's features are not invertible to
@@ -17,12 +19,14 @@ batch-256 surrogate call; for Brian2 the number of integration steps x state var
     .venv/bin/python benchmarks/surrogate.py                    # shipped default, batches 1 and 256
     .venv/bin/python benchmarks/surrogate.py --quick            # fewer repeats / smaller Brian2 group
     .venv/bin/python benchmarks/surrogate.py --ckpt runs/x --threads 2 --json out.json
+    .venv/bin/python benchmarks/surrogate.py --device cuda --n 4096 --batch-size 512 --json gpu.json
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import sys
 import time
@@ -36,11 +40,15 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def _timed(fn, repeats: int) -> list[float]:
+def _timed(fn, repeats: int, sync=None) -> list[float]:
     out = []
     for _ in range(repeats):
+        if sync:
+            sync()
         t0 = time.perf_counter()
         fn()
+        if sync:
+            sync()
         out.append(time.perf_counter() - t0)
     return out
 
@@ -55,19 +63,40 @@ def bench_surrogate(sur, n_big: int, repeats: int, seed: int) -> dict[str, Any]:
     amps = rng.uniform(sur.config.stimulus.amplitudes_pA[1] if len(sur.config.stimulus.amplitudes_pA) > 1 else 100.0,
                        max(sur.config.stimulus.amplitudes_pA or [300.0]), size=n_big)
     stim = np.stack([sur.step_stimulus(a) for a in amps])
+    cuda = str(sur.device).startswith("cuda")
+    sync = torch.cuda.synchronize if cuda else None
     sur.predict(feats[:1], stim[:1])  # warm-up
-    t1 = _timed(lambda: sur.predict(feats[:1], stim[:1]), max(10, repeats * 5))
+    t1 = _timed(lambda: sur.predict(feats[:1], stim[:1]), max(10, repeats * 5), sync)
     sur.predict(feats, stim)
-    tb = _timed(lambda: sur.predict(feats, stim), repeats)
-    # where the time goes: one profiled batch call, top operators by self CPU time
+    tb = _timed(lambda: sur.predict(feats, stim), repeats, sync)
+    # where the time goes: one profiled batch call, top operators by self CPU (CUDA: device) time
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU]) as prof:
-        sur.predict(feats, stim)
-    ops = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
-    total = sum(e.self_cpu_time_total for e in ops) or 1.0
-    top = [{"op": e.key, "share": e.self_cpu_time_total / total} for e in ops[:6]]
+    acts = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+    try:
+        with profile(activities=acts) as prof:
+            sur.predict(feats, stim)
+            if sync:
+                sync()
+    except Exception as e:  # noqa: BLE001 - CUPTI may be unavailable on a sandboxed GPU; the timings stand
+        print(f"profiler failed ({type(e).__name__}: {e}); profiling CPU activity only", file=sys.stderr)
+        cuda_prof = False
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            sur.predict(feats, stim)
+    else:
+        cuda_prof = cuda
+
+    def self_t(e: Any) -> float:
+        if not cuda_prof:
+            return e.self_cpu_time_total
+        return getattr(e, "self_device_time_total", None) or getattr(e, "self_cuda_time_total", 0.0)
+
+    ops = sorted(prof.key_averages(), key=self_t, reverse=True)
+    total = sum(self_t(e) for e in ops) or 1.0
+    top = [{"op": e.key, "share": self_t(e) / total} for e in ops[:6]]
     return {
+        "device": str(sur.device), "chunk_batch_size": sur.batch_size,
+        "profile_time": "self device (CUDA) time" if cuda_prof else "self CPU time",
         "threads": torch.get_num_threads(),
         "batch1_s_per_trace": float(np.median(t1)),
         "batch1_traces_per_s": 1.0 / float(np.median(t1)),
@@ -111,7 +140,10 @@ def bench_brian2(sur, amps: np.ndarray, n_big: int, seed: int, dt_ms: float, tar
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: the shipped hh_fs)")
-    ap.add_argument("--n", type=int, default=256, help="large batch size")
+    ap.add_argument("--n", type=int, default=256, help="large batch size (traces in one predict call)")
+    ap.add_argument("--device", default="cpu", help="torch device of the surrogate: cpu (default) or cuda[:i]")
+    ap.add_argument("--batch-size", type=int, default=32, help="the surrogate's chunk size inside predict "
+                    "(Surrogate.batch_size, default 32)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--threads", type=int, default=1, help="torch threads for the surrogate (2 threads on a "
                     "shared 2-core box spin-wait in OpenMP and run >10x slower)")
@@ -128,8 +160,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
     from noble.operator import default_surrogate_path, load_surrogate
 
+    if not (args.device == "cpu" or args.device.startswith("cuda")):
+        ap.error(f"--device must be cpu or cuda[:i], got {args.device!r}")
+    if args.device.startswith("cuda") and not torch.cuda.is_available():
+        ap.error("--device cuda: torch sees no CUDA device")
     torch.set_num_threads(args.threads)
-    sur = load_surrogate(args.ckpt or default_surrogate_path())
+    sur = load_surrogate(args.ckpt or default_surrogate_path(), device=args.device, batch_size=args.batch_size)
     repeats = 1 if args.quick else args.repeats
     s = bench_surrogate(sur, args.n, repeats, args.seed)
     n_brian = args.brian_n or (min(args.n, 64) if args.quick else args.n)
@@ -138,19 +174,25 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     out = {
         "checkpoint": str(args.ckpt or default_surrogate_path()), "trace": {
             "duration_ms": sur.config.duration_ms, "dt_ms": sur.config.dt_ms, "samples": sur.config.n_time},
-        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
+        "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine(),
+                    "cpu_count": os.cpu_count(), "torch": torch.__version__,
+                    "gpu": torch.cuda.get_device_name(torch.device(args.device))
+                    if args.device.startswith("cuda") else None},
         "surrogate": s, "brian2": b,
         "speedup_batch1": s["batch1_traces_per_s"] / b["batch1_traces_per_s"],
         "speedup_large_batch": s[f"batch{args.n}_traces_per_s"] / b[f"batch{n_brian}_traces_per_s"],
     }
+    where = (f"{out['machine']['gpu']} ({args.device}), torch {torch.__version__}" if out["machine"]["gpu"]
+             else f"{s['threads']} CPU thread(s)")
     print(f"trace: {sur.config.duration_ms:g} ms at {sur.config.dt_ms} ms ({sur.config.n_time} samples); "
-          f"surrogate on {s['threads']} CPU thread(s); Brian2 {b['target']} {b['method']} dt {b['dt_ms']} ms")
+          f"surrogate on {where}, chunks of {sur.batch_size}; "
+          f"Brian2 {b['target']} {b['method']} dt {b['dt_ms']} ms")
     print(f"{'':>12} {'batch 1 traces/s':>18} {'large batch traces/s':>22}")
     big_s, big_b = s[f"batch{args.n}_traces_per_s"], b[f"batch{n_brian}_traces_per_s"]
     print(f"{'surrogate':>12} {s['batch1_traces_per_s']:>18.2f} {big_s:>22.2f}  (batch {args.n})")
     print(f"{'brian2':>12} {b['batch1_traces_per_s']:>18.2f} {big_b:>22.2f}  (group of {n_brian})")
     print(f"{'ratio':>12} {out['speedup_batch1']:>17.1f}x {out['speedup_large_batch']:>21.1f}x")
-    print("surrogate time by operator (batch call): "
+    print(f"surrogate time by operator (batch call, {s['profile_time']}): "
           + ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in s["profile_top_ops"]))
     print(f"brian2: {b['steps_per_trace']} integration steps per trace; first run incl. compile "
           f"{b['first_run_s (incl. compile)']:.1f} s")
