@@ -8,6 +8,7 @@ one batch, the `restarts` best that are distinct (unit-cube distance >= `min_dis
 fewer are) each centre a CMA-ES run with its own seed, and the best run is reported, its uncertainty from its
 own probes; every evaluation of every run joins the acceptable set. Each run is one process (Brian2 and eFEL
 are single-threaded), so on a machine with as many cores as restarts the restarts cost no extra wall time.
+Workers report every generation through a queue, so a caller's progress moves per generation, not per run.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import queue
 import time
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from typing import Any, Callable
 
 import numpy as np
@@ -39,9 +41,11 @@ def distinct_best(unit: np.ndarray, objective: np.ndarray, k: int, min_distance:
 
 
 def _one_run(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: SolverConfig, rest_mV: float | None,
-             rest_sem_mV: float, log_level: int | None = None, tag: str = "") -> tuple[SolverResult, float, float, int]:
+             rest_sem_mV: float, log_level: int | None = None, tag: str = "", progress: Any = None,
+             run: int = 0) -> tuple[SolverResult, float, float, int]:
     """One restart (also the worker-process entry): its result and the simulation effort it spent.
-    log_level: in a worker process, show noble.fit progress at this level on stderr, lines prefixed by tag."""
+    log_level: in a worker process, show noble.fit progress at this level on stderr, lines prefixed by tag.
+    progress: a queue that receives (run, generation, best objective) after every generation."""
     if log_level is not None:
         logger = logging.getLogger("noble.fit")
         if not logger.handlers:
@@ -50,7 +54,8 @@ def _one_run(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solver
             handler.setFormatter(logging.Formatter(f"{tag}%(message)s"))
         logger.setLevel(log_level)
     s0, f0, n0 = problem.sim_seconds, problem.feature_seconds, problem.n_simulated
-    res = run_cmaes(problem, space, x0, cfg, rest_mV=rest_mV, rest_sem_mV=rest_sem_mV)
+    cb = None if progress is None else (lambda g, best: progress.put((run, g, best)))
+    res = run_cmaes(problem, space, x0, cfg, rest_mV=rest_mV, rest_sem_mV=rest_sem_mV, callback=cb)
     return res, problem.sim_seconds - s0, problem.feature_seconds - f0, problem.n_simulated - n0
 
 
@@ -70,6 +75,44 @@ def merge(starts: SolverResult, runs: list[SolverResult], best_run: int, n_terms
                         best=int(np.argmin(obj)), accepted=mask, delta_chi2=delta, generations=b.generations,
                         wall_s=b.wall_s, history=b.history, stop=b.stop, cov_unit=b.cov_unit,
                         n_surface_points=b.n_surface_points, samples=b.samples, unit_samples=b.unit_samples)
+
+
+class _Progress:
+    """Per-generation reports (run, generation, best) of several runs -> callback(generations done per run on
+    average, best objective so far). Has a queue's `put`, so a run in this process reports to it directly."""
+
+    def __init__(self, n_runs: int, callback: Callable[[int, float], None]) -> None:
+        self.done = [0] * n_runs
+        self.best = float("inf")
+        self.callback = callback
+
+    def put(self, item: tuple[int, int, float]) -> None:
+        run, g, best = item
+        self.done[run] = max(self.done[run], g)
+        self.best = min(self.best, best)
+        self.callback(sum(self.done) // len(self.done), self.best)
+
+
+def _in_workers(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
+                n_proc: int, rest_mV: float | None, rest_sem_mV: float,
+                callback: Callable[[int, float], None] | None) -> list[tuple[SolverResult, float, float, int]]:
+    """The runs in spawned worker processes, each generation relayed to callback (see _Progress)."""
+    ctx = multiprocessing.get_context("spawn")  # Brian2 / torch state is not fork-safe
+    level = logging.getLogger("noble.fit").getEffectiveLevel()
+    relay = None if callback is None else _Progress(len(x0s), callback)
+    with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
+        q = manager.Queue() if callback is not None else None
+        futs = [pool.submit(_one_run, problem, space, x0, c, rest_mV, rest_sem_mV, level, f"[restart {k}] ", q, k)
+                for k, (x0, c) in enumerate(zip(x0s, cfgs))]
+        pending = set(futs)
+        while pending:
+            _finished, pending = wait(pending, timeout=0.5, return_when=FIRST_COMPLETED)
+            while q is not None and relay is not None:
+                try:
+                    relay.put(q.get_nowait())
+                except queue.Empty:
+                    break
+        return [f.result() for f in futs]
 
 
 def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg: SolverConfig, restarts: int,
@@ -96,20 +139,12 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     n_proc = min(len(centres), workers if workers is not None else (os.cpu_count() or 1))
     out: list[tuple[SolverResult, float, float, int]] = []
     if n_proc <= 1:
+        relay = None if callback is None else _Progress(len(centres), callback)
         for k, i in enumerate(centres):
-            out.append(_one_run(problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV))
-            if callback is not None:
-                callback((k + 1) * cfg.max_generations // len(centres), out[-1][0].best_objective)
+            out.append(_one_run(problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV, progress=relay, run=k))
     else:
-        ctx = multiprocessing.get_context("spawn")  # Brian2 / torch state is not fork-safe
-        with ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
-            level = logging.getLogger("noble.fit").getEffectiveLevel()
-            futs = [pool.submit(_one_run, problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV,
-                                level, f"[restart {k}] ") for k, i in enumerate(centres)]
-            for k, f in enumerate(futs):
-                out.append(f.result())
-                if callback is not None:
-                    callback((k + 1) * cfg.max_generations // len(centres), out[-1][0].best_objective)
+        out = _in_workers(problem, space, [scored.unit[i] for i in centres], cfgs, n_proc, rest_mV, rest_sem_mV,
+                          callback)
     for _res, sim_s, feat_s, n in out:
         if n_proc > 1:  # the workers' copies of the problem counted this effort
             problem.sim_seconds += sim_s

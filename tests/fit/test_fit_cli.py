@@ -101,8 +101,15 @@ def test_parallel_restarts_equal_sequential_ones(small_npz: Path) -> None:
 
     cfg = FitConfig(stage1="off", final_dt_ms=0.05, free=("diam_um", "g_leak", "V_T"), restarts=2,
                     solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=3))
-    par = fit_recording(small_npz, cfg.model_copy(update={"workers": 2}))
-    seq = fit_recording(small_npz, cfg.model_copy(update={"workers": 1}))
+    seen: dict[str, list[float]] = {"par": [], "seq": []}
+    par = fit_recording(small_npz, cfg.model_copy(update={"workers": 2}),
+                        progress=lambda stage, f: seen["par"].append(f) if stage == "solver" else None)
+    seq = fit_recording(small_npz, cfg.model_copy(update={"workers": 1}),
+                        progress=lambda stage, f: seen["seq"].append(f) if stage == "solver" else None)
+    # progress moves per generation from the worker processes too (not once per finished run), never back
+    for fr in seen.values():
+        assert fr[0] == 0.0 and fr[-1] == 1.0 and fr == sorted(fr)
+        assert len(set(fr)) == 3  # 0, then 1 and 2 generations per run on average
     runs = par.solver["restarts"]
     assert [r["seed"] for r in runs] == [3, 1003]
     assert [r["objective"] for r in runs] == [r["objective"] for r in seq.solver["restarts"]]
