@@ -17,6 +17,13 @@ instead of dominating the sum, and no term goes flat. objective = sum_k w_k rho(
 squared z while the fit is within c sds everywhere). The first-spike latencies of the two lowest
 supra-threshold sweeps get `near_rheobase_latency_weight` (near rheobase the latency is what tells the
 slow currents apart, and a single F-I point hides it).
+
+The user's acceptance tolerances (`Tolerances`: spike count, rheobase, near-rheobase latency, rest) bound the
+sds of the terms they judge: sd <= tolerance / `tolerance_sds` (never below the feature's floor), so a fit
+that leaves a tolerance pays at least `tolerance_sds` sds for it. Without the bound a term whose data scatter
+is wide can miss its tolerance cheaply while unreachable features (a pacemaker's input resistance, an AHP the
+family cannot shape) pull on the same parameters: the regular-spiking recording's +50 pA latency sd was 12.5 ms
+against a 5 ms tolerance, the fast-spiking cell's 0 pA latency sd 11.8 ms.
 """
 
 from __future__ import annotations
@@ -52,6 +59,24 @@ DEFAULT_WEIGHTS: dict[str, float] = {
 CELL_TERMS = ("rheobase_pA", "rest_mV", "spontaneous_rate_Hz")
 
 
+class Tolerances(BaseModel):
+    """What counts as a fit that reproduces the recording (the acceptance checks, `api.acceptance_checks`)."""
+
+    model_config = ConfigDict(extra="forbid")
+    spike_count: float = Field(1.0, gt=0, description="spikes per supra-threshold sweep, or ...")
+    spike_count_rel: float = Field(0.1, ge=0, description="... this fraction of the recorded count if larger")
+    rheobase_pA: float = Field(20.0, gt=0)
+    latency_ms: float = Field(5.0, gt=0, description="first-spike latency at the two lowest supra-threshold sweeps")
+    rest_mV: float = Field(2.0, gt=0)
+
+    def count_tol(self, n_spikes: float | np.ndarray) -> float | np.ndarray:
+        return np.maximum(self.spike_count, self.spike_count_rel * np.asarray(n_spikes, dtype=float))
+
+
+# spike counts are integers: a term's sd never goes below one spike, however tight the tolerance
+COUNT_SD_FLOOR = 1.0
+
+
 class ObjectiveConfig(BaseModel):
     """What the objective compares and how each term is scaled."""
 
@@ -60,7 +85,9 @@ class ObjectiveConfig(BaseModel):
                                       description="per-sweep eFEL feature -> weight (0 or absent: not used)")
     rheobase_weight: float = Field(2.0, ge=0)
     rheobase_sd_pA: float = Field(10.0, gt=0, description="scale of the rheobase term")
-    rest_weight: float = Field(1.0, ge=0)
+    # the rest is an acceptance target like the counts (weight 3); it only acts where E_leak is not pinned to
+    # it, i.e. for spontaneously active cells (fitted leak shift), whose median voltage is the limit cycle's
+    rest_weight: float = Field(3.0, ge=0)
     spontaneous_weight: float = Field(1.0, ge=0, description="pre-step firing rate term")
     spontaneous_sd_Hz: float = Field(2.0, gt=0)
     z_missing: float = Field(5.0, gt=0, description="score of a feature the data has but the model lacks")
@@ -68,6 +95,9 @@ class ObjectiveConfig(BaseModel):
     huber_c: float = Field(3.0, gt=0, description="quadratic up to |z| = c, linear beyond")
     near_rheobase_latency_weight: float = Field(3.0, ge=0, description="latency weight at the 2 lowest "
                                                 "supra-threshold sweeps")
+    tolerances: Tolerances = Field(default_factory=Tolerances)
+    tolerance_sds: float = Field(2.0, ge=0, description="each tolerance is at least this many sds of the term it "
+                                                        "judges (0: sds from the data's scatter alone)")
     settle_ms: float | None = Field(
         None, ge=0, le=5000, description="simulated (and discarded) before each sweep at the holding current; "
                                          "None: 300 ms for a spontaneously active recording, else 0")
@@ -191,6 +221,7 @@ class FitProblem:
                     sd = float(fsd.sd_at(val))
                     if name == "first_spike_latency_ms" and k in jitter:
                         sd = jitter[k]
+                    sd = self._bounded_sd(name, k, float(val), sd, lowest_supra)
                     self._sweep_terms.append((name, k, float(val), sd))
                     labels.append((self.sweep_label(k), name))
                     wk = w
@@ -200,14 +231,19 @@ class FitProblem:
         self._cell_terms: list[tuple[str, float, float]] = []
         t = self.targets
         c = self.config
+        tol, n_sd = c.tolerances, c.tolerance_sds
         if c.rheobase_weight > 0 and t.rheobase_pA is not None:
-            self._cell_terms.append(("rheobase_pA", t.rheobase_pA, c.rheobase_sd_pA))
+            sd_rheo = min(c.rheobase_sd_pA, tol.rheobase_pA / n_sd) if n_sd > 0 else c.rheobase_sd_pA
+            self._cell_terms.append(("rheobase_pA", t.rheobase_pA, sd_rheo))
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
             # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
             sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
-            self._cell_terms.append(("rest_mV", t.rest_mV, max(sem, 0.5)))
+            sd_rest = max(sem, 0.5)
+            if n_sd > 0:
+                sd_rest = min(sd_rest, tol.rest_mV / n_sd)
+            self._cell_terms.append(("rest_mV", t.rest_mV, sd_rest))
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:
@@ -216,6 +252,18 @@ class FitProblem:
             weights.append(c.spontaneous_weight)
         self.term_labels = labels
         self.term_weights = np.asarray(weights, dtype=np.float64)
+
+    def _bounded_sd(self, name: str, k: int, target: float, sd: float, lowest_supra: list[int]) -> float:
+        """A term's sd bounded by the acceptance tolerance it is judged by (module docstring)."""
+        n_sd = self.config.tolerance_sds
+        tol = self.config.tolerances
+        if n_sd <= 0:
+            return sd
+        if name == "spike_count" and target > 0:
+            return max(COUNT_SD_FLOOR, min(sd, float(tol.count_tol(target)) / n_sd))
+        if name == "first_spike_latency_ms" and k in lowest_supra:
+            return min(sd, tol.latency_ms / n_sd)
+        return sd
 
     # ---- simulation ------------------------------------------------------------------------------------
     def record_dt(self, dt_ms: float) -> float:

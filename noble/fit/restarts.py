@@ -61,8 +61,8 @@ def _one_run(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solver
 
 def merge(starts: SolverResult, runs: list[SolverResult], best_run: int, n_terms: int, level: float
           ) -> SolverResult:
-    """The best run's result (search history, probes, posterior) with every run's evaluations and the scored
-    starts pooled for the acceptable set."""
+    """Run best_run's result (its best, search history, probes, posterior) with every run's evaluations and
+    the scored starts pooled for the acceptable set."""
     parts = [starts] + runs
     unit = np.concatenate([p.unit for p in parts])
     params = np.concatenate([p.params for p in parts])
@@ -71,8 +71,9 @@ def merge(starts: SolverResult, runs: list[SolverResult], best_run: int, n_terms
     gen = np.concatenate([p.generation for p in parts])
     mask, delta = acceptable(chi, n_terms, unit.shape[1], level)
     b = runs[best_run]
+    best = len(starts.objective) + sum(len(r.objective) for r in runs[:best_run]) + b.best
     return SolverResult(unit=unit, params=params, objective=obj, chi2=chi, generation=gen,
-                        best=int(np.argmin(obj)), accepted=mask, delta_chi2=delta, generations=b.generations,
+                        best=best, accepted=mask, delta_chi2=delta, generations=b.generations,
                         wall_s=b.wall_s, history=b.history, stop=b.stop, cov_unit=b.cov_unit,
                         n_surface_points=b.n_surface_points, samples=b.samples, unit_samples=b.unit_samples)
 
@@ -117,12 +118,15 @@ def _in_workers(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], c
 
 def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg: SolverConfig, restarts: int,
                  workers: int | None = None, rest_mV: float | None = None, rest_sem_mV: float = 0.0,
-                 min_distance: float = 0.05, callback: Callable[[int, float], None] | None = None
+                 min_distance: float = 0.05, callback: Callable[[int, float], None] | None = None,
+                 choose: Callable[[list[SolverResult], float], int] | None = None
                  ) -> tuple[SolverResult, list[dict[str, Any]]]:
     """(merged result, one summary per run) of `restarts` CMA-ES runs from the best distinct of `starts` (m, d).
 
     workers: processes (default: min(restarts, CPU count)); 1 runs them one after another in this process.
-    With restarts=1 this is `run_cmaes` from all the starts (centred on the best)."""
+    choose(runs, delta_chi2) picks the reported run (default: the lowest objective); delta_chi2 is the width of
+    the acceptable region of the pooled evaluations. With restarts=1 this is `run_cmaes` from all the starts
+    (centred on the best)."""
     starts = np.atleast_2d(starts)
     if restarts == 1:
         res = run_cmaes(problem, space, starts[0], cfg, rest_mV=rest_mV, callback=callback,
@@ -152,6 +156,9 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
             problem.n_simulated += n
     runs = [r for r, *_ in out]
     best_run = int(np.argmin([r.best_objective for r in runs]))
+    if choose is not None:
+        pooled = np.concatenate([scored.chi2] + [r.chi2 for r in runs])
+        best_run = choose(runs, acceptable(pooled, len(problem.term_labels), space.dim, cfg.level)[1])
     merged = merge(scored, runs, best_run, len(problem.term_labels), cfg.level)
     merged.wall_s = time.perf_counter() - t0
     summaries = [{"seed": c.seed, "start": int(i), "start_objective": float(scored.objective[i]),

@@ -116,3 +116,35 @@ def test_parallel_restarts_equal_sequential_ones(small_npz: Path) -> None:
     assert par.objective_search == seq.objective_search == min(r["objective"] for r in runs)
     assert sum(r["best"] for r in runs) == 1
     assert par.timing_s["neuron_runs"] == seq.timing_s["neuron_runs"] > 0
+
+
+def test_restarts_inside_the_acceptable_region_are_ranked_feasibility_first(small_npz: Path) -> None:
+    """Of two restarts the data cannot tell apart (chi2 within the acceptable region), the one meeting more
+    acceptance tolerances is reported even if its objective is a little higher; outside the region the lowest
+    objective wins. The true model meets every check; one with half the membrane area (twice the rheobase
+    and the F-I slope) cannot."""
+    from noble.fit.api import _feasibility_first, n_checks_ok, acceptance_checks
+    from noble.fit.hhmodel import IDX, params_row
+    from noble.fit.objective import FitProblem
+    from noble.fit.solver import SolverResult
+
+    problem = FitProblem.from_recording(read_recording(small_npz))
+    true = params_row(HH.preset_values("fast_spiking", {"diam_um": 60.0}))
+    small = true.copy()
+    small[IDX["diam_um"]] = 60.0 / np.sqrt(2.0)
+    ev = problem.evaluate(np.stack([true, small]), 0.025)
+    met = [n_checks_ok(acceptance_checks(problem, {n: a[i:i + 1] for n, a in ev.features.items()},
+                                         {n: a[i:i + 1] for n, a in ev.cell.items()})) for i in range(2)]
+    assert met[0] > met[1]
+
+    def run(p: np.ndarray, chi2: float) -> SolverResult:
+        one = np.ones(1)
+        return SolverResult(unit=np.zeros((1, 3)), params=p[None], objective=one * chi2 / 10, chi2=one * chi2,
+                            generation=np.zeros(1, int), best=0, accepted=np.ones(1, bool), delta_chi2=0.0,
+                            generations=1, wall_s=0.0)
+
+    notes: list[str] = []
+    choose = _feasibility_first(problem, 0.025, None, notes)
+    runs = [run(small, 10.0), run(true, 12.0)]  # the infeasible one has the lower chi2
+    assert choose(runs, 5.0) == 1 and "restart 1 reported instead of restart 0" in notes[0]
+    assert choose(runs, 1.0) == 0  # 12 is outside 10 + 1: the lowest objective stands

@@ -156,3 +156,43 @@ def test_lif_simulation_targets_match_analytic_rheobase_and_slope() -> None:
     slope_th = np.polyfit(amps[k0:k0 + 3], rate_th[k0:k0 + 3], 1)[0]
     assert t.fi_slope_Hz_per_pA == pytest.approx(slope_th, rel=0.15)
     assert t.rest_mV == pytest.approx(p["V_rest"], abs=0.1)
+
+
+def test_acceptance_tolerances_bound_the_objective_sds_and_judge_the_checks() -> None:
+    """Each acceptance tolerance is >= tolerance_sds sds of the term it judges (the +50 pA latency of the
+    regular-spiking cell scatters 12.5 ms, its tolerance is 5 ms), counts never below one spike; and the
+    checks read the same tolerances: the recording's own features pass, a latency 3 ms off passes at 5 ms
+    and fails at 2 ms."""
+    if not DATA.is_dir():
+        pytest.skip(f"real recordings folder {DATA} is absent")
+    from noble.fit.api import acceptance_checks
+    from noble.fit.objective import FitProblem, ObjectiveConfig, Tolerances
+
+    rec = read_recording(DATA / RS)
+    loose = FitProblem.from_recording(rec, ObjectiveConfig(tolerance_sds=0))
+    tight = FitProblem.from_recording(rec, ObjectiveConfig())
+    counts = tight.targets.feature_array("spike_count")
+    lowest = [int(k) for k in np.argsort(tight.amplitudes_pA) if counts[k] > 0][:2]
+    changed = 0
+    for (name, k, tgt, sd0), (_, _, _, sd1) in zip(loose._sweep_terms, tight._sweep_terms):
+        assert sd1 <= sd0 + 1e-12
+        if name == "first_spike_latency_ms" and k in lowest:
+            assert sd1 <= 5.0 / 2 + 1e-12
+            changed += sd1 < sd0
+        elif name == "spike_count" and tgt > 0:
+            assert 1.0 <= sd1 <= max(1.0, max(1.0, 0.1 * tgt) / 2) + 1e-12
+        else:
+            assert sd1 == sd0
+    assert changed == 2  # both near-rheobase latencies were looser than their tolerance
+    cells = dict((n, sd) for n, _, sd in tight._cell_terms)
+    assert cells["rest_mV"] <= 1.0 and cells["rheobase_pA"] <= 10.0
+
+    t = tight.targets
+    per = {n: tight.targets.feature_array(n)[None, :].copy() for n in ("spike_count", "first_spike_latency_ms")}
+    cell = {"rheobase_pA": np.array([t.rheobase_pA]), "rest_mV": np.array([t.rest_mV])}
+    assert acceptance_checks(tight, per, cell)["all_ok"]
+    per["first_spike_latency_ms"][0, lowest[0]] += 3.0
+    assert acceptance_checks(tight, per, cell)["all_ok"]
+    strict = FitProblem.from_recording(rec, ObjectiveConfig(tolerances=Tolerances(latency_ms=2.0)))
+    checks = acceptance_checks(strict, per, cell)
+    assert not checks["all_ok"] and [x["ok"] for x in checks["latency"]] == [False, True]
