@@ -146,10 +146,16 @@ def test_fit_upload_is_checked_then_queued(c: httpx.Client, lif_sim: dict[str, A
     bad_restarts = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)}, data={"options": '{"restarts": 0}'})
     assert bad_restarts.status_code == 422
     assert bad_restarts.json()["detail"][0]["loc"] == ["body", "options", "restarts"]
+    bad_tol = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)},
+                     data={"options": '{"tolerances": {"latency_ms": -1}}'})
+    assert bad_tol.status_code == 422
+    assert bad_tol.json()["detail"][0]["loc"] == ["body", "options", "tolerances", "latency_ms"]
     r = c.post("/v1/fit", files={"recording": ("../../etc/evil name.nwb", nwb)},
-               data={"options": '{"stage1": "off", "generations": 1, "popsize": 4, "restarts": 2}'})
+               data={"options": '{"stage1": "off", "generations": 1, "popsize": 4, "restarts": 2, '
+                                '"tolerances": {"latency_ms": 3}}'})
     assert r.status_code == 202, r.text
     job = r.json()
+    assert job["spec"]["config"]["objective"]["tolerances"]["latency_ms"] == 3
     assert job["kind"] == "fit" and job["spec"]["sweeps_found"] == 2 and job["spec"]["recording"] == "input/recording.nwb"
     d = c.delete(f"/v1/jobs/{job['id']}")  # the fit itself is exercised by noble.fit's tests
     assert d.status_code == 202 and d.json()["state"] == "cancelled"

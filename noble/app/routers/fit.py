@@ -17,6 +17,8 @@ from typing import Any, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from noble.fit.tolerances import Tolerances
+
 from ..deps import AUTH_ERRORS, metrics_of, runner_of, settings_of, store_of
 from ..errors import ApiError, field_error
 from ..schemas import JobOut
@@ -36,6 +38,8 @@ class FitOptions(BaseModel):
     popsize: int | None = Field(None, ge=4, le=256)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs (processes), best reported")
+    tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks) "
+                                                            "and bound the sds of the objective terms they judge")
 
     def fit_config(self) -> dict[str, Any]:
         solver: dict[str, Any] = {"seed": self.seed}
@@ -46,6 +50,8 @@ class FitOptions(BaseModel):
         out: dict[str, Any] = {"stage1": self.stage1, "solver": solver}
         if self.restarts is not None:
             out["restarts"] = self.restarts
+        if self.tolerances is not None:
+            out["objective"] = {"tolerances": self.tolerances.model_dump()}
         if self.sweeps is not None:
             out["sweeps"] = [int(s) for s in self.sweeps]
         return out
