@@ -123,6 +123,61 @@ def _median(xs: list[float | None]) -> float | None:
     return statistics.median(vals) if len(vals) == len(xs) and vals else None
 
 
+def best_at(run: dict[str, Any], t_s: float) -> float | None:
+    """A fit's best objective t_s seconds after it started (None before its first generation)."""
+    vals = [h["best"] for h in run["history"] if h["wall_s"] + run["before_history_s"] <= t_s]
+    return min(vals) if vals else None
+
+
+def print_report(report: dict[str, Any], path: Path) -> None:
+    """The side-by-side tables of a benchmark report (also `--from-json` on a saved one)."""
+
+    def fmt(x: float | None, unit: str = "x") -> str:
+        return "never" if x is None else f"{x:.1f}{unit}"
+
+    print(f"\n{'recording':24s} {'seed':>4s} {'variant':10s} {'wall_s':>8s} {'objective':>10s}   speed-up at the "
+          f"solver's / the two-stage objective")
+    for r in report["runs"]:
+        name = Path(r["recording"]).name[:24]
+        print(f"{name:24s} {'':>4s} {'surrogate':10s} {r['surrogate_only']['wall_s']:8.1f} "
+              f"{r['surrogate_only']['objective']:10.3f}")
+        for p in r["seeds"]:
+            print(f"{name:24s} {p['seed']:4d} {'solver':10s} {p['solver_only']['wall_s']:8.1f} "
+                  f"{p['solver_only']['objective']:10.3f}")
+            print(f"{name:24s} {p['seed']:4d} {'two-stage':10s} {p['two_stage']['wall_s']:8.1f} "
+                  f"{p['two_stage']['objective']:10.3f}   {fmt(p['speedup_at_solver_objective'])} / "
+                  f"{fmt(p['speedup_at_two_stage_objective'])} (reached the solver's objective after "
+                  f"{fmt(p['two_stage_time_to_solver_objective_s'], ' s')})")
+        m = r["median"]
+        print(f"{name:24s} {'med':>4s} solver {m['solver_wall_s']:.1f} s -> {m['solver_objective']:.3f}; two-stage "
+              f"{m['two_stage_wall_s']:.1f} s -> {m['two_stage_objective']:.3f}; speed-up "
+              f"{fmt(m['speedup_at_solver_objective'])} / {fmt(m['speedup_at_two_stage_objective'])} "
+              f"(median over seeds; 'never' if any seed never reached it)")
+    print("\nbest objective so far at a given wall time since the fit started (median over seeds; '-' before the "
+          "first generation)")
+    times = (15, 30, 60, 120, 240)
+    print(f"{'recording':24s} {'variant':10s} " + " ".join(f"{t:>7d}s" for t in times))
+    for r in report["runs"]:
+        name = Path(r["recording"]).name[:24]
+        for key, label in (("solver_only", "solver"), ("two_stage", "two-stage")):
+            cells = []
+            for t in times:
+                vals = [best_at(p[key], t) for p in r["seeds"]]
+                cells.append("-" if any(v is None for v in vals) else f"{statistics.median(vals):.2f}")
+            print(f"{name:24s} {label:10s} " + " ".join(f"{c:>8s}" for c in cells))
+    print("\nacceptance (two-stage fits): spike counts within max(1, 10 %) | rheobase +-20 pA | latency +-5 ms at "
+          "the two lowest supra-threshold sweeps | rest +-2 mV")
+    for r in report["runs"]:
+        for p in r["seeds"]:
+            c = p["two_stage"]["checks"]
+            lat = "; ".join(f"{x['amplitude_pA']:+.0f} pA {x['data_ms']:.1f}/{x['model_ms']:.1f}"
+                            if x["model_ms"] is not None else f"{x['amplitude_pA']:+.0f} pA silent" for x in c["latency"])
+            print(f"  {Path(r['recording']).name} seed {p['seed']}: counts {c['spike_counts_ok']}, rheobase "
+                  f"{c['rheobase']['data_pA']:.1f}/{c['rheobase']['model_pA']} pA, latency data/model {lat}, rest "
+                  f"{c['rest']['data_mV']:.1f}/{c['rest']['model_mV']:.1f} mV, all ok: {c['all_ok']}")
+    print(f"\nwritten: {path}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recordings", nargs="*", type=Path, default=[DEFAULT])
@@ -136,7 +191,11 @@ def main() -> None:
                     help="CMA-ES restarts of each variant (1: the time-to-reach below is one run's own history)")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "bench_fit")
     ap.add_argument("--verbose", action="store_true")
+    ap.add_argument("--from-json", type=Path, default=None, help="print the tables of a saved bench_fit.json")
     args = ap.parse_args()
+    if args.from_json is not None:
+        print_report(json.loads(args.from_json.read_text()), args.from_json)
+        return
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, format="%(message)s")
     logging.getLogger("brian2").setLevel(logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -177,38 +236,7 @@ def main() -> None:
         report["runs"].append(run)
         (args.out / "bench_fit.json").write_text(json.dumps(report, indent=1, default=float) + "\n")
 
-    def fmt(x: float | None, unit: str = "x") -> str:
-        return "never" if x is None else f"{x:.1f}{unit}"
-
-    print(f"\n{'recording':24s} {'seed':>4s} {'variant':10s} {'wall_s':>8s} {'objective':>10s}   speed-up at the "
-          f"solver's / the two-stage objective")
-    for r in report["runs"]:
-        name = Path(r["recording"]).name[:24]
-        print(f"{name:24s} {'':>4s} {'surrogate':10s} {r['surrogate_only']['wall_s']:8.1f} "
-              f"{r['surrogate_only']['objective']:10.3f}")
-        for p in r["seeds"]:
-            print(f"{name:24s} {p['seed']:4d} {'solver':10s} {p['solver_only']['wall_s']:8.1f} "
-                  f"{p['solver_only']['objective']:10.3f}")
-            print(f"{name:24s} {p['seed']:4d} {'two-stage':10s} {p['two_stage']['wall_s']:8.1f} "
-                  f"{p['two_stage']['objective']:10.3f}   {fmt(p['speedup_at_solver_objective'])} / "
-                  f"{fmt(p['speedup_at_two_stage_objective'])} (reached the solver's objective after "
-                  f"{fmt(p['two_stage_time_to_solver_objective_s'], ' s')})")
-        m = r["median"]
-        print(f"{name:24s} {'med':>4s} solver {m['solver_wall_s']:.1f} s -> {m['solver_objective']:.3f}; two-stage "
-              f"{m['two_stage_wall_s']:.1f} s -> {m['two_stage_objective']:.3f}; speed-up "
-              f"{fmt(m['speedup_at_solver_objective'])} / {fmt(m['speedup_at_two_stage_objective'])} "
-              f"(median over seeds; 'never' if any seed never reached it)")
-    print("\nacceptance (two-stage fits): spike counts within max(1, 10 %) | rheobase +-20 pA | latency +-5 ms at "
-          "the two lowest supra-threshold sweeps | rest +-2 mV")
-    for r in report["runs"]:
-        for p in r["seeds"]:
-            c = p["two_stage"]["checks"]
-            lat = "; ".join(f"{x['amplitude_pA']:+.0f} pA {x['data_ms']:.1f}/{x['model_ms']:.1f}"
-                            if x["model_ms"] is not None else f"{x['amplitude_pA']:+.0f} pA silent" for x in c["latency"])
-            print(f"  {Path(r['recording']).name} seed {p['seed']}: counts {c['spike_counts_ok']}, rheobase "
-                  f"{c['rheobase']['data_pA']:.1f}/{c['rheobase']['model_pA']} pA, latency data/model {lat}, rest "
-                  f"{c['rest']['data_mV']:.1f}/{c['rest']['model_mV']:.1f} mV, all ok: {c['all_ok']}")
-    print(f"\nwritten: {args.out / 'bench_fit.json'}")
+    print_report(report, args.out / "bench_fit.json")
 
 
 if __name__ == "__main__":
