@@ -52,9 +52,13 @@ def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
         # rest, then shifted by the fitted leak shift for spontaneously active cells (no rest to pin)
         model_rest, pinned = res.checks["rest"]["model_mV"], res.checks["rest"]["data_mV"]
         quiet = res.model_measures["spontaneous_rate_Hz"] == 0.0
-        if res.holding_current_pA == 0.0 and quiet:  # the simulation rests at the model's own stable fixed point
+        if res.holding_current_pA == 0.0 and quiet:
+            # the simulation rests at the model's own stable fixed point: the one nearest where it starts (the
+            # recorded rest), as a model can be bistable (a 1-generation winner on 17o05028 had stable points at
+            # -98.9 mV and, in depolarisation block, -23.1 mV, and sat at the latter)
             vals = {k: v["value"] for k, v in res.parameters.items() if k in HH_NAMES}
-            assert abs(model_rest - resting_potential(params_row(vals)[None])[0][0]) < 1.0
+            fixed = resting_potential(params_row(vals)[None], hint_mV=pinned)[0][0]
+            assert abs(model_rest - fixed) < 1.0
         if name == FILES[0]:  # a quiescent cell: the pinned fixed point is its rest
             assert abs(model_rest - pinned) < 1.0
         # For the spontaneously active cells the model may pace (its median voltage is then no fixed point) or
