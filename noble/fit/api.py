@@ -142,7 +142,7 @@ def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dic
     amps = problem.amplitudes_pA
     data_n = t.feature_array("spike_count")
     model_n = per["spike_count"][0]
-    sup = [k for k in np.argsort(amps, kind="stable") if data_n[k] > 0]
+    sup = problem.supra_threshold_sweeps
     counts = []
     for k in sup:
         tol_n = float(tol.count_tol(data_n[k]))

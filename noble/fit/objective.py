@@ -190,9 +190,7 @@ class FitProblem:
         labels: list[tuple[str, str]] = []
         weights: list[float] = []
         self._sweep_terms: list[tuple[str, int, float, float]] = []  # feature, sweep, target, sd
-        counts = self.targets.feature_array("spike_count")
-        order = np.argsort(self.amplitudes_pA, kind="stable")
-        lowest_supra = [int(k) for k in order if counts[k] > 0][:2]
+        lowest_supra = self.supra_threshold_sweeps[:2]
         jitter = self.phase_aligned_latency_sd() if self.aligns_phase else {}
         for name, w in self.config.weights.items():
             if w <= 0:
@@ -204,7 +202,7 @@ class FitProblem:
                     sd = float(fsd.sd_at(val))
                     if name == "first_spike_latency_ms" and k in jitter:
                         sd = jitter[k]
-                    sd = self._bounded_sd(name, k, float(val), sd, lowest_supra)
+                    sd = self._bounded_sd(name, k, float(val), sd)
                     self._sweep_terms.append((name, k, float(val), sd))
                     labels.append((self.sweep_label(k), name))
                     wk = w
@@ -214,19 +212,15 @@ class FitProblem:
         self._cell_terms: list[tuple[str, float, float]] = []
         t = self.targets
         c = self.config
-        tol, n_sd = c.tolerances, c.tolerance_sds
+        tol = c.tolerances
         if c.rheobase_weight > 0 and t.rheobase_pA is not None:
-            sd_rheo = min(c.rheobase_sd_pA, tol.rheobase_pA / n_sd) if n_sd > 0 else c.rheobase_sd_pA
-            self._cell_terms.append(("rheobase_pA", t.rheobase_pA, sd_rheo))
+            self._cell_terms.append(("rheobase_pA", t.rheobase_pA, self._within(c.rheobase_sd_pA, tol.rheobase_pA)))
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
             # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
             sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
-            sd_rest = max(sem, 0.5)
-            if n_sd > 0:
-                sd_rest = min(sd_rest, tol.rest_mV / n_sd)
-            self._cell_terms.append(("rest_mV", t.rest_mV, sd_rest))
+            self._cell_terms.append(("rest_mV", t.rest_mV, self._within(max(sem, 0.5), tol.rest_mV)))
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:
@@ -236,16 +230,26 @@ class FitProblem:
         self.term_labels = labels
         self.term_weights = np.asarray(weights, dtype=np.float64)
 
-    def _bounded_sd(self, name: str, k: int, target: float, sd: float, lowest_supra: list[int]) -> float:
-        """A term's sd bounded by the acceptance tolerance it is judged by (module docstring)."""
+    @cached_property
+    def supra_threshold_sweeps(self) -> list[int]:
+        """Sweeps (recording order indices) where the recording fires in the step, by increasing amplitude: the
+        sweeps the spike-count checks judge, the first two also the latency checks (`api.acceptance_checks`)."""
+        counts = self.targets.feature_array("spike_count")
+        return [int(k) for k in np.argsort(self.amplitudes_pA, kind="stable") if counts[k] > 0]
+
+    def _within(self, sd: float, tolerance: float) -> float:
+        """sd bounded so that the tolerance is at least `tolerance_sds` sds (unbounded when that is 0)."""
         n_sd = self.config.tolerance_sds
+        return min(sd, tolerance / n_sd) if n_sd > 0 else sd
+
+    def _bounded_sd(self, name: str, k: int, target: float, sd: float) -> float:
+        """A sweep term's sd bounded by the acceptance tolerance it is judged by (module docstring)."""
         tol = self.config.tolerances
-        if n_sd <= 0:
-            return sd
         if name == "spike_count" and target > 0:
-            return max(COUNT_SD_FLOOR, min(sd, float(tol.count_tol(target)) / n_sd))
-        if name == "first_spike_latency_ms" and k in lowest_supra:
-            return min(sd, tol.latency_ms / n_sd)
+            # (the data's count sd is itself floored at 1 spike, so the floor changes nothing when unbounded)
+            return max(COUNT_SD_FLOOR, self._within(sd, float(tol.count_tol(target))))
+        if name == "first_spike_latency_ms" and k in self.supra_threshold_sweeps[:2]:
+            return self._within(sd, tol.latency_ms)
         return sd
 
     # ---- simulation ------------------------------------------------------------------------------------
