@@ -20,7 +20,11 @@ slow currents apart, and a single F-I point hides it).
 
 The user's acceptance tolerances (`Tolerances`: spike count, rheobase, near-rheobase latency, rest) bound the
 sds of the terms they judge: sd <= tolerance / `tolerance_sds` (never below the feature's floor), so a fit
-that leaves a tolerance pays at least `tolerance_sds` sds for it. Without the bound a term whose data scatter
+that leaves a tolerance pays at least `tolerance_sds` sds for it. Beyond the tolerance the term also pays
+`tolerance_penalty` x w x (|z| - z_tol) in the objective the search ranks by: an exact (L1) penalty, which for a
+large enough multiplier makes the penalised minimum the constrained one (the checks met) wherever the family
+can meet them, and leaves the fit unchanged where it already does. chi2 (and so the reported uncertainty) is
+the data's misfit alone. Without the bound a term whose data scatter
 is wide can miss its tolerance cheaply while unreachable features (a pacemaker's input resistance, an AHP the
 family cannot shape) pull on the same parameters: the regular-spiking recording's +50 pA latency sd was 12.5 ms
 against a 5 ms tolerance, the fast-spiking cell's 0 pA latency sd 11.8 ms.
@@ -81,6 +85,10 @@ class ObjectiveConfig(BaseModel):
     tolerances: Tolerances = Field(default_factory=Tolerances)
     tolerance_sds: float = Field(2.0, ge=0, description="each tolerance is at least this many sds of the term it "
                                                         "judges (0: sds from the data's scatter alone)")
+    tolerance_penalty: float = Field(
+        10.0, ge=0, description="added to the objective's ranking per sd a tolerance-judged term lies beyond its "
+                                "tolerance (x the term's weight): an exact L1 penalty for the acceptance checks "
+                                "(0: none); chi2 and the uncertainty exclude it")
     settle_ms: float | None = Field(
         None, ge=0, le=5000, description="simulated (and discarded) before each sweep at the holding current; "
                                          "None: 300 ms for a spontaneously active recording, else 0")
@@ -162,6 +170,7 @@ class FitProblem:
     crop_start_ms: list[float]
     term_labels: list[tuple[str, str]] = field(default_factory=list)  # (sweep label, feature)
     term_weights: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    term_tolerance_z: np.ndarray = field(default_factory=lambda: np.zeros(0))  # |z| at each term's tolerance
     n_simulated: int = 0  # neuron-runs simulated so far
     sim_seconds: float = 0.0
     feature_seconds: float = 0.0
@@ -190,6 +199,7 @@ class FitProblem:
         labels: list[tuple[str, str]] = []
         weights: list[float] = []
         self._sweep_terms: list[tuple[str, int, float, float]] = []  # feature, sweep, target, sd
+        tol_z: list[float] = []  # |z| at the acceptance tolerance of each term (inf: no tolerance judges it)
         lowest_supra = self.supra_threshold_sweeps[:2]
         jitter = self.phase_aligned_latency_sd() if self.aligns_phase else {}
         for name, w in self.config.weights.items():
@@ -204,6 +214,7 @@ class FitProblem:
                         sd = jitter[k]
                     sd = self._bounded_sd(name, k, float(val), sd)
                     self._sweep_terms.append((name, k, float(val), sd))
+                    tol_z.append(self._tolerance(name, k, float(val)) / sd)
                     labels.append((self.sweep_label(k), name))
                     wk = w
                     if name == "first_spike_latency_ms" and k in lowest_supra:
@@ -215,20 +226,24 @@ class FitProblem:
         tol = c.tolerances
         if c.rheobase_weight > 0 and t.rheobase_pA is not None:
             self._cell_terms.append(("rheobase_pA", t.rheobase_pA, self._within(c.rheobase_sd_pA, tol.rheobase_pA)))
+            tol_z.append(tol.rheobase_pA / self._cell_terms[-1][2])
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
             # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
             sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
             self._cell_terms.append(("rest_mV", t.rest_mV, self._within(max(sem, 0.5), tol.rest_mV)))
+            tol_z.append(tol.rest_mV / self._cell_terms[-1][2])
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:
             self._cell_terms.append(("spontaneous_rate_Hz", t.spontaneous_rate_Hz, c.spontaneous_sd_Hz))
+            tol_z.append(math.inf)
             labels.append(("cell", "spontaneous_rate_Hz"))
             weights.append(c.spontaneous_weight)
         self.term_labels = labels
         self.term_weights = np.asarray(weights, dtype=np.float64)
+        self.term_tolerance_z = np.asarray(tol_z, dtype=np.float64)
 
     @cached_property
     def supra_threshold_sweeps(self) -> list[int]:
@@ -244,13 +259,28 @@ class FitProblem:
 
     def _bounded_sd(self, name: str, k: int, target: float, sd: float) -> float:
         """A sweep term's sd bounded by the acceptance tolerance it is judged by (module docstring)."""
+        tol = self._tolerance(name, k, target)
+        if not math.isfinite(tol):
+            return sd
+        if name == "spike_count":
+            # (the data's count sd is itself floored at 1 spike, so the floor changes nothing when unbounded)
+            return max(COUNT_SD_FLOOR, self._within(sd, tol))
+        return self._within(sd, tol)
+
+    def _tolerance(self, name: str, k: int, target: float) -> float:
+        """The acceptance tolerance judging sweep term (name, sweep k) (inf: none), as `api.acceptance_checks`."""
         tol = self.config.tolerances
         if name == "spike_count" and target > 0:
-            # (the data's count sd is itself floored at 1 spike, so the floor changes nothing when unbounded)
-            return max(COUNT_SD_FLOOR, self._within(sd, float(tol.count_tol(target))))
+            return float(tol.count_tol(target))
         if name == "first_spike_latency_ms" and k in self.supra_threshold_sweeps[:2]:
-            return self._within(sd, tol.latency_ms)
-        return sd
+            return tol.latency_ms
+        return math.inf
+
+    def tolerance_excess(self, z: np.ndarray) -> np.ndarray:
+        """(C,) sum_k w_k max(0, |z_k| - z_tol_k): how far, in weighted sds, candidates lie beyond the acceptance
+        tolerances (0 when every judged term is within its tolerance)."""
+        over = np.maximum(0.0, np.abs(z) - self.term_tolerance_z)  # inf tolerance -> 0
+        return over @ self.term_weights
 
     # ---- simulation ------------------------------------------------------------------------------------
     def record_dt(self, dt_ms: float) -> float:
@@ -471,7 +501,7 @@ class FitProblem:
         if diverged.any():
             z[diverged] = self.config.z_cap
             chi2[diverged] = float(huber(np.array(self.config.z_cap), self.config.huber_c)) * self.term_weights.sum()
-        obj = chi2 / float(self.term_weights.sum())
+        obj = (chi2 + self.config.tolerance_penalty * self.tolerance_excess(z)) / float(self.term_weights.sum())
         return Evaluation(objective=obj, chi2=chi2, z=z, features=per, cell=cell,
                           v_mV=v if keep_traces else None, dt_ms=rec_dt)
 

@@ -196,3 +196,42 @@ def test_acceptance_tolerances_bound_the_objective_sds_and_judge_the_checks() ->
     strict = FitProblem.from_recording(rec, ObjectiveConfig(tolerances=Tolerances(latency_ms=2.0)))
     checks = acceptance_checks(strict, per, cell)
     assert not checks["all_ok"] and [x["ok"] for x in checks["latency"]] == [False, True]
+
+
+@pytest.mark.parametrize("name", [RS, FSI])
+def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name: str) -> None:
+    """The objective's L1 penalty and the acceptance checks read the same tolerances: over random perturbations
+    of the judged features (counts, near-rheobase latencies, rest, rheobase) the penalty is 0 iff every check
+    passes, and it grows with the distance beyond a tolerance."""
+    if not DATA.is_dir():
+        pytest.skip(f"real recordings folder {DATA} is absent")
+    from noble.datagen.features import TRACE_FEATURES
+    from noble.fit.api import acceptance_checks
+    from noble.fit.objective import FitProblem
+
+    prob = FitProblem.from_recording(read_recording(DATA / name))
+    t = prob.targets
+    C = 400
+    rng = np.random.default_rng(7)
+    per = {n: np.repeat(t.feature_array(n)[None, :], C, axis=0).astype(float) for n in TRACE_FEATURES}
+    cell = {"rheobase_pA": np.full(C, t.rheobase_pA), "rest_mV": np.full(C, t.rest_mV),
+            "spontaneous_rate_Hz": np.full(C, t.spontaneous_rate_Hz)}
+    sup = prob.supra_threshold_sweeps
+    counts = per["spike_count"]
+    for k in sup:  # integer shifts around the tolerance edge, so both outcomes occur
+        tol = max(1.0, 0.1 * counts[0, k])
+        counts[:, k] += np.round(rng.choice([0.0, 1.0], C, p=[0.8, 0.2]) * rng.uniform(-1.6, 1.6, C) * tol)
+    for k in sup[:2]:
+        per["first_spike_latency_ms"][:, k] += rng.choice([0.0, 1.0], C, p=[0.6, 0.4]) * rng.uniform(-8, 8, C)
+    cell["rest_mV"] += rng.choice([0.0, 1.0], C, p=[0.7, 0.3]) * rng.uniform(-3, 3, C)
+    cell["rheobase_pA"] += rng.choice([0.0, 1.0], C, p=[0.7, 0.3]) * rng.uniform(-30, 30, C)
+    z, chi2 = prob.score(per, cell)
+    excess = prob.tolerance_excess(z)
+    ok = np.array([acceptance_checks(prob, {n: a[c:c + 1] for n, a in per.items()},
+                                     {n: a[c:c + 1] for n, a in cell.items()})["all_ok"] for c in range(C)])
+    assert 40 < ok.sum() < C - 40  # both outcomes are exercised
+    np.testing.assert_array_equal(excess == 0, ok)
+    # one count pushed further beyond its tolerance costs more, linearly in sds
+    top = sup[-1]
+    z2, _ = prob.score({**per, "spike_count": counts + np.eye(counts.shape[1])[top] * 50}, cell)
+    assert np.all(prob.tolerance_excess(z2) > excess)
