@@ -104,9 +104,13 @@ class FitResult(BaseModel):
     parameters: dict[str, dict[str, Any]]
     equivalent_bias_pA: float = Field(..., description="the fitted model as the preset's E_leak + this holding current")
     holding_current_pA: float = Field(0.0, description="holding current simulated when E_leak is beyond its range")
-    objective: float = Field(..., description="mean squared z of the reported fit (final dt)")
+    objective: float = Field(..., description="mean (Huber) squared z of the reported fit at the final dt, plus the "
+                                              "tolerance penalty: (chi2 + tolerance_penalty x tolerance_excess) / "
+                                              "sum of the term weights")
     objective_search: float = Field(..., description="best objective during the search (search dt)")
     chi2: float
+    tolerance_excess: float = Field(0.0, description="weighted sds by which the fit lies beyond its acceptance "
+                                                     "tolerances (0: within every one)")
     n_terms: int
     per_feature_rms_z: dict[str, float]
     per_sweep_rms_z: dict[str, float]
@@ -188,9 +192,12 @@ def _feasibility_first(problem: FitProblem, dt_ms: float, rest_mV: float | None,
     optimisation (Deb 2000), restricted to the acceptable region so it never trades fit quality for it."""
 
     def choose(runs: list[Any], delta_chi2: float) -> int:
+        # 'lowest' is the search's own ranking (the objective, tolerance penalty included); 'near' are the runs
+        # whose chi2 (the data's misfit alone) the data cannot tell from it
+        objective = np.array([r.best_objective for r in runs])
         chi2 = np.array([r.chi2[r.best] for r in runs])
-        near = [k for k in range(len(runs)) if chi2[k] <= chi2.min() + delta_chi2]
-        lowest = int(np.argmin(chi2))
+        lowest = int(np.argmin(objective))
+        near = [k for k in range(len(runs)) if chi2[k] <= chi2[lowest] + delta_chi2]
         if len(near) < 2:
             return lowest
         P = np.stack([runs[k].best_params for k in near])
@@ -200,7 +207,7 @@ def _feasibility_first(problem: FitProblem, dt_ms: float, rest_mV: float | None,
             checks = acceptance_checks(problem, {n: a[i:i + 1] for n, a in ev.features.items()},
                                        {n: a[i:i + 1] for n, a in ev.cell.items()})
             met.append(n_checks_ok(checks))
-        pick = near[min(range(len(near)), key=lambda i: (-met[i], chi2[near[i]]))]
+        pick = near[min(range(len(near)), key=lambda i: (-met[i], objective[near[i]]))]
         if pick != lowest:
             notes.append(f"restart {pick} reported instead of restart {lowest} (lowest objective, "
                          f"{runs[lowest].best_objective:.3f} vs {runs[pick].best_objective:.3f}, inside the acceptable "
@@ -404,6 +411,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                 for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],
         stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias, holding_current_pA=holding,
         objective=float(ev.objective[0]), objective_search=res.best_objective, chi2=float(ev.chi2[0]),
+        tolerance_excess=float(problem.tolerance_excess(ev.z)[0]),
         n_terms=len(problem.term_labels), per_feature_rms_z=problem.per_feature_rms_z(z),
         per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,
         targets=t.model_dump(mode="json"),
