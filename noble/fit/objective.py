@@ -20,8 +20,9 @@ slow currents apart, and a single F-I point hides it).
 
 The user's acceptance tolerances (`Tolerances`: spike count, rheobase, near-rheobase latency, rest) bound the
 sds of the terms they judge: sd <= tolerance / `tolerance_sds` (never below the feature's floor), so a fit
-that leaves a tolerance pays at least `tolerance_sds` sds for it. Beyond the tolerance the term also pays
-`tolerance_penalty` x w x (|z| - z_tol) in the objective the search ranks by: an exact (L1) penalty, which for a
+that leaves a tolerance pays at least `tolerance_sds` sds for it. With `tolerance_penalty` > 0 (off by default,
+see its field) a term beyond its tolerance (x `tolerance_margin`) also pays `tolerance_penalty` x w x (|z| - z_tol)
+in the objective the search ranks by: an exact (L1) penalty, which for a
 large enough multiplier makes the penalised minimum the constrained one (the checks met) wherever the family
 can meet them, and leaves the fit unchanged where it already does. chi2 (and so the reported uncertainty) is
 the data's misfit alone. Without the bound a term whose data scatter
@@ -85,10 +86,17 @@ class ObjectiveConfig(BaseModel):
     tolerances: Tolerances = Field(default_factory=Tolerances)
     tolerance_sds: float = Field(2.0, ge=0, description="each tolerance is at least this many sds of the term it "
                                                         "judges (0: sds from the data's scatter alone)")
+    # Off by default: at 10 the 4-restart fits of all three real recordings met every check (without: the FSI
+    # misses one count), but the penalised search ends at a worse chi2 (RS 514 vs 298) and the synthetic recovery
+    # fit (30 generations) ended 4 % off in diam_um, outside its interval (without: inside). Opt in per fit.
     tolerance_penalty: float = Field(
-        10.0, ge=0, description="added to the objective's ranking per sd a tolerance-judged term lies beyond its "
-                                "tolerance (x the term's weight): an exact L1 penalty for the acceptance checks "
-                                "(0: none); chi2 and the uncertainty exclude it")
+        0.0, ge=0, description="added to the objective's ranking per sd a tolerance-judged term lies beyond its "
+                               "tolerance (x the term's weight): an exact L1 penalty for the acceptance checks "
+                               "(0: none); chi2 and the uncertainty exclude it")
+    tolerance_margin: float = Field(
+        1.0, gt=0, le=1, description="the penalty starts at this fraction of the latency, rest and rheobase "
+                                     "tolerances (counts, integers, at the tolerance): a margin for the search dt, "
+                                     "coarser than the dt the checks are judged at")
     settle_ms: float | None = Field(
         None, ge=0, le=5000, description="simulated (and discarded) before each sweep at the holding current; "
                                          "None: 300 ms for a spontaneously active recording, else 0")
@@ -214,7 +222,8 @@ class FitProblem:
                         sd = jitter[k]
                     sd = self._bounded_sd(name, k, float(val), sd)
                     self._sweep_terms.append((name, k, float(val), sd))
-                    tol_z.append(self._tolerance(name, k, float(val)) / sd)
+                    edge = self._tolerance(name, k, float(val))
+                    tol_z.append((edge if name == "spike_count" else self.config.tolerance_margin * edge) / sd)
                     labels.append((self.sweep_label(k), name))
                     wk = w
                     if name == "first_spike_latency_ms" and k in lowest_supra:
@@ -226,14 +235,14 @@ class FitProblem:
         tol = c.tolerances
         if c.rheobase_weight > 0 and t.rheobase_pA is not None:
             self._cell_terms.append(("rheobase_pA", t.rheobase_pA, self._within(c.rheobase_sd_pA, tol.rheobase_pA)))
-            tol_z.append(tol.rheobase_pA / self._cell_terms[-1][2])
+            tol_z.append(c.tolerance_margin * tol.rheobase_pA / self._cell_terms[-1][2])
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
             # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
             sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
             self._cell_terms.append(("rest_mV", t.rest_mV, self._within(max(sem, 0.5), tol.rest_mV)))
-            tol_z.append(tol.rest_mV / self._cell_terms[-1][2])
+            tol_z.append(c.tolerance_margin * tol.rest_mV / self._cell_terms[-1][2])
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:

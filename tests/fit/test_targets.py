@@ -200,16 +200,16 @@ def test_acceptance_tolerances_bound_the_objective_sds_and_judge_the_checks() ->
 
 @pytest.mark.parametrize("name", [RS, FSI])
 def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name: str) -> None:
-    """The objective's L1 penalty and the acceptance checks read the same tolerances: over random perturbations
-    of the judged features (counts, near-rheobase latencies, rest, rheobase) the penalty is 0 iff every check
-    passes, and it grows with the distance beyond a tolerance."""
+    """The objective's L1 penalty (margin 1) and the acceptance checks read the same tolerances: over random
+    perturbations of the judged features (counts, near-rheobase latencies, rest, rheobase) the penalty is 0 iff
+    every check passes, and it grows with the distance beyond a tolerance."""
     if not DATA.is_dir():
         pytest.skip(f"real recordings folder {DATA} is absent")
     from noble.datagen.features import TRACE_FEATURES
     from noble.fit.api import acceptance_checks
-    from noble.fit.objective import FitProblem
+    from noble.fit.objective import FitProblem, ObjectiveConfig
 
-    prob = FitProblem.from_recording(read_recording(DATA / name))
+    prob = FitProblem.from_recording(read_recording(DATA / name), ObjectiveConfig(tolerance_margin=1.0))
     t = prob.targets
     C = 400
     rng = np.random.default_rng(7)
@@ -235,3 +235,31 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
     top = sup[-1]
     z2, _ = prob.score({**per, "spike_count": counts + np.eye(counts.shape[1])[top] * 50}, cell)
     assert np.all(prob.tolerance_excess(z2) > excess)
+
+
+def test_tolerance_margin_starts_the_penalty_inside_the_latency_rest_and_rheobase_tolerances() -> None:
+    """With tolerance_margin 0.8 a latency 4.5 ms off (inside the 5 ms tolerance, beyond 4 ms), a rest 1.8 mV off
+    and a rheobase 18 pA off are penalised while their checks pass; a count off by exactly its tolerance
+    (integers: no margin) is not."""
+    if not DATA.is_dir():
+        pytest.skip(f"real recordings folder {DATA} is absent")
+    from noble.datagen.features import TRACE_FEATURES
+    from noble.fit.api import acceptance_checks
+    from noble.fit.objective import FitProblem, ObjectiveConfig
+
+    rec = read_recording(DATA / RS)
+    prob = FitProblem.from_recording(rec, ObjectiveConfig(tolerance_margin=0.8))
+    t = prob.targets
+    per = {n: t.feature_array(n)[None, :].astype(float) for n in TRACE_FEATURES}
+    cell = {"rheobase_pA": np.array([t.rheobase_pA]), "rest_mV": np.array([t.rest_mV]),
+            "spontaneous_rate_Hz": np.array([t.spontaneous_rate_Hz])}
+    low, top = prob.supra_threshold_sweeps[0], prob.supra_threshold_sweeps[-1]
+    per["spike_count"][0, top] += 1.0  # 9 spikes: tolerance 1
+    assert prob.tolerance_excess(prob.score(per, cell)[0])[0] == 0.0
+    per["first_spike_latency_ms"][0, low] += 4.5
+    assert acceptance_checks(prob, per, cell)["all_ok"]
+    assert prob.tolerance_excess(prob.score(per, cell)[0])[0] > 0.0
+    per["first_spike_latency_ms"][0, low] -= 4.5
+    for field, shift in (("rest_mV", 1.8), ("rheobase_pA", 18.0)):  # 0.9 of their tolerances
+        c2 = {**cell, field: cell[field] + shift}
+        assert acceptance_checks(prob, per, c2)["all_ok"] and prob.tolerance_excess(prob.score(per, c2)[0])[0] > 0

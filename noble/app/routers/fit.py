@@ -38,9 +38,8 @@ class FitOptions(BaseModel):
     popsize: int | None = Field(None, ge=4, le=256)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs (processes), best reported")
-    tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks), "
-                                                            "bound the sds of the objective terms they judge and "
-                                                            "penalise the search beyond them")
+    tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks) "
+                                                            "and bound the sds of the objective terms they judge")
 
     def fit_config(self) -> dict[str, Any]:
         solver: dict[str, Any] = {"seed": self.seed}
