@@ -110,7 +110,7 @@ class FitResult(BaseModel):
     objective_search: float = Field(..., description="best objective during the search (search dt)")
     chi2: float
     tolerance_excess: float = Field(0.0, description="weighted sds by which the fit lies beyond its acceptance "
-                                                     "tolerances (0: within every one)")
+                                                     "tolerances (x tolerance_margin; 0: within every one)")
     n_terms: int
     per_feature_rms_z: dict[str, float]
     per_sweep_rms_z: dict[str, float]

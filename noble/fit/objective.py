@@ -20,15 +20,15 @@ slow currents apart, and a single F-I point hides it).
 
 The user's acceptance tolerances (`Tolerances`: spike count, rheobase, near-rheobase latency, rest) bound the
 sds of the terms they judge: sd <= tolerance / `tolerance_sds` (never below the feature's floor), so a fit
-that leaves a tolerance pays at least `tolerance_sds` sds for it. With `tolerance_penalty` > 0 (off by default,
-see its field) a term beyond its tolerance (x `tolerance_margin`) also pays `tolerance_penalty` x w x (|z| - z_tol)
-in the objective the search ranks by: an exact (L1) penalty, which for a
-large enough multiplier makes the penalised minimum the constrained one (the checks met) wherever the family
-can meet them, and leaves the fit unchanged where it already does. chi2 (and so the reported uncertainty) is
-the data's misfit alone. Without the bound a term whose data scatter
+that leaves a tolerance pays at least `tolerance_sds` sds for it. Without the bound a term whose data scatter
 is wide can miss its tolerance cheaply while unreachable features (a pacemaker's input resistance, an AHP the
 family cannot shape) pull on the same parameters: the regular-spiking recording's +50 pA latency sd was 12.5 ms
 against a 5 ms tolerance, the fast-spiking cell's 0 pA latency sd 11.8 ms.
+
+With `tolerance_penalty` > 0 (off by default, see its field) a term beyond its tolerance (x `tolerance_margin`)
+also pays `tolerance_penalty` x w x (|z| - z_tol) in the objective the search ranks by: an exact (L1) penalty,
+which for a large enough multiplier makes the penalised minimum the constrained one (the checks met) wherever
+the family can meet them. chi2 (and so the reported uncertainty) is the data's misfit alone.
 """
 
 from __future__ import annotations
