@@ -219,7 +219,7 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
     sup = prob.supra_threshold_sweeps
     counts = per["spike_count"]
     for k in sup:  # integer shifts around the tolerance edge, so both outcomes occur
-        tol = max(1.0, 0.1 * counts[0, k])
+        tol = float(prob.config.tolerances.count_tol(counts[0, k]))
         counts[:, k] += np.round(rng.choice([0.0, 1.0], C, p=[0.8, 0.2]) * rng.uniform(-1.6, 1.6, C) * tol)
     for k in sup[:2]:
         per["first_spike_latency_ms"][:, k] += rng.choice([0.0, 1.0], C, p=[0.6, 0.4]) * rng.uniform(-8, 8, C)
@@ -231,7 +231,7 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
                                      {n: a[c:c + 1] for n, a in cell.items()})["all_ok"] for c in range(C)])
     assert 40 < ok.sum() < C - 40  # both outcomes are exercised
     np.testing.assert_array_equal(excess == 0, ok)
-    # one count pushed further beyond its tolerance costs more, linearly in sds
+    # one count pushed further beyond its tolerance costs more
     top = sup[-1]
     z2, _ = prob.score({**per, "spike_count": counts + np.eye(counts.shape[1])[top] * 50}, cell)
     assert np.all(prob.tolerance_excess(z2) > excess)
