@@ -32,9 +32,10 @@ from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
 from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
-from .objective import FitProblem, ObjectiveConfig, select_sweeps
+from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
+from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
-from .solver import SolverConfig
+from .solver import SolverConfig, SolverResult
 from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,8 @@ class FitConfig(BaseModel):
                                                       "the best is reported (restarts.py)")
     workers: int | None = Field(None, ge=1, le=64, description="processes for the restarts (default: one per "
                                                                "restart up to the CPU count; 1: in this process)")
+    polish: PolishConfig = Field(default_factory=PolishConfig,
+                                 description="feasibility polish when the reported fit misses an acceptance check")
     prefer_within_tolerances: bool = Field(
         True, description="among restarts whose best fits are statistically indistinguishable (chi2 within the "
                           "acceptable region of the best), report the one that meets the most acceptance "
@@ -217,6 +220,37 @@ def _feasibility_first(problem: FitProblem, dt_ms: float, rest_mV: float | None,
     return choose
 
 
+def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evaluation, checks: dict[str, Any],
+            cfg: FitConfig, solver_cfg: SolverConfig, pin: float | None, notes: list[str]
+            ) -> tuple[SolverResult, Evaluation, dict[str, Any], dict[str, Any]]:
+    """The feasibility polish (`polish.py`) of a fit that misses a check: (result, its evaluation at the
+    reporting dt, checks, info), the polished candidate reported when one meets every check inside the
+    acceptable region of the fit's chi2 (else the fit as it was)."""
+    delta = res.delta_chi2
+    limit = float(ev.chi2[0]) + delta
+    pol = polish_feasibility(problem, space, res.unit[res.best], limit, cfg.final_dt_ms, solver_cfg, cfg.polish,
+                             rest_mV=pin)
+    problem.sim_seconds += pol.sim_seconds
+    problem.feature_seconds += pol.feature_seconds
+    problem.n_simulated += pol.n_simulated
+    info = {"ran": True, "chi2_before": float(ev.chi2[0]), "checks_met_before": n_checks_ok(checks),
+            **pol.as_dict()}
+    res = res.joined(pol.unit, pol.params, pol.objective, pol.chi2, -3, pol.chosen, len(problem.term_labels),
+                     solver_cfg.level)
+    if pol.chosen is None:
+        notes.append(f"feasibility polish ({pol.generations} generations at dt {cfg.final_dt_ms} ms) found no model "
+                     f"meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
+                     f"acceptable region's {delta:.1f}): the fit is reported as searched")
+        return res, ev, checks, info
+    hint = None if pin is None else np.array([pin])
+    ev2 = problem.evaluate(res.best_params[None, :], cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
+    checks2 = acceptance_checks(problem, ev2.features, ev2.cell)
+    notes.append(f"feasibility polish: the search's best met {n_checks_ok(checks)} of the acceptance checks; a model "
+                 f"{pol.generations} polish generations away meets {n_checks_ok(checks2)}, chi2 {ev.chi2[0]:.1f} -> "
+                 f"{ev2.chi2[0]:.1f} (bound {limit:.1f}, inside the acceptable region) and is reported")
+    return res, ev2, checks2, info
+
+
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     return ParamSpace(free=tuple(cfg.free), base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
@@ -286,7 +320,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     """Fit the hh family to a recording (file path or Recording); see the module docstring.
 
     Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
-    is called as the fit advances ('surrogate', 'solver', 'done'). Raises RecordingError for unusable
+    is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for unusable
     recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
     cfg = (config or FitConfig()).model_copy(update=overrides) if overrides else (config or FitConfig())
     cfg = FitConfig.model_validate(cfg.model_dump())
@@ -351,12 +385,23 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                              rest_sem_mV=rest_sem, callback=cb, choose=choose)
     t_stage2 = time.perf_counter() - t2
 
-    # ---- final evaluation at the reporting dt ----
+    objective_search = res.best_objective
+
+    # ---- final evaluation at the reporting dt (then the feasibility polish when a check is missed) ----
     t3 = time.perf_counter()
-    best = res.best_params[None, :]
     hint = None if pin is None else np.array([pin])
-    ev = problem.evaluate(best, cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
+    ev = problem.evaluate(res.best_params[None, :], cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
+    checks = acceptance_checks(problem, ev.features, ev.cell)
     t_final = time.perf_counter() - t3
+    t_polish = 0.0
+    polish_info: dict[str, Any] = {"ran": False}
+    if not checks["all_ok"] and cfg.polish.generations > 0:
+        t4 = time.perf_counter()
+        if progress is not None:
+            progress("polish", 0.0)
+        res, ev, checks, polish_info = _polish(problem, space, res, ev, checks, cfg, solver_cfg, pin, notes)
+        t_polish = time.perf_counter() - t4
+    best = res.best_params[None, :]
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)
     HH = get_family("hh")
     params_out = {}
@@ -381,7 +426,6 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     for (label, feat), zv, term in zip(problem.term_labels, z, _term_values(problem, ev)):
         z_table.append({"sweep": label, "feature": feat, "target": term[0], "model": term[1], "z": float(zv)})
     per_sweep_model = {n: [_f(v) for v in a[0]] for n, a in ev.features.items()}
-    checks = acceptance_checks(problem, ev.features, ev.cell)
     sur_v = sur_t = None
     if sur is not None and sfit is not None:
         try:
@@ -410,7 +454,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                  "stim_end_ms": s.stim_end_ms + c0}
                 for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],
         stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias, holding_current_pA=holding,
-        objective=float(ev.objective[0]), objective_search=res.best_objective, chi2=float(ev.chi2[0]),
+        objective=float(ev.objective[0]), objective_search=objective_search, chi2=float(ev.chi2[0]),
         tolerance_excess=float(problem.tolerance_excess(ev.z)[0]),
         n_terms=len(problem.term_labels), per_feature_rms_z=problem.per_feature_rms_z(z),
         per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,
@@ -424,9 +468,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                 "n_surface_points": res.n_surface_points,
                 "cov_unit": None if res.cov_unit is None else res.cov_unit.tolist(),
                 "popsize": solver_cfg.popsize, "sigma0": solver_cfg.sigma0, "dt_ms": solver_cfg.dt_ms,
-                "history": res.history, "free": space.names,
+                "history": res.history, "free": space.names, "polish": polish_info,
                 "E_leak": "solved so the steady state sits at the recorded rest (then + leak_shift_mV when fitted)"},
-        timing_s={"stage1": t_stage1, "stage2": t_stage2, "final": t_final, "total": total,
+        timing_s={"stage1": t_stage1, "stage2": t_stage2, "final": t_final, "polish": t_polish, "total": total,
                   "brian2_simulation": problem.sim_seconds, "feature_extraction": problem.feature_seconds,
                   "neuron_runs": float(problem.n_simulated)},
         notes=notes, traces=traces,

@@ -70,6 +70,9 @@ def fit_cmd(
     no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
     final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
                                              help="integration step (ms) of the reported fit (default 0.025)"),
+    polish: Optional[int] = typer.Option(None, "--polish", min=0, max=1000,
+                                         help="feasibility-polish generations when the fit misses an acceptance "
+                                              "check (default 24; 0: off)"),
     config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
@@ -106,6 +109,8 @@ def fit_cmd(
             upd["restarts"] = restarts
         if workers is not None:
             upd["workers"] = workers
+        if polish is not None:
+            upd["polish"] = cfg.polish.model_copy(update={"generations": polish}).model_dump()
         upd["solver"] = solver
         cfg = FitConfig.model_validate({**cfg.model_dump(), **{k: v for k, v in upd.items() if k != "solver"},
                                         "solver": solver.model_dump()})

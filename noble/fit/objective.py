@@ -33,6 +33,7 @@ the family can meet them. chi2 (and so the reported uncertainty) is the data's m
 
 from __future__ import annotations
 
+import copy
 import gc
 import math
 from functools import cached_property
@@ -290,6 +291,16 @@ class FitProblem:
         tolerances (0 when every judged term is within its tolerance)."""
         over = np.maximum(0.0, np.abs(z) - self.term_tolerance_z)  # inf tolerance -> 0
         return over @ self.term_weights
+
+    def penalised(self, penalty: float, margin: float = 1.0) -> "FitProblem":
+        """A copy scoring with this tolerance penalty and margin (the same cut sweeps, targets and sds; its
+        effort counters start at 0, for the caller to add back)."""
+        other = copy.copy(self)
+        other.config = self.config.model_copy(update={"tolerance_penalty": float(penalty),
+                                                      "tolerance_margin": float(margin)})
+        other.n_simulated, other.sim_seconds, other.feature_seconds = 0, 0.0, 0.0
+        other._build_terms()
+        return other
 
     # ---- simulation ------------------------------------------------------------------------------------
     def record_dt(self, dt_ms: float) -> float:

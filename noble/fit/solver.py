@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable
 
 import cma
@@ -63,7 +63,7 @@ class SolverResult:
     params: np.ndarray  # (N, P) full hh parameters
     objective: np.ndarray  # (N,)
     chi2: np.ndarray  # (N,)
-    generation: np.ndarray  # (N,) -1 = warm start, -2 = probe
+    generation: np.ndarray  # (N,) -1 = warm start, -2 = probe, -3 = feasibility polish
     best: int
     accepted: np.ndarray  # (N,) bool
     delta_chi2: float
@@ -83,6 +83,19 @@ class SolverResult:
     @property
     def best_objective(self) -> float:
         return float(self.objective[self.best])
+
+    def joined(self, unit: np.ndarray, params: np.ndarray, objective: np.ndarray, chi2: np.ndarray, code: int,
+               best: int | None, n_terms: int, level: float) -> "SolverResult":
+        """This result with further evaluations appended (generation `code`, e.g. -3 for the feasibility polish)
+        and pooled into the acceptable set; `best` (an index into the new rows) becomes the reported best.
+        The posterior (probes, response surface) stays this result's."""
+        n0 = len(self.objective)
+        chi_all = np.concatenate([self.chi2, chi2])
+        mask, delta = acceptable(chi_all, n_terms, self.unit.shape[1], level)
+        return replace(self, unit=np.concatenate([self.unit, unit]), params=np.concatenate([self.params, params]),
+                       objective=np.concatenate([self.objective, objective]), chi2=chi_all,
+                       generation=np.concatenate([self.generation, np.full(len(chi2), code)]),
+                       best=self.best if best is None else n0 + best, accepted=mask, delta_chi2=delta)
 
     def summary(self, space: ParamSpace, pinned: bool, interval: float = 0.95) -> dict[str, dict[str, Any]]:
         """Per parameter: best value, posterior sd and central interval (from the calibrated Gaussian when

@@ -38,6 +38,9 @@ class FitOptions(BaseModel):
     popsize: int | None = Field(None, ge=4, le=256)
     seed: int = Field(0, ge=0, le=2**31 - 1)
     restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs (processes), best reported")
+    polish_generations: int | None = Field(None, ge=0, le=200, description="feasibility-polish generations when "
+                                                                           "the fit misses an acceptance check "
+                                                                           "(default 24; 0: off)")
     tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks) "
                                                             "and bound the sds of the objective terms they judge")
 
@@ -50,6 +53,8 @@ class FitOptions(BaseModel):
         out: dict[str, Any] = {"stage1": self.stage1, "solver": solver}
         if self.restarts is not None:
             out["restarts"] = self.restarts
+        if self.polish_generations is not None:
+            out["polish"] = {"generations": self.polish_generations}
         if self.tolerances is not None:
             out["objective"] = {"tolerances": self.tolerances.model_dump()}
         if self.sweeps is not None:
