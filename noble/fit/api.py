@@ -229,7 +229,7 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
     delta = res.delta_chi2
     limit = float(ev.chi2[0]) + delta
     pol = polish_feasibility(problem, space, res.unit[res.best], limit, cfg.final_dt_ms, solver_cfg, cfg.polish,
-                             rest_mV=pin)
+                             rest_mV=pin, workers=cfg.workers)
     problem.sim_seconds += pol.sim_seconds
     problem.feature_seconds += pol.feature_seconds
     problem.n_simulated += pol.n_simulated
@@ -238,7 +238,8 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
     res = res.joined(pol.unit, pol.params, pol.objective, pol.chi2, -3, pol.chosen, len(problem.term_labels),
                      solver_cfg.level)
     if pol.chosen is None:
-        notes.append(f"feasibility polish ({pol.generations} generations at dt {cfg.final_dt_ms} ms) found no model "
+        notes.append(f"feasibility polish ({cfg.polish.runs} x {pol.generations} generations at dt {cfg.final_dt_ms} "
+                     f"ms) found no model "
                      f"meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
                      f"acceptable region's {delta:.1f}): the fit is reported as searched")
         return res, ev, checks, info

@@ -89,7 +89,8 @@ class ObjectiveConfig(BaseModel):
                                                         "judges (0: sds from the data's scatter alone)")
     # Off by default: at 10 the 4-restart fits of all three real recordings met every check (without: the FSI
     # misses one count), but the penalised search ends at a worse chi2 (RS 514 vs 298) and the synthetic recovery
-    # fit (30 generations) ended 4 % off in diam_um, outside its interval (without: inside). Opt in per fit.
+    # fit (30 generations) ended 4 % off in diam_um, outside its interval (without: inside). Opt in per fit; by
+    # default the feasibility polish (polish.py) applies it locally, after the search, when a check is missed.
     tolerance_penalty: float = Field(
         0.0, ge=0, description="added to the objective's ranking per sd a tolerance-judged term lies beyond its "
                                "tolerance (x the term's weight): an exact L1 penalty for the acceptance checks "

@@ -96,14 +96,16 @@ class _Progress:
 
 def _in_workers(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
                 n_proc: int, rest_mV: float | None, rest_sem_mV: float,
-                callback: Callable[[int, float], None] | None) -> list[tuple[SolverResult, float, float, int]]:
-    """The runs in spawned worker processes, each generation relayed to callback (see _Progress)."""
+                callback: Callable[[int, float], None] | None, tag: str = "restart"
+                ) -> list[tuple[SolverResult, float, float, int]]:
+    """The runs in spawned worker processes, each generation relayed to callback (see _Progress); their log
+    lines are prefixed '[tag k] '."""
     ctx = multiprocessing.get_context("spawn")  # Brian2 / torch state is not fork-safe
     level = logging.getLogger("noble.fit").getEffectiveLevel()
     relay = None if callback is None else _Progress(len(x0s), callback)
     with ctx.Manager() as manager, ProcessPoolExecutor(max_workers=n_proc, mp_context=ctx) as pool:
         q = manager.Queue() if callback is not None else None
-        futs = [pool.submit(_one_run, problem, space, x0, c, rest_mV, rest_sem_mV, level, f"[restart {k}] ", q, k)
+        futs = [pool.submit(_one_run, problem, space, x0, c, rest_mV, rest_sem_mV, level, f"[{tag} {k}] ", q, k)
                 for k, (x0, c) in enumerate(zip(x0s, cfgs))]
         pending = set(futs)
         while pending:
