@@ -22,6 +22,7 @@ import logging
 import math
 import os
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Literal
 
@@ -35,7 +36,7 @@ from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
-from .solver import SolverConfig, SolverResult
+from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
 from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
 
 log = logging.getLogger(__name__)
@@ -221,7 +222,7 @@ def _feasibility_first(problem: FitProblem, dt_ms: float, rest_mV: float | None,
 
 
 def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evaluation, checks: dict[str, Any],
-            cfg: FitConfig, solver_cfg: SolverConfig, pin: float | None, notes: list[str]
+            cfg: FitConfig, solver_cfg: SolverConfig, pin: float | None, rest_sem_mV: float, notes: list[str]
             ) -> tuple[SolverResult, Evaluation, dict[str, Any], dict[str, Any]]:
     """The feasibility polish (`polish.py`) of a fit that misses a check: (result, its evaluation at the
     reporting dt, checks, info), the polished candidate reported when one meets every check inside the
@@ -243,12 +244,21 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
                      f"meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
                      f"acceptable region's {delta:.1f}): the fit is reported as searched")
         return res, ev, checks, info
+    if res.cov_unit is not None:
+        # The search's posterior is centred on its best; the reported model is now the polished one, so the
+        # response surface is refitted around it, to the polish's own evaluations (one dt, dense around it).
+        cov, n_fit = response_surface_cov(pol.unit, pol.chi2, pol.chosen, len(problem.term_labels))
+        draws, samples = posterior_draws(space, pol.unit[pol.chosen], cov, solver_cfg.posterior_samples,
+                                         np.random.default_rng(solver_cfg.seed + 8), pin, rest_sem_mV)
+        res = replace(res, cov_unit=cov, n_surface_points=n_fit, samples=samples, unit_samples=draws)
+        info["posterior"] = "response surface of the polish evaluations, centred on the polished model"
     hint = None if pin is None else np.array([pin])
     ev2 = problem.evaluate(res.best_params[None, :], cfg.final_dt_ms, keep_traces=True, v_hint_mV=hint)
     checks2 = acceptance_checks(problem, ev2.features, ev2.cell)
-    notes.append(f"feasibility polish: the search's best met {n_checks_ok(checks)} of the acceptance checks; a model "
-                 f"{pol.generations} polish generations away meets {n_checks_ok(checks2)}, chi2 {ev.chi2[0]:.1f} -> "
-                 f"{ev2.chi2[0]:.1f} (bound {limit:.1f}, inside the acceptable region) and is reported")
+    notes.append(f"feasibility polish: the search's best met {n_checks_ok(checks)} of the acceptance checks; the "
+                 f"best model of {cfg.polish.runs} x {pol.generations} polish generations meets "
+                 f"{n_checks_ok(checks2)}, chi2 {ev.chi2[0]:.1f} -> {ev2.chi2[0]:.1f} (bound {limit:.1f}, inside the "
+                 f"acceptable region) and is reported")
     return res, ev2, checks2, info
 
 
@@ -321,8 +331,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     """Fit the hh family to a recording (file path or Recording); see the module docstring.
 
     Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
-    is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for unusable
-    recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
+    is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for
+    unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
     cfg = (config or FitConfig()).model_copy(update=overrides) if overrides else (config or FitConfig())
     cfg = FitConfig.model_validate(cfg.model_dump())
     t0 = time.perf_counter()
@@ -400,7 +410,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         t4 = time.perf_counter()
         if progress is not None:
             progress("polish", 0.0)
-        res, ev, checks, polish_info = _polish(problem, space, res, ev, checks, cfg, solver_cfg, pin, notes)
+        res, ev, checks, polish_info = _polish(problem, space, res, ev, checks, cfg, solver_cfg, pin, rest_sem,
+                                               notes)
         t_polish = time.perf_counter() - t4
     best = res.best_params[None, :]
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)

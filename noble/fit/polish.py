@@ -1,7 +1,8 @@
 """Feasibility polish: when the reported fit misses an acceptance check, short CMA-ES runs from it (2 seeds, in
-parallel processes like the restarts), at the reporting dt, on the objective plus an exact L1 penalty for the tolerances (`FitProblem.penalised`); the best
-candidate that meets every check and that the data cannot tell from the fit (chi2 within its acceptable region,
-the likelihood-ratio bound of `solver.acceptable`) replaces it.
+parallel processes like the restarts), at the reporting dt, on the objective plus an exact L1 penalty for the
+tolerances (`FitProblem.penalised`); the best candidate that meets every check and that the data cannot tell
+from the fit (chi2 within its acceptable region, the likelihood-ratio bound of `solver.acceptable`) replaces it,
+and the reported uncertainty is refitted around it from the polish's evaluations (`api._polish`).
 
 Why a polish and not the penalty throughout the search: with the penalty in the search (tolerance_penalty 10,
 stop 11) all three real recordings met every check, but the search followed the steep near-rheobase latency and

@@ -232,10 +232,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         ibest = int(np.argmin(np.concatenate(OBJ)))
         n_terms = len(problem.term_labels)
         cov_unit, n_fit = response_surface_cov(U_all, C_all, ibest, n_terms)
-        draws = rng.multivariate_normal(U_all[ibest], cov_unit, size=cfg.posterior_samples)
-        rests = None if rest_mV is None else rest_mV + rest_sem_mV * rng.standard_normal(len(draws))
-        draws = np.clip(draws, 0.0, 1.0)
-        samples = candidates(space, draws, rests)
+        draws, samples = posterior_draws(space, U_all[ibest], cov_unit, cfg.posterior_samples, rng, rest_mV,
+                                         rest_sem_mV)
     unit = np.concatenate(U)
     params = np.concatenate(P)
     obj_all = np.concatenate(OBJ)
@@ -247,6 +245,17 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
                         wall_s=time.perf_counter() - t_start, history=history, stop=stop, cov_unit=cov_unit,
                         n_surface_points=n_fit, samples=samples,
                         unit_samples=draws if samples is not None else None)
+
+
+def posterior_draws(space: ParamSpace, unit_best: np.ndarray, cov_unit: np.ndarray, n: int,
+                    rng: np.random.Generator, rest_mV: float | None = None, rest_sem_mV: float = 0.0
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(unit-cube draws, their full parameter rows) from N(unit_best, cov_unit), clipped to the cube; with a
+    pinned rest, the rest itself is drawn from its standard error before E_leak is solved for it."""
+    draws = rng.multivariate_normal(unit_best, cov_unit, size=n)
+    rests = None if rest_mV is None else rest_mV + rest_sem_mV * rng.standard_normal(len(draws))
+    draws = np.clip(draws, 0.0, 1.0)
+    return draws, candidates(space, draws, rests)
 
 
 def response_surface_cov(unit: np.ndarray, chi2: np.ndarray, best: int, n_terms: int,

@@ -150,12 +150,17 @@ def test_fit_upload_is_checked_then_queued(c: httpx.Client, lif_sim: dict[str, A
                      data={"options": '{"tolerances": {"latency_ms": -1}}'})
     assert bad_tol.status_code == 422
     assert bad_tol.json()["detail"][0]["loc"] == ["body", "options", "tolerances", "latency_ms"]
+    bad_polish = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)},
+                        data={"options": '{"polish_generations": -1}'})
+    assert bad_polish.status_code == 422
+    assert bad_polish.json()["detail"][0]["loc"] == ["body", "options", "polish_generations"]
     r = c.post("/v1/fit", files={"recording": ("../../etc/evil name.nwb", nwb)},
                data={"options": '{"stage1": "off", "generations": 1, "popsize": 4, "restarts": 2, '
-                                '"tolerances": {"latency_ms": 3}}'})
+                                '"polish_generations": 5, "tolerances": {"latency_ms": 3}}'})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["spec"]["config"]["objective"]["tolerances"]["latency_ms"] == 3
+    assert job["spec"]["config"]["polish"] == {"generations": 5}
     assert job["kind"] == "fit" and job["spec"]["sweeps_found"] == 2 and job["spec"]["recording"] == "input/recording.nwb"
     d = c.delete(f"/v1/jobs/{job['id']}")  # the fit itself is exercised by noble.fit's tests
     assert d.status_code == 202 and d.json()["state"] == "cancelled"

@@ -30,7 +30,7 @@ def test_a_fit_missing_a_check_is_polished_into_one_meeting_every_check() -> Non
     """0 generations: the reported fit is the cold preset (67 um instead of 60: rheobase and counts off). The
     polish moves it to a model meeting every check, at a lower chi2, and says so."""
     cfg = FitConfig(stage1="off", free=FREE, final_dt_ms=0.05, restarts=1,
-                    solver=SolverConfig(popsize=8, max_generations=0, probe=False, seed=0),
+                    solver=SolverConfig(popsize=8, max_generations=0, seed=0),
                     polish=PolishConfig(generations=10, popsize=8, runs=2), workers=1,
                     objective={"pre_ms": 50.0, "tail_ms": 50.0})
     res = fit_recording(_recording(), cfg)
@@ -41,9 +41,17 @@ def test_a_fit_missing_a_check_is_polished_into_one_meeting_every_check() -> Non
     assert res.tolerance_excess == 0.0
     assert any(n.startswith("feasibility polish: the search's best met") for n in res.notes)
     assert res.parameters["diam_um"]["value"] != 67.0  # a polished model is reported, not the preset
+    # its uncertainty is refitted around it (the search's was centred on the preset): each free parameter's
+    # value sits inside its interval, near the middle (a Gaussian in the log-scaled unit cube)
+    assert info["posterior"].startswith("response surface of the polish evaluations")
+    for name in FREE:
+        p = res.parameters[name]
+        lo, hi, v = (np.log(p[k]) for k in ("lo", "hi", "value")) if name != "V_T" else (p["lo"], p["hi"], p["value"])
+        assert lo < v < hi and 0.25 < (v - lo) / (hi - lo) < 0.75, (name, p)
     assert res.timing_s["polish"] > 0.0
     # the same fit without a polish reports the preset as it was
-    off = fit_recording(_recording(), cfg.model_copy(update={"polish": PolishConfig(generations=0)}))
+    off = fit_recording(_recording(), cfg.model_copy(update={"polish": PolishConfig(generations=0),
+                                                             "solver": cfg.solver.model_copy(update={"probe": False})}))
     assert off.solver["polish"] == {"ran": False} and not off.checks["all_ok"]
     assert off.parameters["diam_um"]["value"] == 67.0
 
