@@ -23,7 +23,6 @@ import math
 import os
 import time
 from dataclasses import replace
-from pathlib import Path
 from typing import Any, Callable, Literal
 
 import numpy as np

@@ -225,7 +225,7 @@ class FitProblem:
                     sd = self._bounded_sd(name, k, float(val), sd)
                     self._sweep_terms.append((name, k, float(val), sd))
                     edge = self._tolerance(name, k, float(val))
-                    tol_z.append((edge if name == "spike_count" else self.config.tolerance_margin * edge) / sd)
+                    tol_z.append(self._penalty_edge_z(edge, sd, integer=name == "spike_count"))
                     labels.append((self.sweep_label(k), name))
                     wk = w
                     if name == "first_spike_latency_ms" and k in lowest_supra:
@@ -237,14 +237,14 @@ class FitProblem:
         tol = c.tolerances
         if c.rheobase_weight > 0 and t.rheobase_pA is not None:
             self._cell_terms.append(("rheobase_pA", t.rheobase_pA, self._within(c.rheobase_sd_pA, tol.rheobase_pA)))
-            tol_z.append(c.tolerance_margin * tol.rheobase_pA / self._cell_terms[-1][2])
+            tol_z.append(self._penalty_edge_z(tol.rheobase_pA, self._cell_terms[-1][2]))
             labels.append(("cell", "rheobase_pA"))
             weights.append(c.rheobase_weight)
         if c.rest_weight > 0 and t.rest_mV is not None:
             # the cell's rest is a median over sweeps: its uncertainty is the standard error, not the drift
             sem = (t.rest_sd_mV or 0.0) / math.sqrt(max(1, len(self.recording)))
             self._cell_terms.append(("rest_mV", t.rest_mV, self._within(max(sem, 0.5), tol.rest_mV)))
-            tol_z.append(c.tolerance_margin * tol.rest_mV / self._cell_terms[-1][2])
+            tol_z.append(self._penalty_edge_z(tol.rest_mV, self._cell_terms[-1][2]))
             labels.append(("cell", "rest_mV"))
             weights.append(c.rest_weight)
         if c.spontaneous_weight > 0:
@@ -262,6 +262,12 @@ class FitProblem:
         sweeps the spike-count checks judge, the first two also the latency checks (`api.acceptance_checks`)."""
         counts = self.targets.feature_array("spike_count")
         return [int(k) for k in np.argsort(self.amplitudes_pA, kind="stable") if counts[k] > 0]
+
+    def _penalty_edge_z(self, tolerance: float, sd: float, integer: bool = False) -> float:
+        """|z| at which the tolerance penalty starts: the tolerance x `tolerance_margin`, in sds. A spike count
+        (integer) keeps the tolerance itself: the margin is for the latency, rest and rheobase, which the search's
+        coarser dt shifts continuously."""
+        return (tolerance if integer else self.config.tolerance_margin * tolerance) / sd
 
     def _within(self, sd: float, tolerance: float) -> float:
         """sd bounded so that the tolerance is at least `tolerance_sds` sds (unbounded when that is 0)."""

@@ -16,7 +16,6 @@ bound of the best, NOBLE's hall of fame of one cell) is kept as a second, sample
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import dataclass, field, replace
 from typing import Any, Callable
