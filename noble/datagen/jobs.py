@@ -160,10 +160,10 @@ def _run_locked(cfg: DatasetConfig, directory: Path, scheduler: str | None, work
             if on_progress:
                 on_progress(len(done), cfg.n_shards)
         bar.close()
-    # A task Dask took for lost (a worker slow to answer under load) can be re-run elsewhere while its first
-    # attempt still writes: whichever renames second replaces an identical shard, but a first attempt that
-    # never finishes leaves its temporary behind. Every shard is settled now (and a local cluster is shut), so
-    # what is left is garbage (seen once: a `.shard-00000.h5.tmp-<pid>` beside a complete shard 0).
+    # A worker killed mid-write leaves its temporary behind while its task re-runs elsewhere; so does a first
+    # attempt of a task Dask took for lost (a worker slow to answer under load) that never finishes. Every shard
+    # is settled now (and a local cluster is shut), so what is left is garbage (seen once, under load: a
+    # `.shard-00000.h5.tmp-<pid>` beside a complete shard 0).
     late = remove_stale_temporaries(directory)
     if late:
         log.info("removed %d temporary shard file(s) of superseded task attempts", len(late))
