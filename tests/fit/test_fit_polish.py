@@ -1,18 +1,24 @@
 """The feasibility polish: a fit that misses an acceptance check is polished into one meeting every check when
 one lies inside the acceptable region of its chi2 (and only then), and the polished point's 'feasible' flag is
-exactly the acceptance checks at the reporting dt."""
+exactly the acceptance checks at the reporting dt; `noble fit --polish N` sets its budget."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
+from typer.testing import CliRunner
 
+from noble.cli import app
 from noble.datagen.models import get as get_family
 from noble.fit.api import FitConfig, acceptance_checks, fit_recording
 from noble.fit.hhmodel import ParamSpace
 from noble.fit.objective import FitProblem
 from noble.fit.polish import PolishConfig, polish_feasibility
 from noble.fit.solver import SolverConfig
+from noble.io import write_npz
 
 from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
 
@@ -81,3 +87,18 @@ def test_polish_feasible_is_the_acceptance_checks_and_the_chi2_bound_is_kept() -
                              PolishConfig(generations=12, popsize=8, runs=1), rest_mV=rest)
     np.testing.assert_array_equal(low.chi2, pol.chi2)  # the same seeded search
     assert low.chosen is None
+
+
+def test_cli_polish_option_sets_the_budget(tmp_path: Path) -> None:
+    """`noble fit --polish N` reaches the polish: the preset (0 generations) misses a check, and the polish runs
+    N generations per run (2 runs of 1 + N x popsize evaluations)."""
+    path = tmp_path / "cell.npz"
+    write_npz(path, _recording())
+    (tmp_path / "cfg.yaml").write_text("objective: {pre_ms: 50.0, tail_ms: 50.0}\n")
+    r = CliRunner().invoke(app, ["fit", str(path), "--no-surrogate", "--generations", "0", "--restarts", "1",
+                                 "--popsize", "8", "--workers", "1", "--final-dt", "0.05", "--no-uncertainty",
+                                 "--polish", "2", "--config", str(tmp_path / "cfg.yaml"), "--out",
+                                 str(tmp_path / "out"), "--quiet"])
+    assert r.exit_code == 0, r.output
+    polish = json.loads((tmp_path / "out" / "fit.json").read_text())["solver"]["polish"]
+    assert polish["ran"] and polish["generations"] == 2 and polish["evaluations"] == 2 * (1 + 2 * 8), polish
