@@ -140,15 +140,16 @@ def _f(x: Any) -> float | None:
     return v if math.isfinite(v) else None
 
 
-def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dict[str, np.ndarray]) -> dict[str, Any]:
-    """The acceptance figures for candidate 0 of (per, cell), at the objective's `Tolerances` (defaults: spike
+def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dict[str, np.ndarray],
+                      candidate: int = 0) -> dict[str, Any]:
+    """The acceptance figures for one candidate (row) of (per, cell), at the objective's `Tolerances` (defaults: spike
     count per supra-threshold sweep within max(1, 10 %), rheobase within 20 pA, first-spike latency within
     5 ms at the two lowest supra-threshold sweeps, rest within 2 mV)."""
     t = problem.targets
     tol = problem.config.tolerances
     amps = problem.amplitudes_pA
     data_n = t.feature_array("spike_count")
-    model_n = per["spike_count"][0]
+    model_n = per["spike_count"][candidate]
     sup = problem.supra_threshold_sweeps
     counts = []
     for k in sup:
@@ -158,15 +159,15 @@ def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dic
                        "data": float(data_n[k]), "model": _f(m), "tol": tol_n,
                        "ok": bool(np.isfinite(m) and abs(m - data_n[k]) <= tol_n)})
     data_l = t.feature_array("first_spike_latency_ms")
-    model_l = per["first_spike_latency_ms"][0]
+    model_l = per["first_spike_latency_ms"][candidate]
     lats = []
     for k in sup[:2]:
         m = model_l[k]
         lats.append({"sweep": problem.recording.sweeps[k].index, "amplitude_pA": float(amps[k]),
                      "data_ms": _f(data_l[k]), "model_ms": _f(m),
                      "ok": bool(np.isfinite(m) and np.isfinite(data_l[k]) and abs(m - data_l[k]) <= tol.latency_ms)})
-    rheo_d, rheo_m = t.rheobase_pA, _f(cell["rheobase_pA"][0])
-    rest_d, rest_m = t.rest_mV, _f(cell["rest_mV"][0])
+    rheo_d, rheo_m = t.rheobase_pA, _f(cell["rheobase_pA"][candidate])
+    rest_d, rest_m = t.rest_mV, _f(cell["rest_mV"][candidate])
     out = {
         "spike_counts": counts,
         "spike_counts_ok": f"{sum(c['ok'] for c in counts)}/{len(counts)}",
@@ -205,11 +206,7 @@ def _feasibility_first(problem: FitProblem, dt_ms: float, rest_mV: float | None,
             return lowest
         P = np.stack([runs[k].best_params for k in near])
         ev = problem.evaluate(P, dt_ms, v_hint_mV=None if rest_mV is None else np.full(len(P), rest_mV))
-        met = []
-        for i in range(len(near)):
-            checks = acceptance_checks(problem, {n: a[i:i + 1] for n, a in ev.features.items()},
-                                       {n: a[i:i + 1] for n, a in ev.cell.items()})
-            met.append(n_checks_ok(checks))
+        met = [n_checks_ok(acceptance_checks(problem, ev.features, ev.cell, i)) for i in range(len(near))]
         pick = near[min(range(len(near)), key=lambda i: (-met[i], objective[near[i]]))]
         if pick != lowest:
             notes.append(f"restart {pick} reported instead of restart {lowest} (lowest objective, "
@@ -239,8 +236,7 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
                      solver_cfg.level)
     if pol.chosen is None:
         notes.append(f"feasibility polish ({cfg.polish.runs} x {pol.generations} generations at dt {cfg.final_dt_ms} "
-                     f"ms) found no model "
-                     f"meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
+                     f"ms) found no model meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
                      f"acceptable region's {delta:.1f}): the fit is reported as searched")
         return res, ev, checks, info
     if res.cov_unit is not None:

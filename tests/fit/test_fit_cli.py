@@ -133,8 +133,7 @@ def test_restarts_inside_the_acceptable_region_are_ranked_feasibility_first(smal
     small = true.copy()
     small[IDX["diam_um"]] = 60.0 / np.sqrt(2.0)
     ev = problem.evaluate(np.stack([true, small]), 0.025)
-    met = [n_checks_ok(acceptance_checks(problem, {n: a[i:i + 1] for n, a in ev.features.items()},
-                                         {n: a[i:i + 1] for n, a in ev.cell.items()})) for i in range(2)]
+    met = [n_checks_ok(acceptance_checks(problem, ev.features, ev.cell, i)) for i in range(2)]
     assert met[0] > met[1]
 
     def run(p: np.ndarray, chi2: float) -> SolverResult:

@@ -79,9 +79,7 @@ def test_polish_feasible_is_the_acceptance_checks_and_the_chi2_bound_is_kept() -
     ev = problem.evaluate(pol.params, 0.05, v_hint_mV=np.full(len(pol.params), rest))
     np.testing.assert_allclose(ev.chi2, pol.chi2, rtol=1e-12)  # deterministic: the same models, the same dt
     for i in range(len(pol.params)):
-        checks = acceptance_checks(problem, {n: a[i:i + 1] for n, a in ev.features.items()},
-                                   {n: a[i:i + 1] for n, a in ev.cell.items()})
-        assert checks["all_ok"] == bool(pol.feasible[i]), i
+        assert acceptance_checks(problem, ev.features, ev.cell, i)["all_ok"] == bool(pol.feasible[i]), i
     assert problem.config.tolerance_penalty == 0.0  # the polish scored a penalised copy, not the problem
     low = polish_feasibility(problem, space, u0, float(pol.chi2[pol.feasible].min()) - 1e-6, 0.05, solver,
                              PolishConfig(generations=12, popsize=8, runs=1), rest_mV=rest)

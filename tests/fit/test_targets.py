@@ -227,8 +227,7 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
     cell["rheobase_pA"] += rng.choice([0.0, 1.0], C, p=[0.7, 0.3]) * rng.uniform(-30, 30, C)
     z, chi2 = prob.score(per, cell)
     excess = prob.tolerance_excess(z)
-    ok = np.array([acceptance_checks(prob, {n: a[c:c + 1] for n, a in per.items()},
-                                     {n: a[c:c + 1] for n, a in cell.items()})["all_ok"] for c in range(C)])
+    ok = np.array([acceptance_checks(prob, per, cell, c)["all_ok"] for c in range(C)])
     assert 40 < ok.sum() < C - 40  # both outcomes are exercised
     np.testing.assert_array_equal(excess == 0, ok)
     # one count pushed further beyond its tolerance costs more
