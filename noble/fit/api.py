@@ -236,8 +236,8 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
                      solver_cfg.level)
     if pol.chosen is None:
         notes.append(f"feasibility polish ({cfg.polish.runs} x {pol.generations} generations at dt {cfg.final_dt_ms} "
-                     f"ms) found no model meeting every acceptance check with chi2 <= {limit:.1f} (the fit's {ev.chi2[0]:.1f} + the "
-                     f"acceptable region's {delta:.1f}): the fit is reported as searched")
+                     f"ms) found no model meeting every acceptance check with chi2 <= {limit:.1f} (the fit's "
+                     f"{ev.chi2[0]:.1f} + the acceptable region's {delta:.1f}): the fit is reported as searched")
         return res, ev, checks, info
     if res.cov_unit is not None:
         # The search's posterior is centred on its best; the reported model is now the polished one, so the
