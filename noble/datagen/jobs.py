@@ -11,10 +11,13 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 from .config import DatasetConfig
 from .dataset import build_shard, read_manifest, shard_is_complete, shard_name, shard_record, write_manifest
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,6 @@ less than half the search's best's (the objective is flat and multimodal there, 
 
 from __future__ import annotations
 
-import os
 import time
 from dataclasses import dataclass
 
@@ -25,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from .hhmodel import ParamSpace
 from .objective import FitProblem
-from .restarts import _in_workers, _one_run
+from .restarts import run_many
 from .solver import SolverConfig
 
 
@@ -83,11 +82,7 @@ def polish_feasibility(problem: FitProblem, space: ParamSpace, unit0: np.ndarray
     base = solver.model_copy(update={"dt_ms": dt_ms, "sigma0": cfg.sigma0, "max_generations": cfg.generations,
                                      "probe": False, "popsize": cfg.popsize or solver.popsize, "time_limit_s": None})
     cfgs = [base.model_copy(update={"seed": solver.seed + 77 + 1000 * k}) for k in range(cfg.runs)]
-    n_proc = min(cfg.runs, workers if workers is not None else (os.cpu_count() or 1))
-    if n_proc <= 1:
-        out = [_one_run(pp, space, unit0, c, rest_mV, 0.0) for c in cfgs]
-    else:
-        out = _in_workers(pp, space, [unit0] * len(cfgs), cfgs, n_proc, rest_mV, 0.0, None, tag="polish")
+    out = run_many(pp, space, [unit0] * len(cfgs), cfgs, workers, rest_mV, tag="polish")
     runs = [r for r, *_ in out]
     unit = np.concatenate([r.unit for r in runs])
     params = np.concatenate([r.params for r in runs])

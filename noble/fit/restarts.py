@@ -118,6 +118,27 @@ def _in_workers(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], c
         return [f.result() for f in futs]
 
 
+def run_many(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
+             workers: int | None, rest_mV: float | None, rest_sem_mV: float = 0.0,
+             callback: Callable[[int, float], None] | None = None, tag: str = "restart"
+             ) -> list[tuple[SolverResult, float, float, int]]:
+    """CMA-ES runs from x0s[k] with cfgs[k]: (result, simulation s, feature s, models simulated) per run.
+
+    workers: processes (default: one per run up to the CPU count); with one, the runs go one after another in
+    this process. Either way the problem's effort counters end up including every run's effort."""
+    n_proc = min(len(x0s), workers if workers is not None else (os.cpu_count() or 1))
+    if n_proc <= 1:
+        relay = None if callback is None else _Progress(len(x0s), callback)
+        return [_one_run(problem, space, x0, c, rest_mV, rest_sem_mV, progress=relay, run=k)
+                for k, (x0, c) in enumerate(zip(x0s, cfgs))]
+    out = _in_workers(problem, space, x0s, cfgs, n_proc, rest_mV, rest_sem_mV, callback, tag=tag)
+    for _res, sim_s, feat_s, n in out:  # the workers' copies of the problem counted this effort
+        problem.sim_seconds += sim_s
+        problem.feature_seconds += feat_s
+        problem.n_simulated += n
+    return out
+
+
 def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg: SolverConfig, restarts: int,
                  workers: int | None = None, rest_mV: float | None = None, rest_sem_mV: float = 0.0,
                  min_distance: float = 0.05, callback: Callable[[int, float], None] | None = None,
@@ -142,20 +163,7 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     centres = distinct_best(scored.unit, scored.objective, restarts, min_distance)
     centres += [centres[k % len(centres)] for k in range(restarts - len(centres))]  # same start, other seed
     cfgs = [cfg.model_copy(update={"seed": cfg.seed + 1000 * k}) for k in range(len(centres))]
-    n_proc = min(len(centres), workers if workers is not None else (os.cpu_count() or 1))
-    out: list[tuple[SolverResult, float, float, int]] = []
-    if n_proc <= 1:
-        relay = None if callback is None else _Progress(len(centres), callback)
-        for k, i in enumerate(centres):
-            out.append(_one_run(problem, space, scored.unit[i], cfgs[k], rest_mV, rest_sem_mV, progress=relay, run=k))
-    else:
-        out = _in_workers(problem, space, [scored.unit[i] for i in centres], cfgs, n_proc, rest_mV, rest_sem_mV,
-                          callback)
-    for _res, sim_s, feat_s, n in out:
-        if n_proc > 1:  # the workers' copies of the problem counted this effort
-            problem.sim_seconds += sim_s
-            problem.feature_seconds += feat_s
-            problem.n_simulated += n
+    out = run_many(problem, space, [scored.unit[i] for i in centres], cfgs, workers, rest_mV, rest_sem_mV, callback)
     runs = [r for r, *_ in out]
     best_run = int(np.argmin([r.best_objective for r in runs]))
     if choose is not None:

@@ -275,7 +275,6 @@ class _Objective:
 
     def traces(self, x: Any) -> Any:
         """(B, F) normalised -> (B, S, T) mV."""
-        torch = self.torch
         B, S = x.shape[0], self.stim.shape[0]
         feats = self.lo + x * (self.hi - self.lo)
         f = feats[:, None, :].expand(B, S, feats.shape[1]).reshape(B * S, -1)

@@ -3,7 +3,6 @@ crashes mid-job, resume without recomputation, byte-identical output."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

@@ -7,7 +7,6 @@ from __future__ import annotations
 import time
 
 import numpy as np
-import pytest
 
 from noble.datagen.models import get as get_family
 from noble.fit.api import FitConfig, fit_recording
