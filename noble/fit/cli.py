@@ -76,7 +76,8 @@ def fit_cmd(
     config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
-    """Fit RECORDING; prints a summary and writes fit.json, <name>_fit.png and <name>_fit.nwb into --out."""
+    """Fit RECORDING; prints a summary and writes fit.json, <name>_fit.png, <name>_fit.nwb and (with the surrogate
+    stage) <name>_surrogate.nwb into --out."""
     import yaml
     from pydantic import ValidationError
 

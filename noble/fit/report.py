@@ -82,8 +82,30 @@ def fitted_sweeps(result: FitResult) -> list[Sweep]:
     return out
 
 
+def surrogate_sweeps(result: FitResult) -> list[Sweep] | None:
+    """The surrogate's traces at the fitted features as Sweeps on the surrogate's own grid (None without stage 1),
+    cut to the recorded sweep up to its step's end: the surrogate is driven by its trained step length, so what
+    follows a shorter recorded step is not a response to it."""
+    tr = result.traces
+    if tr is None or tr.surrogate_v_mV is None or tr.surrogate_t_ms is None:
+        return None
+    out = []
+    for k in range(len(tr.recorded)):
+        st, su = np.asarray(tr.surrogate_t_ms[k], dtype=np.float64), np.asarray(tr.surrogate_v_mV[k], dtype=np.float64)
+        keep = (st >= 0) & (st <= len(tr.recorded[k]) * tr.recorded_dt_ms[k]) & (st <= tr.stim_end_ms[k])
+        if keep.sum() < 10:
+            continue
+        t0 = float(st[keep][0])
+        dt = round(float(np.median(np.diff(st))), 9)  # the surrogate grid, without the shift's round-off
+        out.append(Sweep(v_mV=su[keep], dt_ms=dt, t0_ms=t0, index=tr.sweep_index[k],
+                         stim_amplitude_pA=tr.amplitudes_pA[k], stim_start_ms=tr.stim_start_ms[k] - t0,
+                         stim_end_ms=tr.stim_end_ms[k] - t0))
+    return out or None
+
+
 def write_outputs(result: FitResult, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, str]:
-    """Write <stem>_fit.png, <stem>_fit.nwb and fit.json into out_dir; returns their paths (also in result.files)."""
+    """Write <stem>_fit.png, <stem>_fit.nwb (hh responses), <stem>_surrogate.nwb (the surrogate's, when stage 1
+    ran) and fit.json into out_dir; returns their paths (also in result.files)."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     stem = stem or _stem(result.source)
@@ -94,6 +116,15 @@ def write_outputs(result: FitResult, out_dir: str | os.PathLike[str], stem: str 
                     cell=stem, metadata={"fit": {"source": result.source, "parameters": params,
                                                   "objective": result.objective}})
     files = {"png": str(png), "nwb": str(nwb), "json": str(d / "fit.json")}
+    sur = surrogate_sweeps(result)
+    if sur is not None:
+        features = {k: v["value"] for k, v in result.stage1.get("features", {}).items()}
+        files["surrogate_nwb"] = str(write_nwb(
+            d / f"{stem}_surrogate.nwb", sur, cell=stem,
+            session_description=f"noble fit of {result.source}: surrogate ({result.stage1.get('surrogate')}) "
+                                "responses at the fitted features, up to each step's end",
+            metadata={"fit": {"source": result.source, "surrogate": result.stage1.get("surrogate"),
+                              "features": features}}))
     result.files = files
     doc: dict[str, Any] = result.to_json_dict()
     with atomic_path(d / "fit.json") as tmp:

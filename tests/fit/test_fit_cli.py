@@ -51,6 +51,7 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
     assert len(back) == 3
     np.testing.assert_allclose(back.amplitudes_pA, [-50.0, 80.0, 160.0])
     assert "traces" not in doc
+    assert "surrogate_nwb" not in doc["files"] and not (out / "cell_surrogate.nwb").exists()  # no stage 1, no file
 
 
 def test_bad_files_give_clear_errors(tmp_path: Path, small_npz: Path) -> None:

@@ -84,8 +84,18 @@ def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
             assert pol["checks_met_before"] < n_checks_ok(res.checks)
         else:
             assert res.chi2 == pol["chi2_before"] and any("found no model meeting" in n for n in res.notes)
+        rec = read_recording(DATA / name)
         back = read_recording(files["nwb"])
-        np.testing.assert_allclose(back.amplitudes_pA, read_recording(DATA / name).amplitudes_pA)
+        np.testing.assert_allclose(back.amplitudes_pA, rec.amplitudes_pA)
+        if res.stage1["status"] == "ok":  # the surrogate's traces too, on its grid, aligned with the recording's steps
+            sur = read_recording(files["surrogate_nwb"])
+            np.testing.assert_allclose(sur.amplitudes_pA, rec.amplitudes_pA)
+            for s, r in zip(sur.sweeps, rec.sweeps):
+                assert s.t0_ms + s.stim_start_ms == pytest.approx(r.stim_start_ms, abs=1e-6)
+                assert s.t0_ms + s.stim_end_ms == pytest.approx(r.stim_end_ms, abs=s.dt_ms)
+            assert all(s.dt_ms == pytest.approx(0.2) for s in sur.sweeps)  # the shipped surrogate's grid
+        else:
+            assert "surrogate_nwb" not in files
         if name != FILES[0]:
             assert any("spontaneously active" in n for n in res.notes)
     print("\n" + "\n".join(rows))
