@@ -62,3 +62,26 @@ def test_default_model_sampling(sur) -> None:
         lo, hi = sur.config.feature_ranges[name]
         assert np.all((a.features[:, j] >= lo) & (a.features[:, j] <= hi))
     assert np.median(a.spike_counts) > 5
+
+
+def test_default_model_rests_at_v_rest_for_every_step_in_its_range(sur) -> None:
+    """Between and below the trained amplitudes too: a neuron rests at its v_rest before any step (the FNO is
+    not causal, so this fails where it never saw an amplitude: the first default, trained on -50 and 60..390 pA
+    only, put 0 pA neurons ~7 mV below their rest before the step and ~4 mV below it during it), and a zero-current
+    step leaves it there."""
+    n = 16
+    feats = np.array(sur.config.population[:n])
+    amps = (-70.0, -35.0, 0.0, 10.0, 30.0, 50.0)  # 0 is trained now; the others lie between trained amplitudes
+    stim = np.stack([sur.step_stimulus(a) for a in amps])
+    v = sur.predict(np.repeat(feats, len(amps), axis=0), np.tile(stim, (n, 1)))
+    j = sur.config.feature_names.index("v_rest_mV")
+    rest = np.repeat(feats[:, j], len(amps))
+    err = (v[:, 50:450].mean(axis=1) - rest).reshape(n, len(amps))  # 10-90 ms, before the step
+    for k, a in enumerate(amps):
+        assert np.median(np.abs(err[:, k])) <= 1.5 and np.percentile(np.abs(err[:, k]), 90) <= 3.0, (a, err[:, k])
+    zero = amps.index(0.0)
+    during = v.reshape(n, len(amps), -1)[:, zero, 1000:5500].mean(axis=1)  # 200-1100 ms, inside the step
+    assert np.median(np.abs(during - feats[:, j])) <= 1.5, during - feats[:, j]
+    # and the subthreshold response is monotone in the current: steady voltage rises with the step
+    steady = v.reshape(n, len(amps), -1)[:, :, 4000:5500].mean(axis=2)
+    assert np.all(np.diff(np.median(steady, axis=0)) > 0), np.median(steady, axis=0)
