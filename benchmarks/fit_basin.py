@@ -98,8 +98,7 @@ def basin(rec: Recording, ref: dict[str, float], per_radius: int = 16, target_fa
     warm = space.to_unit(base)
     if extra is not None:
         warm = np.concatenate([warm, space.to_unit(extra)])
-    if space.leak_shift_mV is not None:
-        warm[:, -1] = space.to_unit(base)[0, -1]  # the fit starts these at no shift (plus shift_starts_mV)
+    # (to_unit starts every row at no leak shift, as the fit does before it adds `shift_starts_mV`)
     rows.append(warm)
     labels += ["stage1"] * len(warm)
     warm_dist = np.linalg.norm(warm - u0[None, :], axis=1)

@@ -22,6 +22,15 @@ def _stem(source: str) -> str:
     return name.rsplit(".", 1)[0] if "." in name else name
 
 
+def _surrogate_in_window(tr: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(t ms, v mV) of sweep k's surrogate trace within the recorded sweep and up to its step's end (the
+    surrogate is driven by its trained step length: what follows a shorter recorded step is no response to it)."""
+    st = np.asarray(tr.surrogate_t_ms[k], dtype=np.float64)
+    su = np.asarray(tr.surrogate_v_mV[k], dtype=np.float64)
+    keep = (st >= 0) & (st <= len(tr.recorded[k]) * tr.recorded_dt_ms[k]) & (st <= tr.stim_end_ms[k])
+    return st[keep], su[keep]
+
+
 def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed)."""
     import matplotlib
@@ -45,9 +54,8 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
             n = min(len(sv), int(round(len(v) * tr.recorded_dt_ms[k] / tr.simulated_dt_ms)))
             ax.plot(np.arange(n) * tr.simulated_dt_ms, sv[:n], color="tab:red", lw=0.6, alpha=0.85, label="hh fit")
         if tr.surrogate_v_mV is not None and tr.surrogate_t_ms is not None:
-            st, su = np.asarray(tr.surrogate_t_ms[k]), np.asarray(tr.surrogate_v_mV[k])
-            keep = (st >= 0) & (st <= len(v) * tr.recorded_dt_ms[k]) & (st <= tr.stim_end_ms[k])
-            ax.plot(st[keep], su[keep], color="tab:blue", lw=0.6, ls="--", alpha=0.8, label="surrogate")
+            st, su = _surrogate_in_window(tr, k)
+            ax.plot(st, su, color="tab:blue", lw=0.6, ls="--", alpha=0.8, label="surrogate")
         ax.axvspan(tr.stim_start_ms[k], tr.stim_end_ms[k], color="0.9", zorder=0)
         ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8)
         ax.tick_params(labelsize=7)
@@ -83,21 +91,19 @@ def fitted_sweeps(result: FitResult) -> list[Sweep]:
 
 
 def surrogate_sweeps(result: FitResult) -> list[Sweep] | None:
-    """The surrogate's traces at the fitted features as Sweeps on the surrogate's own grid (None without stage 1),
-    cut to the recorded sweep up to its step's end: the surrogate is driven by its trained step length, so what
-    follows a shorter recorded step is not a response to it."""
+    """The surrogate's traces at the fitted features as Sweeps on the surrogate's own grid, cut as the overlay
+    draws them (`_surrogate_in_window`); None without stage 1."""
     tr = result.traces
     if tr is None or tr.surrogate_v_mV is None or tr.surrogate_t_ms is None:
         return None
     out = []
     for k in range(len(tr.recorded)):
-        st, su = np.asarray(tr.surrogate_t_ms[k], dtype=np.float64), np.asarray(tr.surrogate_v_mV[k], dtype=np.float64)
-        keep = (st >= 0) & (st <= len(tr.recorded[k]) * tr.recorded_dt_ms[k]) & (st <= tr.stim_end_ms[k])
-        if keep.sum() < 10:
+        st, su = _surrogate_in_window(tr, k)
+        if len(st) < 10:
             continue
-        t0 = float(st[keep][0])
+        t0 = float(st[0])
         dt = round(float(np.median(np.diff(st))), 9)  # the surrogate grid, without the shift's round-off
-        out.append(Sweep(v_mV=su[keep], dt_ms=dt, t0_ms=t0, index=tr.sweep_index[k],
+        out.append(Sweep(v_mV=su, dt_ms=dt, t0_ms=t0, index=tr.sweep_index[k],
                          stim_amplitude_pA=tr.amplitudes_pA[k], stim_start_ms=tr.stim_start_ms[k] - t0,
                          stim_end_ms=tr.stim_end_ms[k] - t0))
     return out or None
