@@ -1,13 +1,24 @@
 """Dockerfile and docker/compose.yaml (no Docker engine here): the services, their environment and volumes
-are wired as the app expects, and every command they run parses with the real CLI it names."""
+are wired as the app expects, every command they run parses with the real CLI it names, and what the
+Dockerfile copies, installs, exposes and health-checks agrees with the repository and the app."""
 
 from __future__ import annotations
 
+import asyncio
+import fnmatch
+import os
 import re
 import shlex
+import shutil
+import subprocess
+import sys
+import tomllib
+import zipfile
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
+import httpx
 import pytest
 import typer
 import yaml
@@ -87,25 +98,135 @@ def test_commands_are_real_cli_commands(compose: dict) -> None:
     assert work.params["nthreads"] == 1  # Brian2 runs are CPU-bound, one per process
 
 
-def test_dockerfile(compose: dict) -> None:
-    text = (ROOT / "Dockerfile").read_text()
-    lines = [ln.strip() for ln in text.replace("\\\n", " ").splitlines() if ln.strip() and not ln.startswith("#")]
-    assert lines[0].startswith("FROM python:3.11")
-    torch_idx = next(i for i, ln in enumerate(lines) if "torch==2.13.0" in ln)
-    assert "--index-url https://download.pytorch.org/whl/cpu" in lines[torch_idx]
-    pkg_idx = next(i for i, ln in enumerate(lines) if re.search(r"pip install \"?\.(\[|\"|\s|$)", ln))
-    assert torch_idx < pkg_idx  # torch first: the package's requirement is then already met
-    cmd = next(ln for ln in lines if ln.startswith("CMD "))
-    argv = yaml.safe_load(cmd[4:])  # exec form: a JSON array
+def _dockerfile() -> list[tuple[str, str]]:
+    """The Dockerfile's instructions as (KEYWORD, arguments), continuation lines joined, comments dropped."""
+    text = (ROOT / "Dockerfile").read_text().replace("\\\n", " ")
+    out = []
+    for ln in text.splitlines():
+        ln = ln.strip()
+        if ln and not ln.startswith("#"):
+            kw, _, rest = ln.partition(" ")
+            out.append((kw.upper(), rest.strip()))
+    return out
+
+
+def _dockerignored(rel: str) -> bool:
+    patterns = [p.strip() for p in (ROOT / ".dockerignore").read_text().splitlines()
+                if p.strip() and not p.startswith("#")] if (ROOT / ".dockerignore").is_file() else []
+    parts = Path(rel).parts
+    return any(fnmatch.fnmatch(rel, pat) or fnmatch.fnmatch(parts[0], pat) for pat in patterns)
+
+
+def test_dockerfile_copies_existing_sources() -> None:
+    """Every COPY source exists and is not excluded from the build context by .dockerignore, and the files
+    pyproject.toml needs to build (its readme) are among them: otherwise `docker build` fails."""
+    copies = [shlex.split(args) for kw, args in _dockerfile() if kw == "COPY"]
+    assert copies
+    sources = [src for argv in copies for src in argv[:-1] if not src.startswith("--")]
+    for src in sources:
+        assert (ROOT / src).exists(), f"Dockerfile COPYs {src}, which is not in the repository"
+        assert not _dockerignored(src), f"Dockerfile COPYs {src}, which .dockerignore leaves out of the context"
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    assert {"pyproject.toml", project["readme"], "noble"} <= set(sources)
+
+
+def test_dockerfile_installs_the_package_with_real_extras_and_a_matching_torch() -> None:
+    """The torch pinned first satisfies the package's torch requirement (else pip would fetch another torch,
+    CUDA wheels included), and every extra asked for exists (pip only warns about an unknown one, and an
+    image without psycopg cannot reach the compose file's PostgreSQL)."""
+    from packaging.requirements import Requirement
+
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    runs = [args for kw, args in _dockerfile() if kw == "RUN"]
+    torch_pin = next(m for r in runs if (m := re.search(r"torch==([0-9][0-9.]*)", r)))
+    torch_req = next(Requirement(d) for d in project["dependencies"] if Requirement(d).name == "torch")
+    assert torch_req.specifier.contains(torch_pin.group(1)), (torch_pin.group(1), str(torch_req))
+    make_pin = re.search(r"torch==([0-9][0-9.]*)", (ROOT / "Makefile").read_text())
+    assert make_pin is not None and make_pin.group(1) == torch_pin.group(1)  # the image runs what `make` tests
+    installs = [m for r in runs if (m := re.search(r"pip install \"?\.(?:\[([^\]]*)\])?\"?(?:\s|$)", r + " "))]
+    assert len(installs) == 1, runs
+    extras = [e.strip() for e in (installs[0].group(1) or "").split(",") if e.strip()]
+    assert "postgres" in extras
+    for extra in extras:
+        assert extra in project["optional-dependencies"], extra
+    assert any(Requirement(d).name == "psycopg" for d in project["optional-dependencies"]["postgres"])
+    torch_at = next(i for i, r in enumerate(runs) if torch_pin.group(0) in r)
+    package_at = next(i for i, r in enumerate(runs) if installs[0].group(0).strip() in r)
+    assert torch_at < package_at  # torch first: the package's torch requirement is then already met
+
+
+def test_dockerfile_cmd_port_and_healthcheck_agree_with_the_app(compose: dict, tmp_path: Path) -> None:
+    """CMD is a real `noble serve` invocation; its port is the one EXPOSEd, the health check polls and the
+    settings default; the health check's path answers 200 without an API key (keys are set in production);
+    every NOBLE_* ENV is a real setting with a valid value."""
+    from noble.app.main import create_app
+    from noble.config import settings_from_env
+
+    inst = _dockerfile()
+    cmd = [args for kw, args in inst if kw == "CMD"]
+    assert len(cmd) == 1
+    argv = yaml.safe_load(cmd[0])  # exec form: a JSON array
+    ctx = _noble_command(argv)
+    assert ctx.command.name == "serve" and ctx.params["host"] == "0.0.0.0"
+    port = ctx.params["port"]
     assert argv == compose["services"]["api"]["command"]
-    assert _noble_command(argv).command.name == "serve"
-    assert "EXPOSE 8000" in lines
-    health = next(ln for ln in lines if ln.startswith("HEALTHCHECK"))
-    assert "/health" in health
-    assert any(ln.startswith("USER ") and "root" not in ln for ln in lines)
-    assert "g++" in text  # Brian2 compiles generated code
-    for ln in lines:
-        if ln.startswith("COPY "):
-            src = shlex.split(ln)[1:-1]
-            for p in src:
-                assert (ROOT / p).exists(), p
+    exposed = {int(p.split("/")[0]) for kw, args in inst if kw == "EXPOSE" for p in args.split()}
+    assert port in exposed and port == Settings().port, (port, exposed, Settings().port)
+    health = next(args for kw, args in inst if kw == "HEALTHCHECK")
+    url = re.search(r"https?://[^'\"\s]+", health)
+    assert url is not None, health
+    parsed = httpx.URL(url.group(0))
+    assert parsed.port == port
+
+    env: dict[str, str] = {}
+    for kw, args in inst:
+        if kw == "ENV":
+            for tok in shlex.split(args):
+                k, _, v = tok.partition("=")
+                env[k] = v
+    noble_env = {k: v for k, v in env.items() if k.startswith("NOBLE_")}
+    for k in noble_env:
+        assert k[6:].lower() in Settings.model_fields, k
+    with mock.patch.dict(os.environ, noble_env):
+        s = settings_from_env()
+    assert s.port == port
+
+    async def probe() -> httpx.Response:
+        app = create_app(Settings(data_dir=tmp_path, api_keys="production-key"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            return await c.get(parsed.path)
+
+    assert asyncio.run(probe()).status_code == 200
+
+
+def test_image_install_ships_every_package_file(tmp_path: Path) -> None:
+    """`pip install .` in the image is not editable: a file under noble/ that package-data does not name (the
+    shipped surrogate's weights, the NMODL files, the explorer's static files) would be missing in the
+    container. Build the wheel from exactly what the Dockerfile COPYs and compare."""
+    pytest.importorskip("setuptools")
+    ctx = tmp_path / "context"
+    ctx.mkdir()
+    for kw, args in _dockerfile():  # COPY SRC... DEST, DEST relative to WORKDIR (the build runs there)
+        if kw == "COPY":
+            *srcs, dest = shlex.split(args)
+            for src in srcs:
+                to = ctx / dest / Path(src).name if dest.endswith("/") or len(srcs) > 1 else ctx / dest
+                if (ROOT / src).is_dir():
+                    shutil.copytree(ROOT / src, to, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+                else:
+                    to.parent.mkdir(parents=True, exist_ok=True)
+                    shutil.copy2(ROOT / src, to)
+    out = tmp_path / "wheel"
+    build = subprocess.run([sys.executable, "-m", "pip", "wheel", ".", "--no-deps", "--no-build-isolation", "-q",
+                            "-w", str(out)], cwd=ctx, capture_output=True, text=True, timeout=300)
+    assert build.returncode == 0, build.stderr[-3000:]
+    (whl,) = out.glob("noble-*.whl")
+    shipped = set(zipfile.ZipFile(whl).namelist())
+    wanted = {p.relative_to(ctx).as_posix() for p in (ctx / "noble").rglob("*") if p.is_file()}
+    assert wanted, "nothing copied"
+    missing = sorted(wanted - shipped)
+    assert not missing, f"in noble/ but not in the installed package: {missing[:20]}"
+    from noble.operator import default_surrogate_path
+
+    weights = default_surrogate_path() / "weights.safetensors"
+    assert weights.relative_to(ROOT).as_posix() in shipped  # the default surrogate the image serves
