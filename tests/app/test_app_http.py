@@ -47,11 +47,28 @@ def test_api_keys(tmp_path: Path) -> None:
 
 
 def test_no_keys_configured_means_open(tmp_path: Path) -> None:
-    async def main() -> httpx.Response:
-        async with _client(tmp_path) as c:
-            return await c.get("/v1/models")
+    """Without NOBLE_API_KEYS a /v1 call without a key succeeds (2xx with its real body); the same app with
+    keys configured refuses that call, so it is the keys setting that decides."""
+    from noble.app.store import JobStore
 
-    assert asyncio.run(main()).status_code == 503  # reached the handler
+    async def call(api_keys: str | None) -> httpx.Response:
+        app = create_app(Settings(data_dir=tmp_path, api_keys=api_keys))
+        app.state.store = store  # the one thing GET /v1/jobs needs of the lifespan
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://test") as c:
+            return await c.get("/v1/jobs")
+
+    store = JobStore(None, tmp_path)
+    try:
+        job = store.create("datagen", {"kind": "datagen"}, 3)
+        open_ = asyncio.run(call(None))
+        keyed = asyncio.run(call("k-one"))
+    finally:
+        store.close()
+    assert open_.status_code == 200, open_.text
+    body = open_.json()
+    assert body["total"] == 1 and [j["id"] for j in body["items"]] == [job.id]
+    assert body["items"][0]["kind"] == "datagen" and body["items"][0]["state"] == "queued"
+    assert keyed.status_code == 401
 
 
 def test_body_limit_declared_and_streamed(tmp_path: Path) -> None:
