@@ -137,7 +137,14 @@ def test_simulate_nwb_reads_back(c: httpx.Client, lif_sim: dict[str, Any], tmp_p
         assert sw.stim_amplitude_pA == 300.0 and sw.stim_start_ms == 20.0 and sw.stim_end_ms == 120.0
 
 
-def test_fit_upload_is_checked_then_queued(c: httpx.Client, lif_sim: dict[str, Any]) -> None:
+def test_fit_upload_is_checked_stored_and_queued_then_cancelled(server: LiveServer, c: httpx.Client,
+                                                                 lif_sim: dict[str, Any]) -> None:
+    """What POST /v1/fit does before any fitting: a file that is not a recording and bad options are refused
+    (422 naming the field) without creating a job; a good upload is stored under the job's own directory with
+    a name of ours (the client's path never reaches the file system) and queued with the options turned into
+    the fit config; the queued job can be cancelled. No fit runs here: this job is cancelled before it
+    would. A fit job running to its result through the service is the browser test's (tests/e2e/
+    test_e2e_browser*.py); the fit itself is tested in tests/fit."""
     junk = c.post("/v1/fit", files={"recording": ("cell.abf", b"not a recording at all", "application/octet-stream")})
     assert junk.status_code == 422 and junk.json()["detail"][0]["loc"] == ["body", "recording"]
     nwb = c.post("/v1/simulate", json=LIF_BODY, headers={"Accept": "application/x-nwb"}).content
@@ -162,8 +169,14 @@ def test_fit_upload_is_checked_then_queued(c: httpx.Client, lif_sim: dict[str, A
     assert job["spec"]["config"]["objective"]["tolerances"]["latency_ms"] == 3
     assert job["spec"]["config"]["polish"] == {"generations": 5}
     assert job["kind"] == "fit" and job["spec"]["sweeps_found"] == 2 and job["spec"]["recording"] == "input/recording.nwb"
-    d = c.delete(f"/v1/jobs/{job['id']}")  # the fit itself is exercised by noble.fit's tests
+    stored = server.data_dir / "jobs" / job["id"] / "input" / "recording.nwb"
+    assert stored.read_bytes() == nwb  # the upload, byte for byte, under the job's directory
+    assert not any((server.data_dir / "uploads").glob("*"))  # staging emptied, refused uploads included
+    assert not list(server.data_dir.parent.rglob("evil name*"))
+    d = c.delete(f"/v1/jobs/{job['id']}")
     assert d.status_code == 202 and d.json()["state"] == "cancelled"
+    assert c.get(f"/v1/jobs/{job['id']}").json()["state"] == "cancelled"
+    assert c.get(f"/v1/jobs/{job['id']}/result").status_code == 409  # a cancelled fit has no result
 
 
 def test_simulate_limits(c: httpx.Client) -> None:
