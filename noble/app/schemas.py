@@ -63,6 +63,12 @@ class SurrogateOut(BaseModel):
     stimulus_start_ms: float
     stimulus_duration_ms: float
     stimulus_kinds: list[str]
+    trained_amplitudes_pA: list[float] = Field(
+        default_factory=list, description="the step amplitudes the surrogate was trained on, sorted")
+    amplitude_range_pA: list[float] | None = Field(
+        None, min_length=2, max_length=2,
+        description="[low, high] of trained_amplitudes_pA: /v1/sample refuses a step amplitude outside it (and a "
+                    "waveform value outside it widened to 0 pA) unless extrapolate is true; null if unrecorded")
     heldout_metrics: dict[str, Any] = Field(description="metrics on held-out neurons, from the model card")
     card: dict[str, Any]
 
@@ -108,6 +114,9 @@ class SampleIn(Strict):
         description="hold these features at the given values and draw the others from the population "
                     "conditioned on them (exclusive with `features`)")
     include_traces: bool = Field(True, description="False: bands and summaries only")
+    extrapolate: bool = Field(False, description=(
+        "True: accept a stimulus outside the surrogate's trained amplitudes (amplitude_range_pA in /v1/models; "
+        "422 otherwise); the response then says extrapolated=true. Features are always range-checked"))
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False, json_schema_extra={
         "examples": [{"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1}]})
@@ -134,6 +143,8 @@ class SampleOut(BaseModel):
     spike_counts: list[int]
     first_spike_latency_ms: list[float | None]
     v_mV: list[list[float | None]] | None = Field(None, description="(n_samples, n_time); null if include_traces=false")
+    extrapolated: bool = Field(False, description="the stimulus left the trained amplitudes (only with extrapolate)")
+    warnings: list[str] = Field(default_factory=list, description="why the traces may be unreliable")
 
 
 # ---- /v1/simulate ----------------------------------------------------------------------------------------

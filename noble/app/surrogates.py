@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..operator.domain import amplitude_range, trained_amplitudes
 from .batcher import MicroBatcher
 
 if TYPE_CHECKING:
@@ -152,6 +153,7 @@ class LoadedSurrogate:
         if card.get("metrics_heldout_per_amplitude"):
             metrics = {"overall": metrics, "per_amplitude": card["metrics_heldout_per_amplitude"]}
         units = list(getattr(cfg, "feature_units", []) or [])
+        rng = amplitude_range(cfg)
         return _jsonable({
             "name": self.name,
             "default": default,
@@ -167,6 +169,8 @@ class LoadedSurrogate:
             "stimulus_start_ms": start,
             "stimulus_duration_ms": dur,
             "stimulus_kinds": ["step", "waveform"],
+            "trained_amplitudes_pA": trained_amplitudes(cfg),
+            "amplitude_range_pA": list(rng) if rng is not None else None,
             "heldout_metrics": metrics,
             "card": card,
         })

@@ -2,7 +2,8 @@
 
 Public API (imported lazily so `noble --help` does not pay for torch):
 `load_surrogate(path) -> Surrogate`, `sample(surrogate, stimulus, n, seed, features=None) -> SampleResult`,
-`default_surrogate_path() -> Path`.
+`default_surrogate_path() -> Path`, `check_stimulus_domain(config, stimulus, extrapolate=False) -> warnings`
+(raises `OutsideTrainedDomain` for a stimulus outside the trained amplitudes).
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ _EXPORTS = {
     "SampleResult": "noble.operator.sample",
     "SurrogateConfig": "noble.operator.config",
     "TrainConfig": "noble.operator.config",
+    "check_stimulus_domain": "noble.operator.domain",
+    "OutsideTrainedDomain": "noble.operator.domain",
+    "trained_amplitudes": "noble.operator.domain",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -74,11 +74,16 @@ def sample_cmd(
     seed: int = typer.Option(0, "--seed", min=0),
     feature: Optional[list[str]] = typer.Option(None, "--feature", help="fix a feature: NAME=VALUE (repeatable)"),
     out: Optional[Path] = typer.Option(None, "--out", "-o", help="write traces, bands and statistics (.npz)"),
+    extrapolate: bool = typer.Option(False, "--extrapolate",
+                                     help="allow an amplitude outside the trained ones (refused otherwise)"),
 ) -> None:
-    """Sample n neurons of the trained cell class at one step amplitude; print spike statistics."""
+    """Sample n neurons of the trained cell class at one step amplitude; print spike statistics.
+    An amplitude outside the checkpoint's trained amplitudes is refused unless --extrapolate."""
     import numpy as np
+    from rich.markup import escape
 
     from .checkpoint import default_surrogate_path, load_surrogate
+    from .domain import OutsideTrainedDomain, check_stimulus_domain
     from .sample import sample
 
     fixed = {}
@@ -91,10 +96,17 @@ def sample_cmd(
             raise typer.Exit(2)
     try:
         sur = load_surrogate(ckpt or default_surrogate_path())
+        warnings = check_stimulus_domain(sur.config, amplitude_pA, extrapolate=extrapolate)
         res = sample(sur, amplitude_pA, n, seed, features=fixed or None)
+    except OutsideTrainedDomain as exc:
+        console.print(f"[red]--amplitude-pA: {escape(exc.message)}; pass --extrapolate to sample there "
+                      "anyway[/red]", soft_wrap=True)
+        raise typer.Exit(2)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
+    for w in warnings:
+        console.print(f"[yellow]warning: {escape(w)}[/yellow]", soft_wrap=True)
     lat = res.first_spike_latency_ms
     summary = {
         "surrogate": sur.name, "amplitude_pA": amplitude_pA, "n": n, "seed": seed,
@@ -102,11 +114,13 @@ def sample_cmd(
                         "q50": float(np.median(res.spike_counts)), "q95": float(np.quantile(res.spike_counts, 0.95))},
         "first_spike_latency_ms": {"n_spiking": int(np.isfinite(lat).sum()),
                                    "median": float(np.nanmedian(lat)) if np.isfinite(lat).any() else None},
+        "extrapolated": bool(warnings),
     }
     typer.echo(json.dumps(summary, indent=1))
     if out is not None:
         np.savez_compressed(out, t_ms=res.t_ms, v_mV=res.v_mV, features=res.features,
                             feature_names=np.array(res.feature_names), stim_pA=res.stim_pA,
                             spike_counts=res.spike_counts, first_spike_latency_ms=lat,
+                            extrapolated=np.bool_(bool(warnings)),
                             **{f"band_{k}": v for k, v in res.bands.items()})
         console.print(f"wrote {out}")

@@ -2,6 +2,8 @@
 
 Features are drawn from the surrogate's population (or given explicitly), the forward pass is shared with
 concurrent requests by the micro-batcher, and the answer is JSON, .npz or NWB by content negotiation.
+A stimulus outside the surrogate's trained amplitudes is a 422 naming the field and the range
+(`noble.operator.domain`) unless the request sets `extrapolate`; the answer then carries `extrapolated`.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 import numpy as np
 from fastapi import APIRouter, Header, Request, Response
 
+from ...operator.domain import OutsideTrainedDomain, check_stimulus_domain
 from ..deps import AUTH_ERRORS, registry_of, settings_of, store_of
 from ..encode import ALT_CONTENT, choose_format, json_response, npz_response, nwb_bytes, nwb_response
 from ..errors import ApiError, field_error
@@ -68,18 +71,26 @@ def _features_arg(body: SampleIn, loaded: LoadedSurrogate) -> np.ndarray | dict[
     return out
 
 
-def _stimulus(body: SampleIn, loaded: LoadedSurrogate) -> float | np.ndarray:
-    """A step amplitude (the surrogate renders its own protocol window) or a waveform on its grid."""
+def _stimulus(body: SampleIn, loaded: LoadedSurrogate) -> tuple[float | np.ndarray, list[str]]:
+    """A step amplitude (the surrogate renders its own protocol window) or a waveform on its grid, and the
+    warnings of a stimulus outside the trained amplitudes (422 there unless body.extrapolate)."""
     stim = body.stimulus
     if isinstance(stim, SampleStep):
-        return float(stim.amplitude_pA)
-    if len(stim.values_pA) != loaded.n_time:
-        raise field_error(["body", "stimulus", "values_pA"],
-                          f"need exactly n_time={loaded.n_time} samples at dt_ms={loaded.dt_ms} "
-                          f"(the surrogate's grid), got {len(stim.values_pA)}")
-    if stim.dt_ms is not None and abs(stim.dt_ms - loaded.dt_ms) > 1e-9 * max(1.0, loaded.dt_ms):
-        raise field_error(["body", "stimulus", "dt_ms"], f"must equal the surrogate's dt_ms={loaded.dt_ms}")
-    return np.asarray(stim.values_pA, dtype=np.float32)
+        out: float | np.ndarray = float(stim.amplitude_pA)
+    else:
+        if len(stim.values_pA) != loaded.n_time:
+            raise field_error(["body", "stimulus", "values_pA"],
+                              f"need exactly n_time={loaded.n_time} samples at dt_ms={loaded.dt_ms} "
+                              f"(the surrogate's grid), got {len(stim.values_pA)}")
+        if stim.dt_ms is not None and abs(stim.dt_ms - loaded.dt_ms) > 1e-9 * max(1.0, loaded.dt_ms):
+            raise field_error(["body", "stimulus", "dt_ms"], f"must equal the surrogate's dt_ms={loaded.dt_ms}")
+        out = np.asarray(stim.values_pA, dtype=np.float32)
+    try:
+        warnings = check_stimulus_domain(loaded.config, out, extrapolate=body.extrapolate)
+    except OutsideTrainedDomain as exc:
+        raise field_error(["body", *exc.field.split(".")],
+                          f"{exc.message}; send \"extrapolate\": true to sample there anyway") from None
+    return out, warnings
 
 
 @router.post("/sample", response_model=SampleOut, responses=RESPONSES,
@@ -99,7 +110,8 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
         raise ApiError(413, f"n_samples={body.n_samples} exceeds the limit of {settings.sample_max_n} "
                             "(NOBLE_SAMPLE_MAX_N)")
     feats = _features_arg(body, loaded)
-    stimulus = _stimulus(body, loaded)
+    stimulus, warnings = _stimulus(body, loaded)
+    extrapolated = bool(warnings)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     op = operator_api()
     if op is None:  # pragma: no cover - registry would be empty
@@ -126,14 +138,17 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
         return npz_response({"t_ms": np.arange(v.shape[1]) * loaded.dt_ms, "v_mV": v, "stim_pA": wave,
                              "features": f, "feature_names": np.array(loaded.feature_names),
                              **{f"band_{k}": b for k, b in bands.items()}, "spike_counts": counts,
-                             "first_spike_latency_ms": lat, "seed": np.int64(seed), "dt_ms": loaded.dt_ms}, name)
+                             "first_spike_latency_ms": lat, "seed": np.int64(seed), "dt_ms": loaded.dt_ms,
+                             "extrapolated": np.bool_(extrapolated), "warnings": np.array(warnings, dtype=str)},
+                            name)
     if fmt == "nwb":
         per_trace = [{"surrogate": loaded.name, "seed": seed,
                       "features": {n: float(f[k, j]) for j, n in enumerate(loaded.feature_names)}}
                      for k in range(v.shape[0])]
         content = await asyncio.to_thread(
             nwb_bytes, v, wave, loaded.dt_ms, start_ms, end_ms, amp,
-            {"surrogate": loaded.name, "seed": seed, "source": "noble /v1/sample"}, per_trace,
+            {"surrogate": loaded.name, "seed": seed, "source": "noble /v1/sample", "extrapolated": extrapolated,
+             "warnings": warnings}, per_trace,
             "Long Square" if is_step else "noble waveform")
         return nwb_response(content, name)
     payload = {
@@ -141,5 +156,6 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
         "n_time": int(v.shape[1]), "t0_ms": 0.0, "stim_pA": wave, "feature_names": loaded.feature_names,
         "features": f, "bands": bands, "spike_counts": counts, "first_spike_latency_ms": lat,
         "v_mV": v if body.include_traces else None,
+        "extrapolated": extrapolated, "warnings": warnings,
     }
     return json_response(payload)
