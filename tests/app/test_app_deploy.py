@@ -222,7 +222,8 @@ def test_image_install_ships_every_package_file(tmp_path: Path) -> None:
     assert build.returncode == 0, build.stderr[-3000:]
     (whl,) = out.glob("noble-*.whl")
     shipped = set(zipfile.ZipFile(whl).namelist())
-    wanted = {p.relative_to(ctx).as_posix() for p in (ctx / "noble").rglob("*") if p.is_file()}
+    wanted = {p.relative_to(ctx).as_posix() for p in (ctx / "noble").rglob("*")
+              if p.is_file() and not any(part.startswith(".") for part in p.relative_to(ctx).parts)}  # no editor temps
     assert wanted, "nothing copied"
     missing = sorted(wanted - shipped)
     assert not missing, f"in noble/ but not in the installed package: {missing[:20]}"
