@@ -1,9 +1,9 @@
 """From stage 1's fitted features to hh parameters: the nearest members of the surrogate's hall of fame.
 
 The hall of fame is the population the surrogate was trained on (parameters + the surrogate's features
-per model): from `hall_of_fame.json` beside the checkpoint when shipped, else from the training dataset
-named in the checkpoint's card (HDF5 shards), else the family's presets with their features simulated
-once per process. Members are ranked by the Mahalanobis distance of their features to stage 1's fit
+per model; read and written by noble.operator.hall_of_fame): from `hall_of_fame.json` beside the checkpoint
+when shipped, else from the training dataset named in the checkpoint's card (HDF5 shards), else the
+family's presets with their features simulated once per process. Members are ranked by the Mahalanobis distance of their features to stage 1's fit
 under stage 1's covariance, after an exact rescaling of the membrane area: every conductance is a
 density, so multiplying the area by a multiplies the rheobase by a and divides F-I slopes by a, and leaves
 potentials and time constants alone. Each member gets its best a (a 1-D search), i.e. diam x sqrt(a).
@@ -12,10 +12,8 @@ potentials and time constants alone. Each member gets its best a (a 1-D search),
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -24,9 +22,9 @@ import numpy as np
 from noble.datagen.features import rheobase_and_slope, trace_features
 from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
-from noble.io._atomic import atomic_path
+from noble.operator.hall_of_fame import HallOfFame, hall_of_fame_from_dataset, read_hall_of_fame
 
-from .hhmodel import IDX, NAMES, params_row
+from .hhmodel import IDX, params_row
 
 log = logging.getLogger(__name__)
 
@@ -34,93 +32,6 @@ log = logging.getLogger(__name__)
 # rates per pA ~ 1/a, rates per pA^2 ~ 1/a^2; the rest do not change.
 AREA_POWER = {"I_thr_pA": 1, "s_thr_Hz_per_pA": -1, "fi_slope_Hz_per_pA": -1, "fi_lin_Hz_per_pA": -1,
               "fi_quad_Hz_per_pA2": -2}
-
-
-@dataclass
-class HallOfFame:
-    """Parameter rows (M, P) in hh order and their features (M, F)."""
-
-    params: np.ndarray
-    features: np.ndarray
-    feature_names: list[str]
-    source: str
-
-
-def in_hh_order(params: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """Rows stored under `names` as (M, P) in today's hh order; a parameter the store predates (I_D's
-    g_D, tau_D) takes the family default, i.e. the model the rows were simulated with."""
-    names = list(names)
-    out = np.empty((params.shape[0], len(NAMES)))
-    for j, name in enumerate(NAMES):
-        out[:, j] = params[:, names.index(name)] if name in names else HH.param_spec(name).default
-    return out
-
-
-def _hof_from_json(path: Path, feature_names: list[str]) -> HallOfFame | None:
-    doc = json.loads(path.read_text())
-    names = doc.get("param_names", NAMES)
-    fn = doc["feature_names"]
-    if not set(feature_names) <= set(fn):
-        return None
-    params = in_hh_order(np.asarray(doc["params"], dtype=np.float64), names)
-    feats = np.asarray(doc["features"], dtype=np.float64)[:, [fn.index(n) for n in feature_names]]
-    return HallOfFame(params, feats, list(feature_names), str(path))
-
-
-def _hof_from_dataset(directory: Path, feature_names: list[str]) -> HallOfFame | None:
-    """Per-model parameters and features from HDF5 shards (only the small tables are read)."""
-    import h5py
-
-    from noble.datagen.features import NEURON_FEATURES
-    from noble.datagen.dataset import open_dataset
-    from noble.operator.data import DERIVED_FEATURES, derived_feature
-
-    rows_p: list[np.ndarray] = []
-    rows_f: list[list[float]] = []
-    for path in open_dataset(directory):
-        with h5py.File(path, "r") as h5:
-            if h5["params"].shape[0] == 0:
-                continue
-            pnames = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["params"].attrs["names"]]
-            fnames = [s.decode() if isinstance(s, bytes) else str(s) for s in h5["features"].attrs["names"]]
-            params, feats = h5["params"][:], h5["features"][:]
-            mid, amp = h5["model_id"][:], h5["amp_pA"][:]
-        cols = {n: k for k, n in enumerate(fnames)}
-        for m in np.unique(mid):
-            rows = np.flatnonzero(mid == m)
-            vec: list[float] = []
-            for name in feature_names:
-                if name in DERIVED_FEATURES:
-                    vec.append(derived_feature(name, amp[rows], feats[rows, cols["rate_Hz"]],
-                                               float(feats[rows[0], cols["I_thr_pA"]])))
-                elif name not in cols:
-                    return None
-                elif name in NEURON_FEATURES:
-                    vec.append(float(feats[rows[0], cols[name]]))
-                else:
-                    col = feats[rows, cols[name]]
-                    col = col[np.isfinite(col)]
-                    vec.append(float(np.median(col)) if len(col) else math.nan)
-            rows_p.append(in_hh_order(params[rows[0]][None, :], pnames)[0])
-            rows_f.append(vec)
-    if not rows_p:
-        return None
-    P, Fm = np.stack(rows_p), np.asarray(rows_f)
-    ok = np.all(np.isfinite(Fm), axis=1)
-    return HallOfFame(P[ok], Fm[ok], list(feature_names), str(directory))
-
-
-def write_hall_of_fame(dataset: str | Path, feature_names: Sequence[str], path: str | Path) -> int:
-    """Write the dataset's population (hh parameters + features per model) as `hall_of_fame.json` at path,
-    so a shipped checkpoint warm-starts fits without its (large, unshipped) training data. Returns members."""
-    hof = _hof_from_dataset(Path(dataset), list(feature_names))
-    if hof is None or not len(hof.params):
-        raise ValueError(f"no hh population with features {list(feature_names)} in {dataset}")
-    doc = {"source": str(dataset), "param_names": list(NAMES), "feature_names": list(feature_names),
-           "params": hof.params.tolist(), "features": hof.features.tolist()}
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(doc) + "\n")
-    return len(hof.params)
 
 
 @functools.lru_cache(maxsize=8)
@@ -163,7 +74,7 @@ def hall_of_fame(surrogate: Any, dataset: str | Path | None = None) -> HallOfFam
     cand = [ck / "hall_of_fame.json"]
     for c in cand:
         if c.is_file():
-            hof = _hof_from_json(c, names)
+            hof = read_hall_of_fame(c).select(names)
             if hof is not None and len(hof.params):
                 return hof
     dirs: list[Path] = []
@@ -176,7 +87,7 @@ def hall_of_fame(surrogate: Any, dataset: str | Path | None = None) -> HallOfFam
     for d in dirs:
         if (d / "manifest.json").is_file():
             try:
-                hof = _hof_from_dataset(d, names)
+                hof = hall_of_fame_from_dataset(d, names)
             except Exception as exc:  # unreadable shards: fall back
                 log.warning("hall of fame from %s failed: %s", d, exc)
                 hof = None

@@ -23,6 +23,9 @@ _EXPORTS = {
     "check_stimulus_domain": "noble.operator.domain",
     "OutsideTrainedDomain": "noble.operator.domain",
     "trained_amplitudes": "noble.operator.domain",
+    "HallOfFame": "noble.operator.hall_of_fame",
+    "read_hall_of_fame": "noble.operator.hall_of_fame",
+    "write_hall_of_fame": "noble.operator.hall_of_fame",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -327,7 +327,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
                                            f"epochs with >= {COUNT_TARGET:.0%} spike counts within +-1")
         save_checkpoint(out, net, scfg, card)
     if scfg.family == "hh":  # the fit's warm start reads the population from beside the checkpoint
-        from noble.fit.warmstart import write_hall_of_fame
+        from .hall_of_fame import write_hall_of_fame
 
         try:
             write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")

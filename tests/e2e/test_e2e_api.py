@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from conftest import LiveServer, surrogate_or_skip, tiny_lif_job, wait_job
+from conftest import LiveServer, default_surrogate, tiny_lif_job, wait_job
 
 STEP = {"kind": "step", "amplitude_pA": 300.0, "start_ms": 20.0, "duration_ms": 100.0}
 
@@ -334,7 +334,7 @@ def sample_target(c: httpx.Client, train_job: dict[str, Any]) -> dict[str, Any]:
 
 def test_sample_simplest_call(c: httpx.Client) -> None:
     """The call of the README, with the shipped default surrogate and no surrogate named."""
-    s = surrogate_or_skip(c)
+    s = default_surrogate(c)
     r = c.post("/v1/sample", json={"n_samples": 16, "stimulus": {"kind": "step", "amplitude_pA": 200}, "seed": 1})
     assert r.status_code == 200, r.text
     v = np.asarray(r.json()["v_mV"], dtype=np.float64)
