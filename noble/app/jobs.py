@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+FIT_PROGRESS_TOTAL = 1000  # a fit job's progress in per mille of the whole fit (stages weighted by their time)
 RESUMABLE_KINDS = {"datagen", "train"}  # datagen skips complete shards; training resumes from its last epoch
 
 
@@ -299,7 +300,10 @@ class JobRunner:
             if digest is not None:
                 job = self.store.get(job_id)
                 n = int((job.progress_total if job else 0) or 0)
-                futs = [Future(f"noble-shard-{digest}-{i}", client) for i in range(n)]
+                from ..datagen.jobs import shard_task_key
+
+                dataset = job_dir(self.data_dir, job_id) / "dataset"  # as _run_datagen passes it
+                futs = [Future(shard_task_key(digest, dataset, i), client) for i in range(n)]
                 if futs:
                     client.cancel(futs)
             Event(f"noble-cancel-{job_id}", client=client).set()
@@ -429,14 +433,23 @@ class JobRunner:
             pass
         return out
 
-    def _run_cli(self, job: Job, flag: threading.Event, argv: list[str], what: str) -> dict[str, Any]:
-        """Run `noble ARGV` as a Dask task (cancellable through a Dask Event); raise on failure."""
+    def _run_cli(self, job: Job, flag: threading.Event, argv: list[str], what: str,
+                 on_poll: Callable[[], None] | None = None) -> dict[str, Any]:
+        """Run `noble ARGV` as a Dask task (cancellable through a Dask Event); raise on failure. `on_poll` is
+        called about twice a second while it runs (e.g. to relay the task's progress file to the store)."""
         from distributed import Event
 
         jdir = job_dir(self.data_dir, job.id)
         Event(f"noble-cancel-{job.id}", client=self.client).clear()
         fut = self.client.submit(run_cli_task, argv, f"noble-cancel-{job.id}", str((jdir / f"{what}.log").resolve()),
                                  pure=False, key=f"noble-{what}-{job.id}-{job.attempts}")
+        if on_poll is not None:
+            while not fut.done():
+                try:
+                    on_poll()
+                except Exception:  # noqa: BLE001 - progress is informative; never fail a job for it
+                    log.debug("progress poll of job %s failed", job.id, exc_info=True)
+                time.sleep(0.5)
         res = fut.result()
         if self._stopping.is_set() and not flag.is_set():
             raise JobInterrupted
@@ -454,10 +467,25 @@ class JobRunner:
         out = jdir / "fit"
         cfg_path = jdir / "fit_config.json"
         cfg_path.write_text(json.dumps(job.spec.get("config") or {}))
-        self.store.progress(job.id, self.owner, 0, 1, message="fitting")
+        from noble.fit.progress import read_progress
+
+        progress_path = jdir / "fit_progress.json"
+        progress_path.unlink(missing_ok=True)
+        self.store.progress(job.id, self.owner, 0, FIT_PROGRESS_TOTAL, message="fitting")
+        last: list[Any] = [None]
+
+        def relay() -> None:  # the fit's progress file -> the job's progress, per generation
+            doc = read_progress(progress_path)
+            if doc is None or doc == last[0]:
+                return
+            last[0] = doc
+            done = int(round(FIT_PROGRESS_TOTAL * min(0.999, float(doc.get("overall", 0.0)))))
+            self.store.progress(job.id, self.owner, done, FIT_PROGRESS_TOTAL, message=str(doc.get("message", "")))
+
         self._run_cli(job, flag, ["fit", str(rec.resolve()), "--out", str(out.resolve()), "--config",
-                                  str(cfg_path.resolve()), "--quiet"], "fit")
-        self.store.progress(job.id, self.owner, 1, 1, message="fitted")
+                                  str(cfg_path.resolve()), "--progress-file", str(progress_path.resolve()),
+                                  "--quiet"], "fit", on_poll=relay)
+        self.store.progress(job.id, self.owner, FIT_PROGRESS_TOTAL, FIT_PROGRESS_TOTAL, message="fitted")
         result: dict[str, Any] = {"type": "fit", "path": "fit", "name": f"fit-{job.id[:8]}"}
         try:
             fit = json.loads((out / "fit.json").read_text())
@@ -468,15 +496,24 @@ class JobRunner:
         return result
 
     # ---- results ----------------------------------------------------------------------------------------
-    def result_archive(self, job: Job, fmt: str) -> Path:
-        """The job's result packed as zip/tar (built once, then served from disk). Blocking."""
+    def result_dir(self, job: Job) -> Path:
+        """The folder holding a succeeded job's result (dataset, checkpoint or fit); FileNotFoundError if none."""
         if job.result is None or job.state != SUCCEEDED:
             raise FileNotFoundError("job has no result")
-        jdir = job_dir(self.data_dir, job.id)
-        src = jdir / job.result["path"]
+        src = job_dir(self.data_dir, job.id) / job.result["path"]
         if job.result["path"] not in {"dataset", "checkpoint", "fit"} or not src.is_dir():
             raise FileNotFoundError("the job's result is missing from the store")
-        dest = jdir / f"result.{fmt}"
+        return src
+
+    def result_files(self, job: Job) -> list[Path]:
+        """The plain files directly in the result folder (no temporaries, no subfolders), sorted by name."""
+        return sorted(p for p in self.result_dir(job).iterdir()
+                      if p.is_file() and not p.name.startswith(".") and not p.is_symlink())
+
+    def result_archive(self, job: Job, fmt: str) -> Path:
+        """The job's result packed as zip/tar (built once, then served from disk). Blocking."""
+        src = self.result_dir(job)
+        dest = job_dir(self.data_dir, job.id) / f"result.{fmt}"
         with self._lock:
             lock = self._archive_locks.setdefault(f"{job.id}.{fmt}", threading.Lock())
         with lock:

@@ -12,9 +12,12 @@ import asyncio
 import contextlib
 import logging
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import AsyncIterator
 
 from fastapi import Depends, FastAPI
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 
 from .. import __version__
 from ..config import Settings, settings_from_env
@@ -25,12 +28,15 @@ from .security import BodyLimitMiddleware, auth_dependency
 
 log = logging.getLogger("noble.app")
 
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+
 DESCRIPTION = """Synthetic biological neurons on demand.
 
 * `GET /v1/models`: model families (parameters with units, presets) and loaded surrogates.
 * `POST /v1/sample`: n sampled neurons of a surrogate for a stimulus (JSON, `application/x-npz`, `application/x-nwb`).
 * `POST /v1/simulate`: Brian2 ground truth for small requests.
-* `/v1/jobs`: dataset generation and training on Dask; results as zip/tar.
+* `/v1/jobs`: dataset generation, training and fits on Dask; results as zip/tar or file by file.
+* `GET /`: the web explorer, a static page that uses only this API.
 
 Units are in field names (`amplitude_pA`, `dt_ms`, `v_mV`). When NOBLE_API_KEYS is set, every `/v1` call needs
 `X-API-Key` or `Authorization: Bearer`.
@@ -100,8 +106,24 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app.include_router(r, dependencies=auth)
     if fit.available():
         app.include_router(fit.router, dependencies=auth)
+    _mount_explorer(app)
     # Outermost last: the request id and metrics wrap everything, including 413s from the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=settings.max_body_bytes,
                        per_path={"/v1/fit": (settings.fit_max_upload_bytes, "NOBLE_FIT_MAX_UPLOAD_BYTES")})
     app.add_middleware(RequestContextMiddleware, metrics=metrics)
     return app
+
+
+def _mount_explorer(app: FastAPI) -> None:
+    """`GET /` serves the explorer page and `/static/` its files. Public like /health: the page holds no data,
+    every call it makes goes through the (key-checked) /v1 API."""
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC_DIR / "favicon.svg", media_type="image/svg+xml")
+
+    @app.get("/", include_in_schema=False)
+    async def explorer() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", media_type="text/html",
+                            headers={"Cache-Control": "no-cache"})

@@ -80,6 +80,25 @@ class ModelsOut(BaseModel):
     surrogate_errors: list[str] = Field(default_factory=list)
 
 
+class MemberOut(BaseModel):
+    member: int = Field(description="row of the population")
+    model_id: int | None = Field(description="the dataset's model id (null when the population predates ids)")
+    heldout: bool = Field(description="held out of training (the surrogate never saw this neuron)")
+    features: dict[str, float] = Field(description="the surrogate's features of this neuron (for /v1/sample)")
+    params: dict[str, float] = Field(description="the solver parameters of this neuron (for /v1/simulate)")
+
+
+class PopulationOut(BaseModel):
+    surrogate: str
+    family: str
+    preset: str | None
+    n_members: int
+    n_inside_ranges: int = Field(description="members whose features lie inside the trained ranges")
+    n_heldout: int
+    heldout_known: bool = Field(description="false: the population carries no model ids, none is marked held out")
+    members: list[MemberOut]
+
+
 # ---- /v1/sample ------------------------------------------------------------------------------------------
 class SampleStep(Strict):
     """A step ('long square') of the surrogate's own protocol window (see /v1/models)."""
@@ -143,6 +162,8 @@ class SampleOut(BaseModel):
     spike_counts: list[int]
     first_spike_latency_ms: list[float | None]
     v_mV: list[list[float | None]] | None = Field(None, description="(n_samples, n_time); null if include_traces=false")
+    spike_times_ms: list[list[float]] = Field(default_factory=list, description="per neuron, the time of every AP "
+                                                                               "peak in the trace (eFEL, -20 mV)")
     extrapolated: bool = Field(False, description="the stimulus left the trained amplitudes (only with extrapolate)")
     warnings: list[str] = Field(default_factory=list, description="why the traces may be unreliable")
 
@@ -287,6 +308,18 @@ class JobListOut(BaseModel):
     total: int
     limit: int
     offset: int
+
+
+class ResultFileOut(BaseModel):
+    name: str
+    bytes: int
+    media_type: str
+    url: str
+
+
+class ResultFilesOut(BaseModel):
+    job_id: str
+    files: list[ResultFileOut]
 
 
 # ---- health ----------------------------------------------------------------------------------------------

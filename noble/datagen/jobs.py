@@ -121,6 +121,13 @@ def run_datagen(
         return _run_locked(cfg, directory, scheduler, workers, retries, progress, client, on_progress)
 
 
+def shard_task_key(digest: str, directory: Path, index: int) -> str:
+    """The Dask key of shard `index` of the dataset in `directory` (what a canceller must name). Two directories
+    of the same config are different work: the directory's hash keeps their keys apart on a shared scheduler."""
+    dir_tag = hashlib.sha256(str(Path(directory).resolve()).encode()).hexdigest()[:8]
+    return f"noble-shard-{digest}-{dir_tag}-{index}"
+
+
 def _run_locked(cfg: DatasetConfig, directory: Path, scheduler: str | None, workers: int, retries: int,
                 progress: bool, client, on_progress: Callable[[int, int], None] | None) -> JobSummary:
     from distributed import as_completed
@@ -137,13 +144,11 @@ def _run_locked(cfg: DatasetConfig, directory: Path, scheduler: str | None, work
     if not todo:
         return summary
     cfg_json = cfg.model_dump_json()
-    # Two directories of the same config are different work: keep their task keys apart on a shared scheduler.
-    dir_tag = hashlib.sha256(str(directory.resolve()).encode()).hexdigest()[:8]
     ctx = contextlib.nullcontext(client) if client is not None else dask_client(scheduler, workers)
     with ctx as cl:
         futures = {
             cl.submit(build_shard, cfg_json, i, str(directory.resolve()), retries=retries, pure=False,
-                      key=f"noble-shard-{cfg.digest()}-{dir_tag}-{i}"): i
+                      key=shard_task_key(cfg.digest(), directory, i)): i
             for i in todo
         }
         bar = tqdm(total=cfg.n_shards, initial=len(done), desc=f"datagen {cfg.name}", unit="shard",

@@ -74,6 +74,9 @@ def fit_cmd(
                                          help="feasibility-polish generations when the fit misses an acceptance "
                                               "check (default 24; 0: off)"),
     config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
+    progress_file: Optional[Path] = typer.Option(None, "--progress-file",
+                                                 help="keep a JSON file of the fit's stage and generation up to "
+                                                      "date (what the service's fit jobs report)"),
     quiet: bool = typer.Option(False, "--quiet", "-q"),
 ) -> None:
     """Fit RECORDING; prints a summary and writes fit.json, <name>_fit.png, <name>_fit.nwb and (with the surrogate
@@ -84,6 +87,7 @@ def fit_cmd(
     from noble.io import RecordingError
 
     from .api import FitConfig, fit_recording
+    from .progress import ProgressFile
     from .report import write_outputs
     from .surrogate_stage import SurrogateUnavailable
 
@@ -125,7 +129,8 @@ def fit_cmd(
     if not quiet:
         _log_progress()
     try:
-        result = fit_recording(recording, cfg)
+        progress = ProgressFile(progress_file, cfg) if progress_file is not None else None
+        result = fit_recording(recording, cfg, progress=progress)
         files = write_outputs(result, out)
     except RecordingError as exc:
         console.print(f"[red]cannot fit {recording}: {exc}[/red]")

@@ -109,19 +109,81 @@ def surrogate_sweeps(result: FitResult) -> list[Sweep] | None:
     return out or None
 
 
+def minmax_decimate(t_ms: np.ndarray, v_mV: np.ndarray, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """At most max_points of (t, v) keeping each bucket's minimum and maximum in time order, so every AP peak
+    and trough of a long trace survives the thinning (plain striding would drop narrow spikes)."""
+    t = np.asarray(t_ms, dtype=np.float64)
+    v = np.asarray(v_mV, dtype=np.float64)
+    if len(v) <= max_points:
+        return t, v
+    n_buckets = max(1, max_points // 2)
+    edges = np.linspace(0, len(v), n_buckets + 1).astype(int)
+    keep = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        if b <= a:
+            continue
+        seg = v[a:b]
+        i, j = a + int(np.argmin(seg)), a + int(np.argmax(seg))
+        keep.extend(sorted({i, j}))
+    idx = np.asarray(keep, dtype=np.int64)
+    return t[idx], v[idx]
+
+
+def _trace_json(t: np.ndarray, v: np.ndarray, max_points: int) -> dict[str, list[float | None]]:
+    td, vd = minmax_decimate(t, v, max_points)
+    return {"t_ms": [round(float(x), 3) for x in td],
+            "v_mV": [round(float(x), 2) if math.isfinite(x) else None for x in vd]}
+
+
+def overlay_doc(result: FitResult, max_points: int = 3000) -> dict[str, Any]:
+    """Every sweep's recording, hh fit and surrogate trace (min-max thinned to max_points each) with its
+    acceptance checks: what a browser needs to draw the overlay interactively (`overlay.json`)."""
+    tr = result.traces
+    if tr is None:
+        raise ValueError("the result carries no traces")
+    counts = {c["sweep"]: c for c in result.checks.get("spike_counts", [])}
+    lats = {c["sweep"]: c for c in result.checks.get("latency", [])}
+    sweeps = []
+    for k in range(len(tr.recorded)):
+        v = np.asarray(tr.recorded[k], dtype=np.float64)
+        idx = tr.sweep_index[k]
+        item: dict[str, Any] = {
+            "sweep": idx, "amplitude_pA": float(tr.amplitudes_pA[k]), "stim_start_ms": float(tr.stim_start_ms[k]),
+            "stim_end_ms": float(tr.stim_end_ms[k]),
+            "recording": _trace_json(np.arange(len(v)) * tr.recorded_dt_ms[k], v, max_points),
+            "model": None, "surrogate": None,
+            "checks": {"spike_count": counts.get(idx), "latency": lats.get(idx)},
+            "rms_z": next((z for lbl, z in result.per_sweep_rms_z.items() if lbl.startswith(f"sweep {idx} (")), None),
+        }
+        if tr.simulated_v_mV is not None:
+            sv = np.asarray(tr.simulated_v_mV[k], dtype=np.float64)
+            n = min(len(sv), int(round(len(v) * tr.recorded_dt_ms[k] / tr.simulated_dt_ms)))
+            item["model"] = _trace_json(np.arange(n) * tr.simulated_dt_ms, sv[:n], max_points)
+        if tr.surrogate_v_mV is not None and tr.surrogate_t_ms is not None:
+            st, su = _surrogate_in_window(tr, k)
+            if len(st):
+                item["surrogate"] = _trace_json(st, su, max_points)
+        sweeps.append(item)
+    return {"source": _stem(result.source), "surrogate": result.stage1.get("surrogate"), "sweeps": sweeps,
+            "checks": {k: v for k, v in result.checks.items() if k not in ("spike_counts", "latency")}}
+
+
 def write_outputs(result: FitResult, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, str]:
     """Write <stem>_fit.png, <stem>_fit.nwb (hh responses), <stem>_surrogate.nwb (the surrogate's, when stage 1
-    ran) and fit.json into out_dir; returns their paths (also in result.files)."""
+    ran), overlay.json (the overlay's traces, thinned, for the web explorer) and fit.json into out_dir; returns
+    their paths (also in result.files)."""
     d = Path(out_dir)
     d.mkdir(parents=True, exist_ok=True)
     stem = stem or _stem(result.source)
     png = overlay_png(result, d / f"{stem}_fit.png")
+    with atomic_path(d / "overlay.json") as tmp:
+        Path(tmp).write_text(json.dumps(overlay_doc(result), allow_nan=False))
     params = {k: v["value"] for k, v in result.parameters.items()}
     nwb = write_nwb(d / f"{stem}_fit.nwb", fitted_sweeps(result),
                     session_description=f"noble fit of {result.source}: hh responses at the fitted parameters",
                     cell=stem, metadata={"fit": {"source": result.source, "parameters": params,
                                                   "objective": result.objective}})
-    files = {"png": str(png), "nwb": str(nwb), "json": str(d / "fit.json")}
+    files = {"png": str(png), "nwb": str(nwb), "json": str(d / "fit.json"), "overlay": str(d / "overlay.json")}
     sur = surrogate_sweeps(result)
     if sur is not None:
         features = {k: v["value"] for k, v in result.stage1.get("features", {}).items()}

@@ -18,7 +18,7 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import gaussian_kde
 
-from ..datagen.features import trace_features
+from ..datagen.features import spike_peak_times, trace_features
 from .model import Surrogate
 
 MAX_SAMPLES = 100_000
@@ -37,6 +37,7 @@ class SampleResult:
     stim_pA: np.ndarray = field(default_factory=lambda: np.empty(0))  # (T,)
     feature_names: list[str] = field(default_factory=list)
     window_ms: tuple[float, float] = (0.0, 0.0)
+    spike_times_ms: list[np.ndarray] = field(default_factory=list)  # per neuron, every AP peak of the trace
 
 
 def _bounds(sur: Surrogate) -> tuple[np.ndarray, np.ndarray]:
@@ -172,6 +173,7 @@ def sample(surrogate: Surrogate, stimulus: float | Sequence[float] | np.ndarray,
         t_ms=surrogate.config.t_ms, v_mV=v, features=feats, bands={k: b.astype(np.float32) for k, b in bands.items()},
         spike_counts=tf["spike_count"].astype(np.int64), first_spike_latency_ms=tf["first_spike_latency_ms"],
         stim_pA=stim, feature_names=list(surrogate.config.feature_names), window_ms=(start, end),
+        spike_times_ms=spike_peak_times(v, surrogate.config.dt_ms),
     )
 
 

@@ -1,9 +1,12 @@
 """Jobs on Dask: POST /v1/jobs (datagen, train), GET /v1/jobs, GET /v1/jobs/{id}, GET /v1/jobs/{id}/result,
-DELETE /v1/jobs/{id} (cancel). Results are served only from the store's own job directories."""
+GET /v1/jobs/{id}/files[/{name}] (a result file by file), DELETE /v1/jobs/{id} (cancel). Results are served
+only from the store's own job directories."""
 
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path as PathType
+from pathlib import PurePath
 from typing import Any, Literal
 
 from fastapi import APIRouter, Path, Query, Request
@@ -14,7 +17,8 @@ from ...datagen.config import format_validation_error
 from ..deps import AUTH_ERRORS, metrics_of, runner_of, settings_of, store_of
 from ..errors import ApiError, field_error
 from ..jobs import ARCHIVE_MEDIA
-from ..schemas import JOB_ID_PATTERN, DatagenJobIn, JobIn, JobKind, JobListOut, JobOut, JobState, TrainJobIn
+from ..schemas import (JOB_ID_PATTERN, DatagenJobIn, JobIn, JobKind, JobListOut, JobOut, JobState, ResultFileOut,
+                       ResultFilesOut, TrainJobIn)
 from ..store import ACTIVE, SUCCEEDED, Job
 
 router = APIRouter(prefix="/v1", tags=["jobs"])
@@ -123,6 +127,48 @@ async def get_result(request: Request, job_id: str = JobId,
         raise ApiError(404, f"job {job_id}: {exc}") from None
     root = (job.result or {}).get("name") or f"{job.kind}-{job.id[:8]}"
     return FileResponse(path, media_type=ARCHIVE_MEDIA[format], filename=f"{root}-{job.id[:8]}.{format}")
+
+
+FILE_MEDIA = {".json": "application/json", ".png": "image/png", ".nwb": "application/x-nwb",
+              ".h5": "application/x-hdf5", ".safetensors": "application/octet-stream", ".yaml": "text/yaml",
+              ".md": "text/markdown", ".csv": "text/csv", ".txt": "text/plain"}
+FileName = Path(..., pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,199}$", description="a file name from /files")
+
+
+def _media(name: str) -> str:
+    return FILE_MEDIA.get(PurePath(name).suffix.lower(), "application/octet-stream")
+
+
+async def _result_files(request: Request, job_id: str) -> tuple[Job, list[PathType]]:
+    job = await _job_or_404(request, job_id)
+    if job.state != SUCCEEDED:
+        raise ApiError(409, f"job {job_id} is {job.state}; results exist only for succeeded jobs")
+    try:
+        files = await asyncio.to_thread(runner_of(request).result_files, job)
+    except FileNotFoundError as exc:
+        raise ApiError(404, f"job {job_id}: {exc}") from None
+    return job, files
+
+
+@router.get("/jobs/{job_id}/files", response_model=ResultFilesOut,
+            responses={**AUTH_ERRORS, **NOT_FOUND, **CONFLICT},
+            summary="The files of a succeeded job's result (fit.json, overlay, NWB, ...), each downloadable")
+async def list_result_files(request: Request, job_id: str = JobId) -> ResultFilesOut:
+    job, files = await _result_files(request, job_id)
+    return ResultFilesOut(job_id=job.id, files=[
+        ResultFileOut(name=p.name, bytes=p.stat().st_size, media_type=_media(p.name),
+                      url=f"/v1/jobs/{job.id}/files/{p.name}") for p in files])
+
+
+@router.get("/jobs/{job_id}/files/{name}", response_class=FileResponse,
+            responses={**AUTH_ERRORS, **NOT_FOUND, **CONFLICT, 200: {"description": "the file"}},
+            summary="One file of a succeeded job's result")
+async def get_result_file(request: Request, job_id: str = JobId, name: str = FileName) -> FileResponse:
+    job, files = await _result_files(request, job_id)
+    match = next((p for p in files if p.name == name), None)  # only names listed: no path ever built from input
+    if match is None:
+        raise ApiError(404, f"job {job_id} has no result file {name!r}; it has {[p.name for p in files]}")
+    return FileResponse(match, media_type=_media(name), filename=name)
 
 
 @router.delete("/jobs/{job_id}", response_model=JobOut, status_code=202, responses={**AUTH_ERRORS, **NOT_FOUND, **CONFLICT},

@@ -71,6 +71,14 @@ def _features_arg(body: SampleIn, loaded: LoadedSurrogate) -> np.ndarray | dict[
     return out
 
 
+def _spike_csr(spike_times_ms: list[np.ndarray]) -> dict[str, np.ndarray]:
+    """Spike times as CSR, as the datasets store them: neuron k's spikes are times[index[k]:index[k + 1]]."""
+    index = np.zeros(len(spike_times_ms) + 1, dtype=np.int64)
+    index[1:] = np.cumsum([len(s) for s in spike_times_ms])
+    flat = np.concatenate([np.asarray(s, dtype=np.float64) for s in spike_times_ms]) if spike_times_ms else np.empty(0)
+    return {"spike_times_ms": flat, "spike_index": index}
+
+
 def _stimulus(body: SampleIn, loaded: LoadedSurrogate) -> tuple[float | np.ndarray, list[str]]:
     """A step amplitude (the surrogate renders its own protocol window) or a waveform on its grid, and the
     warnings of a stimulus outside the trained amplitudes (422 there unless body.extrapolate)."""
@@ -139,6 +147,7 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
                              "features": f, "feature_names": np.array(loaded.feature_names),
                              **{f"band_{k}": b for k, b in bands.items()}, "spike_counts": counts,
                              "first_spike_latency_ms": lat, "seed": np.int64(seed), "dt_ms": loaded.dt_ms,
+                             **_spike_csr(res.spike_times_ms),
                              "extrapolated": np.bool_(extrapolated), "warnings": np.array(warnings, dtype=str)},
                             name)
     if fmt == "nwb":
@@ -156,6 +165,7 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
         "n_time": int(v.shape[1]), "t0_ms": 0.0, "stim_pA": wave, "feature_names": loaded.feature_names,
         "features": f, "bands": bands, "spike_counts": counts, "first_spike_latency_ms": lat,
         "v_mV": v if body.include_traces else None,
+        "spike_times_ms": [np.round(np.asarray(s, dtype=np.float64), 3).tolist() for s in res.spike_times_ms],
         "extrapolated": extrapolated, "warnings": warnings,
     }
     return json_response(payload)
