@@ -1,10 +1,62 @@
 """Electrophysiological features: per trace with eFEL, per neuron the F-I features NOBLE embeds.
 
-Per trace (eFEL, the Blue Brain feature library; the fit uses the same extractor): spike count in the
-stimulus window, rate, first-spike latency from stimulus onset, ISI CV, adaptation index, AP amplitude and
-half-width, AHP depth, resting potential, and for hyperpolarising steps input resistance, membrane time
-constant and sag ratio. Per neuron: rheobase `I_thr` (smallest step amplitude that spikes, bisection to
-`tol_pA`) and `s_thr` (slope of the F-I curve just above rheobase, Hz/pA).
+Per trace (`trace_features`; eFEL, the Blue Brain feature library, which the fit uses too). eFEL's default
+settings except Threshold = `threshold_mV` (-20 mV, the default of every caller) and strict_stiminterval = True;
+eFEL first interpolates every trace linearly onto a 0.1 ms grid (interp_step). The window is the step's
+[stim_start, stim_end]; `amp_pA` goes in as stimulus_current (nA).
+
+Spike detection, shared by every spike feature: a spike is a run of samples between an upward and the next
+downward crossing of Threshold, at its maximum (the AP peak: `peak_time`, `peak_voltage`); with
+strict_stiminterval only peaks with stim_start <= t <= stim_end count (spontaneous spikes before the step and
+rebound spikes after it do not), and a run still above Threshold at the trace's end is no spike.
+
+* spike_count (eFEL Spikecount_stimint): peaks in the window; 0, not NaN, without one.
+* rate_Hz: spike_count / (stim_end - stim_start) in s, the mean rate over the whole window (not 1 / ISI).
+* first_spike_latency_ms (time_to_first_spike): peak time of the first spike - stim_start, i.e. measured to
+  the AP PEAK, not to the threshold crossing or the AP onset; NaN without a spike.
+* isi_cv (ISI_CV): sample standard deviation (ddof 1) / mean of the intervals between consecutive peaks,
+  the first interval dropped (ignore_first_ISI, eFEL's default); needs >= 4 spikes.
+* adaptation_index (adaptation_index2): with >= 4 peaks in the window, drop the first, then the mean over
+  consecutive intervals of (ISI_i - ISI_i-1) / (ISI_i + ISI_i-1); > 0 when firing slows down.
+* ap_amplitude_mV (AP_amplitude, mean over the window's APs): peak voltage - voltage at the AP onset. The onset
+  (AP_begin) is the last sample before the peak, after the previous AHP minimum (or the stimulus start), where
+  dV/dt rises through DerivativeThreshold = 10 mV/ms and stays above it for DerivativeWindow = 3 samples.
+* ap_half_width_ms (AP_duration_half_width, mean): time between the sample nearest the half height
+  (onset + peak voltage) / 2 on the rise (onset..peak) and the one on the fall (peak..AP end, where dV/dt
+  climbs back through DownDerivativeThreshold = -12 mV/ms after its steepest fall).
+* ahp_depth_mV (AHP_depth, mean): the first minimum after each peak, up to the next peak (after the last one,
+  up to stim_end), minus v_rest_mV's voltage_base: negative below rest.
+* v_rest_mV (voltage_base): mean voltage over [0.9 stim_start, stim_start], the last 10 % of the time before
+  the step (voltage_base_start_perc / end_perc, mode "mean").
+
+Passive features, for hyperpolarising steps only (amp_pA < 0; NaN for amp_pA >= 0, HYPERPOLARISING_ONLY):
+
+* input_resistance_MOhm (ohmic_input_resistance_vb_ssse): (steady state - voltage_base) / stimulus current
+  (mV / nA = MOhm), steady state = mean voltage over the last 10 % of the step,
+  [stim_end - 0.1 (stim_end - stim_start), stim_end).
+* tau_m_ms (decay_time_constant_after_stim): |1 / slope| of a least-squares line through
+  ln|V(t) - V(stim_start)| for t in [stim_end + 1, stim_end + 10) ms: the relaxation back toward the
+  pre-step voltage after the step ENDS, not a fit to the charging during it.
+* sag_ratio (sag_ratio1): (steady state - minimum) / (voltage_base - minimum), minimum = the lowest voltage
+  in [stim_start, stim_end); 0 without sag.
+
+Reducers (TRACE_FEATURES): "first" keeps eFEL's first value, "mean" averages over APs (nanmean), "rate"
+divides the count by the window. NaN wherever eFEL returns nothing.
+
+Per neuron (`rheobase_and_slope`: noise-free Brian2 runs, no eFEL): spikes are the model's own threshold
+events (Brian2 SpikeMonitor: hh `v > -20 mV` with refractoriness while above, LIF `v >= V_th`), counted in
+[start, start + duration).
+
+* I_thr_pA (rheobase): the smallest probed step amplitude that spikes at least once. After probing 0 and
+  max_pA, a k-ary bisection (7 probes per round, all in one group) shrinks [silent, spiking] to tol_pA
+  (1 pA in datagen) and returns its upper, spiking end, so it overestimates the rheobase by < tol_pA; 0 for a
+  neuron that fires without input, NaN for one silent at max_pA.
+* s_thr_Hz_per_pA: least-squares slope of the rate (spikes in the window / duration) over steps of
+  I_thr + 10, 20, 30, 40 pA.
+
+The surrogate's other F-I features are derived per model in noble/operator/data.py (DERIVED_FEATURES) from
+rate_Hz over the depolarising steps with rate > 0: fi_slope_Hz_per_pA is a least-squares line through them,
+fi_lin_Hz_per_pA and fi_quad_Hz_per_pA2 a least-squares parabola through (I_thr_pA, 0).
 """
 
 from __future__ import annotations

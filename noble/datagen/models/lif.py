@@ -3,9 +3,16 @@
     tau_m dV/dt = -(V - V_rest) + R I(t);   V >= V_th -> spike, V <- V_reset, refractory t_ref.
 
 For a step I from rest the first spike comes after t = tau_m ln(R I / (R I - (V_th - V_rest))) when
-R I > V_th - V_rest (rheobase I_rh = (V_th - V_rest) / R) and the steady rate is
-1 / (t_ref + tau_m ln(R I / (R I - (V_th - V_reset)))). Integration is exponential Euler, exact for this
-linear ODE with a piecewise-constant input, so simulated latencies are exact up to the one-step detection.
+R I > V_th - V_rest (rheobase I_rh = (V_th - V_rest) / R; `analytic_latency_ms`). After a spike v is held at
+V_reset for t_ref and then relaxes toward V_rest + R I, so every later interval is t_ref plus the time from
+V_reset (not V_rest) up to V_th, and the steady rate under a constant I above rheobase is
+
+    1000 / (t_ref + tau_m ln((R I + V_rest - V_reset) / (R I + V_rest - V_th))) Hz     (`analytic_rate_Hz`)
+
+(times in ms; R I in mV for I in pA and R in Mohm: R I = 1e-3 I R). The first-spike formula is its V_reset = V_rest,
+t_ref = 0 case (every preset has V_reset != V_rest). Integration is exponential Euler, exact for this linear
+ODE with a piecewise-constant input, so simulated latencies are exact up to the one-step detection (the
+threshold v >= V_th is checked once per time step).
 
 The recorded trace `v_rec = v + a (V_peak - V_reset)` adds a stereotyped action potential: `a` jumps to 1 at
 each spike and decays with tau_spike, so traces look like recordings without touching the LIF dynamics.
