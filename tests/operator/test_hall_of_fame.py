@@ -79,3 +79,22 @@ def test_old_file_without_model_ids(tmp_path: Path) -> None:
     hof = read_hall_of_fame(path)
     assert hof.model_ids is None and hof.params.shape == (4, params.shape[1])
     np.testing.assert_array_equal(hof.params[:, :-2], params[:, :-2])
+
+
+def test_shipped_hall_of_fame_names_its_members() -> None:
+    """hh_fs's members carry their dataset model ids: exactly the checkpoint's held-out + training models, and
+    the training members' features are the checkpoint's population row for row (so the ids sit on the right
+    members), while the held-out members are not in it."""
+    from noble.operator import default_surrogate_path
+    from noble.operator.checkpoint import read_config
+
+    cfg = read_config(default_surrogate_path())
+    hof = read_hall_of_fame(default_surrogate_path())
+    assert hof.model_ids is not None and len(hof.model_ids) == len(hof.params) == 96
+    assert sorted(hof.model_ids) == sorted(cfg.heldout_model_ids + cfg.train_model_ids)
+    feats = hof.select(cfg.feature_names).features
+    rows = [hof.model_ids.index(m) for m in cfg.train_model_ids]
+    np.testing.assert_array_equal(feats[rows], np.asarray(cfg.population))
+    population = {tuple(r) for r in np.asarray(cfg.population).tolist()}
+    held = [hof.model_ids.index(m) for m in cfg.heldout_model_ids]
+    assert not any(tuple(r) in population for r in feats[held].tolist())
