@@ -295,3 +295,57 @@ def test_fit_upload_runs_the_job_to_the_result_view(site: LiveServer, browser: A
     browser.execute_script("document.getElementById('fit-result').scrollIntoView()")
     browser.save_screenshot(str(shots / "explorer-fit.png"))
     assert not severe(browser)
+
+
+def _job_rows(browser: Any) -> list[dict[str, Any]]:
+    return browser.execute_script("""return Array.from(document.querySelectorAll('#jobs-table tbody tr')).map(tr => ({
+        id: tr.dataset.jobId, kind: tr.children[1].textContent, state: tr.children[2].textContent,
+        buttons: Array.from(tr.querySelectorAll('button')).map(b => b.textContent)}));""")
+
+
+def test_jobs_view_submits_follows_and_cancels(site: LiveServer, browser: Any) -> None:
+    open_with_key(browser, site)
+    browser.find_element(By.ID, "tab-jobs").click()
+    wait_for(browser, "!document.getElementById('panel-jobs').hidden", 10, "the jobs view")
+    textarea = browser.find_element(By.ID, "jobs-datagen")
+    example = textarea.get_attribute("value")
+    # A config the API refuses: its message appears next to the textarea, and nothing is queued.
+    browser.execute_script("arguments[0].value = arguments[1];", textarea,
+                           example.replace('"n_models": 4', '"n_models": 0'))
+    browser.find_element(By.ID, "jobs-datagen-submit").click()
+    wait_for(browser, "document.getElementById('jobs-datagen-error').textContent.length > 0", 30, "the 422")
+    msg = browser.find_element(By.ID, "jobs-datagen-error").text
+    assert msg.startswith("422") and "n_models" in msg, msg
+    before = {r["id"] for r in _job_rows(browser)}
+    # The example dataset runs to the end and offers its download.
+    browser.execute_script("arguments[0].value = arguments[1];", textarea, example)
+    browser.find_element(By.ID, "jobs-datagen-submit").click()
+    new = wait_for(browser, "Array.from(document.querySelectorAll('#jobs-table tbody tr'))"
+                            f".filter(tr => !{sorted(before)!r}.includes(tr.dataset.jobId)).map(tr => tr.dataset.jobId)",
+                   30, "the new job's row")[0]
+    wait_for(browser, f"(document.querySelector('tr[data-job-id=\"{new}\"] td:nth-child(3)') || {{}}).textContent"
+                      " === 'succeeded'", 240, "the datagen job to succeed")
+    row = next(r for r in _job_rows(browser) if r["id"] == new)
+    assert row["kind"] == "datagen" and "download" in row["buttons"]
+    # The finished dataset is offered to the train form.
+    options = browser.execute_script(
+        "return Array.from(document.getElementById('jobs-train-dataset').options).map(o => o.value)")
+    assert new in options
+    # A long dataset is cancelled from its row.
+    browser.execute_script("arguments[0].value = arguments[1];", textarea,
+                           example.replace('"n_models": 4', '"n_models": 40').replace('"models_per_shard": 2',
+                                                                                    '"models_per_shard": 1'))
+    browser.find_element(By.ID, "jobs-datagen-submit").click()
+    known = {r["id"] for r in _job_rows(browser)} | {new}
+    long_id = wait_for(browser, "Array.from(document.querySelectorAll('#jobs-table tbody tr'))"
+                                f".filter(tr => !{sorted(known)!r}.includes(tr.dataset.jobId))"
+                                ".map(tr => tr.dataset.jobId)", 30, "the long job's row")[0]
+    cancel = wait_for(browser, f"Array.from(document.querySelectorAll('tr[data-job-id=\"{long_id}\"] button'))"
+                               ".find(b => b.textContent === 'cancel')", 30, "its cancel button")
+    cancel.click()
+    wait_for(browser, f"(document.querySelector('tr[data-job-id=\"{long_id}\"] td:nth-child(3)') || {{}}).textContent"
+                      " === 'cancelled'", 60, "the job to be cancelled")
+    with site.client() as c:
+        assert c.get(f"/v1/jobs/{long_id}").json()["state"] == "cancelled"
+    # The refused config's 422 is the one network error; no script error.
+    assert not [e for e in severe(browser) if e.get("source") != "network" or "422" not in e["message"]]

@@ -33,9 +33,14 @@ def small_npz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> None:
     out = tmp_path / "out"
+    progress = tmp_path / "progress.json"
     r = runner.invoke(app, ["fit", str(small_npz), "--no-surrogate", "--generations", "1", "--popsize", "4",
-                            "--sweeps", "0,2-3", "--final-dt", "0.05", "--out", str(out), "--quiet"])
+                            "--sweeps", "0,2-3", "--final-dt", "0.05", "--out", str(out), "--quiet",
+                            "--progress-file", str(progress)])
     assert r.exit_code == 0, r.output
+    # The progress file ends at the fit's end (what the service relays to the job, generation by generation).
+    last = json.loads(progress.read_text())
+    assert last["stage"] == "done" and last["overall"] == 1.0
     summary = json.loads(r.stdout[r.stdout.index("{"):])
     assert summary["stage1"] == "off"
     doc = json.loads((out / "fit.json").read_text())
@@ -52,6 +57,20 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
     np.testing.assert_allclose(back.amplitudes_pA, [-50.0, 80.0, 160.0])
     assert "traces" not in doc
     assert "surrogate_nwb" not in doc["files"] and not (out / "cell_surrogate.nwb").exists()  # no stage 1, no file
+    # overlay.json (the explorer's overlay): every fitted sweep, the recording on its own time base, the model's
+    # response thinned without losing an AP peak, the per-sweep checks.
+    overlay = json.loads((out / "overlay.json").read_text())
+    assert [s["sweep"] for s in overlay["sweeps"]] == [0, 2, 3]
+    rec = read_recording(small_npz)
+    for sw, k in zip(overlay["sweeps"], [0, 2, 3]):
+        v = rec.sweeps[k].v_mV
+        assert sw["amplitude_pA"] == rec.sweeps[k].stim_amplitude_pA
+        assert max(sw["recording"]["v_mV"]) == pytest.approx(float(np.max(v)), abs=0.01)
+        assert min(sw["recording"]["v_mV"]) == pytest.approx(float(np.min(v)), abs=0.01)
+        assert sw["surrogate"] is None and len(sw["model"]["t_ms"]) == len(sw["model"]["v_mV"]) <= 3000
+        assert np.all(np.diff(sw["model"]["t_ms"]) > 0)
+    counted = {c["sweep"] for c in doc["checks"]["spike_counts"]}
+    assert all((sw["checks"]["spike_count"] is not None) == (sw["sweep"] in counted) for sw in overlay["sweeps"])
 
 
 def test_bad_files_give_clear_errors(tmp_path: Path, small_npz: Path) -> None:
