@@ -128,11 +128,11 @@ export class FitView {
 
   async showResult(jobId) {
     const { el } = this;
-    const [fit, overlay, files] = await Promise.all([api.jobFileJson(jobId, "fit.json"),
-      api.jobFileJson(jobId, "overlay.json"), api.jobFiles(jobId)]);
+    const [fit, overlay, files, job] = await Promise.all([api.jobFileJson(jobId, "fit.json"),
+      api.jobFileJson(jobId, "overlay.json"), api.jobFiles(jobId), api.job(jobId)]);
     el.result.hidden = false;
     el.result.innerHTML = `
-      <h3>Fit of ${esc(overlay.source)}</h3>
+      <h3>Fit of ${esc(job.spec.filename || overlay.source)} <small class="muted">(job ${job.id.slice(0, 8)})</small></h3>
       <p>objective ${fit.objective.toFixed(3)} (mean squared z) · χ² ${fit.chi2.toFixed(1)} ·
         checks: <strong class="${fit.checks.all_ok ? "ok" : "bad"}">${fit.checks.all_ok ? "all pass" : "not all pass"}</strong>
         · ${fit.timing_s.total.toFixed(0)} s · surrogate stage: ${esc(fit.stage1.status || "off")}</p>
@@ -153,7 +153,6 @@ export class FitView {
       dl.appendChild(b);
     }
     const box = el.result.querySelector("#fit-overlays");
-    const width = Math.max(300, Math.floor((box.getBoundingClientRect().width - 24) / 2));
     for (const sw of overlay.sweeps) {
       const cell = document.createElement("figure");
       cell.className = "overlay";
@@ -168,7 +167,7 @@ export class FitView {
       cap.textContent = parts.join(" · ");
       cell.appendChild(cap);
       box.appendChild(cell);
-      overlayPlot(plot, sw, width);
+      overlayPlot(plot, sw, Math.max(280, Math.floor(cell.getBoundingClientRect().width) - 6)); // its grid cell
     }
     this.root.dataset.resultSweeps = String(overlay.sweeps.length);
   }

@@ -253,7 +253,7 @@ export function overlayPlot(el, sweep, width) {
   });
   const opts = {
     width, height: 170, title: `sweep ${sweep.sweep}: ${sweep.amplitude_pA > 0 ? "+" : ""}${sweep.amplitude_pA} pA`,
-    legend: { show: true, live: true },
+    legend: { show: true, live: true }, // the hover read-out: t and each trace's voltage
     cursor: { drag: { x: true, y: false } },
     scales: { x: { time: false } },
     axes: [{ label: "t (ms)", size: 30 }, { label: "V (mV)", size: 45 }],
