@@ -8,6 +8,7 @@ NOBLE_SCREENSHOT_DIR (docs/img refreshes the README's) or the test's temporary f
 
 from __future__ import annotations
 
+import io
 import os
 import shutil
 import tempfile
@@ -15,6 +16,7 @@ import time
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
 import pytest
 
 from conftest import API_KEY, LiveServer
@@ -68,7 +70,14 @@ def browser(tmp_path: Path) -> Iterator[Any]:
                 "--window-size=1500,1100", f"--user-data-dir={tmp_path / 'profile'}"):
         opts.add_argument(arg)
     opts.set_capability("goog:loggingPrefs", {"browser": "ALL"})
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    opts.add_experimental_option("prefs", {"download.default_directory": str(downloads),
+                                           "download.prompt_for_download": False,
+                                           # a user allows the page's several downloads once; so does the test
+                                           "profile.default_content_setting_values.automatic_downloads": 1})
     driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=opts)
+    driver.downloads = downloads  # type: ignore[attr-defined]
     driver.set_page_load_timeout(60)
     try:
         yield driver
@@ -137,6 +146,8 @@ def test_page_loads_draws_a_population_without_console_errors(site: LiveServer, 
     info = browser.find_element(By.ID, "pop-info").text
     assert model["name"] in browser.find_element(By.ID, "pop-surrogate").text
     assert "Trained step amplitudes" in info
+    browser.set_window_size(1500, 1480)  # tall enough for the traces, the raster and the F-I curve
+    wait_for(browser, "window.noble.views.population.fi.plot !== null", 10, "the F-I plot")
     browser.save_screenshot(str(shots / "explorer-population.png"))
     errors = severe(browser)
     assert not errors, f"console errors: {errors}"
@@ -349,3 +360,31 @@ def test_jobs_view_submits_follows_and_cancels(site: LiveServer, browser: Any) -
         assert c.get(f"/v1/jobs/{long_id}").json()["state"] == "cancelled"
     # The refused config's 422 is the one network error; no script error.
     assert not [e for e in severe(browser) if e.get("source") != "network" or "422" not in e["message"]]
+
+
+def test_downloads_are_exactly_what_is_shown(site: LiveServer, browser: Any) -> None:
+    open_with_key(browser, site)
+    amp = browser.find_element(By.ID, "pop-amp")
+    amp.send_keys(Keys.ARROW_LEFT * 4)
+    target = float(amp.get_attribute("value"))
+    wait_for(browser, f"window.noble.views.population.lastBody.stimulus.amplitude_pA === {target}", 30, "redraw")
+    shown = np.asarray(browser.execute_script(
+        "const p = window.noble.views.population.traces; return p.plot.data.slice(3, 3 + p.nNeurons);"))
+    browser.find_element(By.ID, "pop-npz").click()
+    browser.find_element(By.ID, "pop-nwb").click()
+    files: list[str] = []
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        files = sorted(p.name for p in browser.downloads.iterdir() if not p.name.endswith(".crdownload"))
+        if len(files) == 2:
+            break
+        time.sleep(0.2)
+    assert files and len(files) == 2, files
+    npz_name = next(f for f in files if f.endswith(".npz"))
+    assert npz_name == "noble-hh_fs-seed1.npz" and any(f.endswith(".nwb") for f in files)
+    with np.load(io.BytesIO((browser.downloads / npz_name).read_bytes())) as z:
+        np.testing.assert_allclose(z["v_mV"], shown, atol=1e-4)  # the traces on screen, sample for sample
+        assert z["stim_pA"].max() == target
+    nwb = (browser.downloads / next(f for f in files if f.endswith(".nwb"))).read_bytes()
+    assert nwb[:8] == b"\x89HDF\r\n\x1a\n"  # NWB is HDF5
+    assert not severe(browser)

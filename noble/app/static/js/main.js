@@ -51,6 +51,7 @@ async function start() {
   try {
     await population.load();
     keyBox.hidden = !apiKey();
+    keyInput.placeholder = apiKey() ? "(a key is set)" : "";
   } catch (err) {
     if (err.status !== 401) showError(document.getElementById("pop-amp-error"), err);
   }
