@@ -28,7 +28,7 @@ def train_cmd(
 ) -> None:
     """Train a surrogate (held-out split by neuron model); a checkpoint is written after every epoch."""
     from .config import load_train_config
-    from .evaluate import format_table
+    from .evaluate import format_dataset_table
     from .train import train
 
     try:
@@ -42,28 +42,42 @@ def train_cmd(
     card = json.loads((out / "card.json").read_text())
     console.print(f"{out}: {result.epochs_done} epochs (resumed from {result.resumed_from})")
     if "metrics_heldout" in card:
-        typer.echo(format_table({"overall": card["metrics_heldout"],
+        typer.echo(format_dataset_table({"overall": card["metrics_heldout"],
                                  "per_amplitude": card["metrics_heldout_per_amplitude"]}))
 
 
 @app.command("evaluate")
 def evaluate_cmd(
     ckpt: Path = typer.Argument(..., help="checkpoint directory"),
-    dataset: Path = typer.Argument(..., help="dataset directory"),
-    out: Optional[Path] = typer.Option(None, "--out", "-o", help="write metrics.json and evaluation.png here"),
+    dataset_arg: Optional[Path] = typer.Argument(None, metavar="[DATASET]",
+                                                 help="dataset directory (optional; same as --dataset)"),
+    dataset: Optional[Path] = typer.Option(None, "--dataset", help=(
+        "dataset directory: only needed when hall_of_fame.json beside the checkpoint lacks the held-out "
+        "models, or to evaluate every model of another dataset")),
+    out: Optional[Path] = typer.Option(None, "--out", "-o", help=(
+        "write metrics.json, evaluation.png and evaluation_gallery.png here")),
+    seed: int = typer.Option(0, "--seed", min=0, help="seed of the noisy trial's OU noise"),
+    gallery_seed: int = typer.Option(0, "--gallery-seed", min=0, help="seed of the gallery's random traces"),
 ) -> None:
-    """Held-out metrics (voltage rel L2, spike count, latency, F-I, AP shape) per amplitude and overall."""
+    """Held-out neurons simulated by Brian2 (noise-free and with the dataset's noise) on the surrogate's
+    protocol, compared with the surrogate: voltage rel L2, spike counts, F-I, spike times, matched-AP peak,
+    half-width and AHP, AP peak spread, pre-step baseline; per amplitude and overall."""
     from .evaluate import format_table, run_evaluation
 
+    if dataset_arg is not None and dataset is not None and dataset_arg != dataset:
+        console.print("[red]give the dataset once: as DATASET or as --dataset[/red]")
+        raise typer.Exit(2)
     try:
-        report = run_evaluation(ckpt, dataset, out)
+        report = run_evaluation(ckpt, dataset or dataset_arg, out, seed=seed, gallery_seed=gallery_seed)
     except (ValueError, FileNotFoundError) as exc:
         console.print(f"[red]{exc}[/red]")
         raise typer.Exit(2)
-    typer.echo(f"{report['models']}")
+    typer.echo(f"{report['models']} ({report['neurons_from']}); simulated with {report['simulation']['settings_from']}")
     typer.echo(format_table(report))
+    typer.echo(f"wall time {report['wall_s']['total']:.1f} s (simulate {report['wall_s']['simulate']:.1f} s, "
+               f"predict {report['wall_s']['predict']:.1f} s, metrics {report['wall_s']['metrics']:.1f} s)")
     if out is not None:
-        console.print(f"wrote {out / 'metrics.json'} and {out / 'evaluation.png'}")
+        console.print(f"wrote {out / 'metrics.json'}, {out / 'evaluation.png'} and {out / 'evaluation_gallery.png'}")
 
 
 @app.command("sample")
