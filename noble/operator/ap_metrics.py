@@ -23,6 +23,10 @@ Definitions (all on the trace as sampled, t = t0 + k dt):
 * AHP trough (mV): the lowest sample between this AP's peak and the next AP's peak; NaN for the last AP.
 * peak spread (mV): max - min of the peaks of the APs of one trace (NaN with fewer than 2 APs).
 
+Stunted events (`stunted_peaks`): peaks with the AP prominence whose top stays at or below -10 mV; not APs by the
+definition above, but what a spike that failed to overshoot looks like (the solver's APs overshoot; a surrogate
+may draw some spikes this short, and they then count as missing APs).
+
 Matching (`match_aps`): one to one, nearest first: all (reference AP, test AP) pairs whose peak times differ
 by at most `MATCH_WINDOW_MS` = 3 ms are taken in order of increasing distance, each AP used at most once.
 """
@@ -123,6 +127,14 @@ def find_aps(v_mV: np.ndarray, dt_ms: float, t0_ms: float = 0.0, *, peak_min_mV:
             ahp[i] = float(v[k:peaks[i + 1] + 1].min())
     return APs(index=peaks, peak_ms=peak_ms, peak_mV=v[peaks].astype(np.float64), threshold_ms=thr_ms,
                threshold_mV=thr_mV, half_width_ms=hw, ahp_mV=ahp)
+
+
+def stunted_peaks(v_mV: np.ndarray, *, peak_min_mV: float = PEAK_MIN_MV,
+                  prominence_mV: float = PROMINENCE_MV) -> np.ndarray:
+    """Sample indices of the peaks with >= prominence_mV prominence that do NOT reach peak_min_mV."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    peaks, _ = find_peaks(v, prominence=prominence_mV)
+    return peaks[v[peaks] <= peak_min_mV]
 
 
 def match_aps(t_ref_ms: np.ndarray, t_test_ms: np.ndarray,

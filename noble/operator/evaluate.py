@@ -364,15 +364,15 @@ def compare_traces(test: np.ndarray, ref: np.ndarray, dt_ms: float, start_ms: fl
                    end_ms: float) -> dict[str, np.ndarray]:
     """Errors of traces `test` against `ref` (rows paired): per-trace arrays, and per-spike / per-AP arrays
     with the trace each belongs to (`*_trace`). Spike counts, F-I rates and first-spike times use the APs
-    whose peak lies in the step window [start_ms, end_ms]; AP matching, shapes and peak spread use every AP
-    of the trace."""
+    whose peak lies in the step window [start_ms, end_ms] (so do the stunted-peak counts); AP matching, shapes
+    and peak spread use every AP of the trace."""
     N = len(ref)
     dur_s = (end_ms - start_ms) / 1000.0
     pre = slice(max(int(round((start_ms - PRE_STEP_MS) / dt_ms)), 0), int(round(start_ms / dt_ms)))
     out: dict[str, list] = {k: [] for k in (
         "count_ref", "count_test", "latency_ref_ms", "latency_test_ms", "n_ap_ref", "n_ap_test", "n_matched",
         "spread_ref_mV", "spread_test_mV", "first5_trace", "first5_err_ms", "ap_trace", "peak_err_mV",
-        "hw_ref_ms", "hw_err_ms", "ahp_err_mV", "ap_dt_ms")}
+        "hw_ref_ms", "hw_err_ms", "ahp_err_mV", "ap_dt_ms", "stunted_ref", "stunted_test")}
     for r in range(N):
         a_ref = ap_metrics.find_aps(ref[r], dt_ms)
         a_test = ap_metrics.find_aps(test[r], dt_ms)
@@ -380,6 +380,9 @@ def compare_traces(test: np.ndarray, ref: np.ndarray, dt_ms: float, start_ms: fl
         t_test = a_test.peak_ms[a_test.within(start_ms, end_ms)]
         out["count_ref"].append(len(t_ref))
         out["count_test"].append(len(t_test))
+        for side, v in (("ref", ref[r]), ("test", test[r])):
+            t_st = ap_metrics.stunted_peaks(v) * dt_ms
+            out[f"stunted_{side}"].append(int(np.sum((t_st >= start_ms) & (t_st <= end_ms))))
         out["latency_ref_ms"].append(t_ref[0] - start_ms if len(t_ref) else np.nan)
         out["latency_test_ms"].append(t_test[0] - start_ms if len(t_test) else np.nan)
         k = min(FIRST_SPIKES, len(t_ref), len(t_test))
@@ -398,7 +401,8 @@ def compare_traces(test: np.ndarray, ref: np.ndarray, dt_ms: float, start_ms: fl
         out["ahp_err_mV"].extend(a_test.ahp_mV[j] - a_ref.ahp_mV[i])
         out["ap_dt_ms"].extend(a_test.peak_ms[j] - a_ref.peak_ms[i])
     res = {k: np.asarray(v, dtype=np.int64 if k in ("count_ref", "count_test", "n_ap_ref", "n_ap_test", "n_matched",
-                                                     "first5_trace", "ap_trace") else np.float64)
+                                                     "first5_trace", "ap_trace", "stunted_ref", "stunted_test")
+                         else np.float64)
            for k, v in out.items()}
     res["rel_l2"] = np.linalg.norm(test - ref, axis=1) / np.linalg.norm(ref, axis=1)
     res["count_err"] = res["count_test"] - res["count_ref"]
@@ -446,6 +450,8 @@ def summarise_comparison(c: dict[str, np.ndarray], mask: np.ndarray, test: str =
         "ahp_trough_abs_err_mV": _stats_signed(c["ahp_err_mV"][ap]),
         "ap_peak_spread_mV": {test: _stats(c["spread_test_mV"][mask]), ref: _stats(c["spread_ref_mV"][mask])},
         "baseline_abs_err_mV": _stats_signed(c["baseline_err_mV"][mask]),
+        # prominent peaks (>= 20 mV) that stay at or below -10 mV, in the step window: not counted as APs
+        "stunted_peaks": {test: int(c["stunted_test"][mask].sum()), ref: int(c["stunted_ref"][mask].sum())},
     }
 
 
@@ -519,7 +525,8 @@ def evaluate_against_solver(sur: Surrogate, neurons: Neurons, sim: SimSettings, 
 def plot_gallery(result: dict[str, Any], dt_ms: float, start_ms: float, duration_ms: float, path: Path,
                  seed: int = 0, n: int = GALLERY_PANELS) -> Path:
     """PNG: `n` (neuron, depolarising amplitude) traces drawn at random with `seed` (not picked), surrogate
-    over the noise-free solver, each with an inset on the first solver AP after 20 % of the step."""
+    over the noise-free solver, each with an inset on the first solver AP after 20 % of the step (the first
+    solver AP when there is none that late)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -545,24 +552,26 @@ def plot_gallery(result: dict[str, Any], dt_ms: float, start_ms: float, duration
         ax.set_ylabel("V (mV)", fontsize=7)
         ax.tick_params(labelsize=6)
         late = np.flatnonzero(a_ref.peak_ms >= start_ms + 0.2 * duration_ms)
+        which = "first AP after 20 % of the step"
+        if not len(late) and len(a_ref):
+            late, which = np.array([0]), "first AP (none after 20 % of the step)"
         if len(late):
             tp = a_ref.peak_ms[late[0]]
             ins = ax.inset_axes([0.71, 0.33, 0.27, 0.52])
             win = (t >= tp - 4) & (t <= tp + 8)
             ins.plot(t[win], ref[win], "k.-", lw=0.7, ms=2)
             ins.plot(t[win], sur[win], "r.-", lw=0.7, ms=2, alpha=0.8)
-            ins.set_title(f"AP at {tp:.1f} ms", fontsize=6)
+            ins.set_title(f"{which}: {tp:.1f} ms", fontsize=6)
             ins.tick_params(labelsize=5)
             ax.indicate_inset_zoom(ins, edgecolor="0.5")
         else:
-            ax.text(0.98, 0.9, "no solver AP after 20 % of the step", transform=ax.transAxes, ha="right",
-                    fontsize=7)
+            ax.text(0.98, 0.9, "no solver AP", transform=ax.transAxes, ha="right", fontsize=7)
     for ax in list(axes.flat)[len(pick):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7, loc="lower left")
     fig.suptitle(f"{len(pick)} held-out (neuron, depolarising step) pairs drawn at random, seed {seed}: surrogate "
-                 "(red) over noise-free Brian2 (black); inset: first solver AP after 20 % of the step (dots = "
-                 "samples)", fontsize=9)
+                 "(red) over noise-free Brian2 (black); inset: the first solver AP after 20 % of the step, else its first "
+                 "AP (dots = samples)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -580,6 +589,8 @@ def run_evaluation(ckpt: str | Path, dataset: str | Path | None = None, out: str
     t0 = time.perf_counter()
     ckpt = Path(ckpt)
     dataset = None if dataset is None else Path(dataset)
+    if dataset is not None and not dataset.is_dir():
+        raise ValueError(f"dataset {dataset} is not a directory")
     sur = load_surrogate(ckpt)
     sim = sim_settings_for(sur, ckpt, dataset)
     neurons = heldout_neurons(sur, ckpt, dataset)
@@ -604,6 +615,8 @@ def run_evaluation(ckpt: str | Path, dataset: str | Path | None = None, out: str
             "ahp_trough": "minimum between an AP's peak and the next AP's peak",
             "peak_spread": "max - min of the AP peaks of one trace (traces with >= 2 APs)",
             "baseline": f"mean voltage over the {PRE_STEP_MS:g} ms before the step",
+            "stunted_peaks": f"peaks with >= {ap_metrics.PROMINENCE_MV:g} mV prominence whose top stays at or below "
+                             f"{ap_metrics.PEAK_MIN_MV:g} mV, in the step window (not counted as APs)",
             "overall": "depolarising steps for spike and AP measures; rel_l2_all_steps and "
                        "baseline_abs_err_mV_all_steps over every step",
         },
@@ -684,6 +697,9 @@ def _overall_block(report: dict[str, Any]) -> str:
         ("AP peak spread, predicted (mV)", lambda s, t, r: s["ap_peak_spread_mV"][t]),
         ("AP peak spread, solver (mV)", lambda s, t, r: s["ap_peak_spread_mV"][r]),
         ("pre-step baseline |err| (mV)", lambda s, t, r: s["baseline_abs_err_mV_all_steps"]),
+        ("stunted peaks (<= -10 mV), predicted", lambda s, t, r: float(s["stunted_peaks"][t])),
+        ("stunted peaks (<= -10 mV), solver", lambda s, t, r: float(s["stunted_peaks"][r])),
+        ("APs (whole traces), solver", lambda s, t, r: float(s["n_aps"][r])),
     ]
 
     def cell(v: Any) -> str:
@@ -691,11 +707,11 @@ def _overall_block(report: dict[str, Any]) -> str:
             return f"{v['median']:>9.3f} {v['p90']:>9.3f}" if v["n"] else f"{'-':>9} {'-':>9}"
         return f"{v:>9.3f} {'':>9}" if v == v else f"{'-':>9} {'':>9}"
 
-    head = f"{'overall (depolarising steps)':<32}" + "".join(f" {name:>19}" for name, *_ in blocks)
-    sub = f"{'':<32}" + "".join(f" {'median':>9} {'p90':>9}" for _ in blocks)
+    head = f"{'overall (depolarising steps)':<38}" + "".join(f" {name:>19}" for name, *_ in blocks)
+    sub = f"{'':<38}" + "".join(f" {'median':>9} {'p90':>9}" for _ in blocks)
     out = [head, sub]
     for label, get in rows:
-        out.append(f"{label:<32}" + "".join(f" {cell(get(s, t, r))}" for _, s, t, r in blocks))
+        out.append(f"{label:<38}" + "".join(f" {cell(get(s, t, r))}" for _, s, t, r in blocks))
     out.append("('predicted' = the surrogate, or the noisy trial in the last column; 'solver' = the reference)")
     return "\n".join(out)
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.optimize import brentq
 
-from noble.operator.ap_metrics import DVDT_THRESHOLD, find_aps, match_aps
+from noble.operator.ap_metrics import DVDT_THRESHOLD, find_aps, match_aps, stunted_peaks
 
 BASE = -65.0
 
@@ -112,6 +112,8 @@ def test_not_aps_small_bumps_and_low_peaks() -> None:
     ap = find_aps(v, dt)
     assert len(ap) == 1 and ap.peak_ms[0] == pytest.approx(11.5, abs=1e-6)
     assert np.isnan(ap.peak_spread_mV)
+    # the -15 mV spike is a stunted peak (50 mV prominence, top below -10 mV); the wobble is not even that
+    np.testing.assert_allclose(t[stunted_peaks(v)], [5.0])
 
 
 @pytest.mark.parametrize("shift", [0.0, 1.5, -2.5, 4.0])

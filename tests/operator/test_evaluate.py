@@ -68,6 +68,7 @@ def test_noise_free_solver_against_itself_is_perfect() -> None:
         assert s["frac_solver_aps_matched"] == 1.0 and s["frac_surrogate_aps_matched"] == 1.0
         assert s["rel_l2"]["median"] == 0 and s["ap_peak_abs_err_mV"]["p90"] == 0
         assert s["ap_peak_spread_mV"]["surrogate"] == s["ap_peak_spread_mV"]["solver"]
+        assert s["stunted_peaks"]["surrogate"] == s["stunted_peaks"]["solver"]
     assert rep["overall"]["rel_l2_all_steps"]["p90"] == 0
     # a noisy trial: another trace of the same neuron, APs still matched and of the same height
     floor = compare_traces(noisy, clean, 0.2, 30.0, 130.0)
