@@ -12,10 +12,10 @@ Definitions (all on the trace as sampled, t = t0 + k dt):
 * peak time (ms): the vertex of the parabola through the largest sample and its two neighbours (sub-sample
   timing; |correction| <= dt / 2), so timing errors are not quantised to the grid.
 * threshold: where dV/dt (finite differences, at the midpoints between samples) rises through
-  `DVDT_THRESHOLD` = 10 mV/ms on the way to the AP's steepest upstroke, searched back from that steepest point
-  to the previous AP's peak (the trace start for the first AP); the crossing is linearly interpolated in time and the voltage read from the linearly
-  interpolated trace there. If dV/dt never was below (or never reaches) 10 mV/ms in that stretch, the lowest sample of it
-  (the preceding trough) is the reference instead.
+  `DVDT_THRESHOLD` = 10 mV/ms on the way to the AP's steepest upstroke, searched back from that steepest
+  point to the previous AP's peak (the trace start for the first AP); the crossing is linearly interpolated
+  in time and the voltage read from the linearly interpolated trace there. If dV/dt never was below (or
+  never reaches) 10 mV/ms in that stretch, the lowest sample of it (the preceding trough) is the reference.
 * AP amplitude: peak - threshold voltage. Half-width (ms): the time between the rising and the falling
   crossing of the half-amplitude level (threshold + amplitude / 2) on the LINEARLY INTERPOLATED trace (the
   exact crossing of the piecewise-linear trace, i.e. the limit of interpolating ever more finely), so it is

@@ -48,7 +48,7 @@ def train_cmd(
 
 @app.command("evaluate")
 def evaluate_cmd(
-    ckpt: Path = typer.Argument(..., help="checkpoint directory"),
+    ckpt: Path = typer.Argument(..., metavar="CKPT", help="checkpoint directory"),
     dataset_arg: Optional[Path] = typer.Argument(None, metavar="[DATASET]",
                                                  help="dataset directory (optional; same as --dataset)"),
     dataset: Optional[Path] = typer.Option(None, "--dataset", help=(

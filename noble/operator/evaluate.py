@@ -552,16 +552,16 @@ def plot_gallery(result: dict[str, Any], dt_ms: float, start_ms: float, duration
         ax.set_ylabel("V (mV)", fontsize=7)
         ax.tick_params(labelsize=6)
         late = np.flatnonzero(a_ref.peak_ms >= start_ms + 0.2 * duration_ms)
-        which = "first AP after 20 % of the step"
+        which = "first after 20 % of the step"
         if not len(late) and len(a_ref):
-            late, which = np.array([0]), "first AP (none after 20 % of the step)"
+            late, which = np.array([0]), "first (none after 20 % of the step)"
         if len(late):
             tp = a_ref.peak_ms[late[0]]
-            ins = ax.inset_axes([0.71, 0.33, 0.27, 0.52])
+            ins = ax.inset_axes([0.71, 0.30, 0.27, 0.50])
             win = (t >= tp - 4) & (t <= tp + 8)
             ins.plot(t[win], ref[win], "k.-", lw=0.7, ms=2)
             ins.plot(t[win], sur[win], "r.-", lw=0.7, ms=2, alpha=0.8)
-            ins.set_title(f"{which}: {tp:.1f} ms", fontsize=6)
+            ins.set_title(f"solver AP at {tp:.1f} ms ({which})", fontsize=6)
             ins.tick_params(labelsize=5)
             ax.indicate_inset_zoom(ins, edgecolor="0.5")
         else:
@@ -569,9 +569,9 @@ def plot_gallery(result: dict[str, Any], dt_ms: float, start_ms: float, duration
     for ax in list(axes.flat)[len(pick):]:
         ax.axis("off")
     axes[0, 0].legend(fontsize=7, loc="lower left")
-    fig.suptitle(f"{len(pick)} held-out (neuron, depolarising step) pairs drawn at random, seed {seed}: surrogate "
-                 "(red) over noise-free Brian2 (black); inset: the first solver AP after 20 % of the step, else its first "
-                 "AP (dots = samples)", fontsize=9)
+    fig.suptitle(f"{len(pick)} held-out (neuron, depolarising step) pairs drawn at random, seed {seed}: "
+                 "surrogate (red) over noise-free Brian2 (black); inset: the first solver AP after 20 % of the "
+                 "step, else its first AP (dots = samples)", fontsize=9)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

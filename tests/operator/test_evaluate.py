@@ -82,6 +82,26 @@ def test_noise_free_solver_against_itself_is_perfect() -> None:
     np.testing.assert_allclose(shifted["peak_err_mV"], 0.0, atol=1e-9)
 
 
+def test_shipped_heldout_neurons_and_settings() -> None:
+    """The shipped surrogate's held-out neurons come from its hall of fame by model id (parameters and the
+    surrogate's feature columns), and they are simulated as its training data were (dataset config)."""
+    from noble.operator.checkpoint import default_surrogate_path, load_surrogate
+    from noble.operator.evaluate import heldout_neurons, sim_settings_for
+    from noble.operator.hall_of_fame import read_hall_of_fame
+
+    ckpt = default_surrogate_path()
+    sur = load_surrogate(ckpt)
+    neurons = heldout_neurons(sur, ckpt)
+    hof = read_hall_of_fame(ckpt)
+    ids = sur.config.heldout_model_ids
+    assert list(neurons.model_ids) == ids and len(ids) == 16
+    rows = [hof.model_ids.index(m) for m in ids]
+    np.testing.assert_array_equal(neurons.params, hof.params[rows])
+    np.testing.assert_array_equal(neurons.features, hof.select(sur.config.feature_names).features[rows])
+    sim = sim_settings_for(sur, ckpt)
+    assert (sim.dt_ms, sim.record_dt_ms, sim.noise_sigma_pA, sim.noise_tau_ms) == (0.025, 0.1, 2.0, 5.0)
+
+
 def test_heldout_report_and_figures(tiny_checkpoint: Path, tiny_dataset: Path, tmp_path: Path) -> None:
     rep = run_evaluation(tiny_checkpoint, tiny_dataset, tmp_path, gallery_seed=3)
     o = rep["overall"]
