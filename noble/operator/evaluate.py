@@ -552,16 +552,16 @@ def plot_gallery(result: dict[str, Any], dt_ms: float, start_ms: float, duration
         ax.set_ylabel("V (mV)", fontsize=7)
         ax.tick_params(labelsize=6)
         late = np.flatnonzero(a_ref.peak_ms >= start_ms + 0.2 * duration_ms)
-        which = "first after 20 % of the step"
+        which = ""
         if not len(late) and len(a_ref):
-            late, which = np.array([0]), "first (none after 20 % of the step)"
+            late, which = np.array([0]), " (none after 20 %)"
         if len(late):
             tp = a_ref.peak_ms[late[0]]
             ins = ax.inset_axes([0.71, 0.30, 0.27, 0.50])
             win = (t >= tp - 4) & (t <= tp + 8)
             ins.plot(t[win], ref[win], "k.-", lw=0.7, ms=2)
             ins.plot(t[win], sur[win], "r.-", lw=0.7, ms=2, alpha=0.8)
-            ins.set_title(f"solver AP at {tp:.1f} ms ({which})", fontsize=6)
+            ins.set_title(f"AP at {tp:.1f} ms{which}", fontsize=6, pad=2)
             ins.tick_params(labelsize=5)
             ax.indicate_inset_zoom(ins, edgecolor="0.5")
         else:
