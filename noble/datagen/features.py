@@ -1,9 +1,11 @@
 """Electrophysiological features: per trace with eFEL, per neuron the F-I features NOBLE embeds.
 
 Per trace (`trace_features`; eFEL, the Blue Brain feature library, which the fit uses too). eFEL's default
-settings except Threshold = `threshold_mV` (-20 mV, the default of every caller) and strict_stiminterval = True;
-eFEL first interpolates every trace linearly onto a 0.1 ms grid (interp_step). The window is the step's
-[stim_start, stim_end]; `amp_pA` goes in as stimulus_current (nA).
+settings except Threshold = `threshold_mV` (-20 mV, the default of every caller), strict_stiminterval = True and
+interp_step: eFEL first interpolates every trace linearly onto a grid of interp_step = min(INTERP_STEP_MS =
+0.01 ms, the trace's dt), and every "sample" below is a sample of that grid. (eFEL's default, 0.1 ms, is our
+record step: AP half-widths came out in whole 0.1 ms steps.) The window is the step's [stim_start, stim_end];
+`amp_pA` goes in as stimulus_current (nA).
 
 Spike detection, shared by every spike feature: a spike is a run of samples between an upward and the next
 downward crossing of Threshold, at its maximum (the AP peak: `peak_time`, `peak_voltage`); with
@@ -20,7 +22,8 @@ rebound spikes after it do not), and a run still above Threshold at the trace's 
   consecutive intervals of (ISI_i - ISI_i-1) / (ISI_i + ISI_i-1); > 0 when firing slows down.
 * ap_amplitude_mV (AP_amplitude, mean over the window's APs): peak voltage - voltage at the AP onset. The onset
   (AP_begin) is the last sample before the peak, after the previous AHP minimum (or the stimulus start), where
-  dV/dt rises through DerivativeThreshold = 10 mV/ms and stays above it for DerivativeWindow = 3 samples.
+  dV/dt rises through DerivativeThreshold = 10 mV/ms and stays above it for DerivativeWindow = 3 samples
+  (0.03 ms at interp_step 0.01 ms).
 * ap_half_width_ms (AP_duration_half_width, mean): time between the sample nearest the half height
   (onset + peak voltage) / 2 on the rise (onset..peak) and the one on the fall (peak..AP end, where dV/dt
   climbs back through DownDerivativeThreshold = -12 mV/ms after its steepest fall).
@@ -89,6 +92,10 @@ TRACE_FEATURES: dict[str, tuple[str, str, str]] = {
 }
 # eFEL keeps global settings and state: one extraction at a time per process.
 _EFEL_LOCK = threading.Lock()
+# eFEL's interpolation step (ms) for traces recorded at a coarser dt: 288 traces of 12000 samples at dt 0.1 ms
+# take ~5x eFEL's time at its default 0.1 ms (6.8 s against 1.3 s on one core), and AP half-widths are then
+# resolved to 0.01 ms instead of the record step (tests/datagen/test_feature_definitions.py).
+INTERP_STEP_MS = 0.01
 HYPERPOLARISING_ONLY = {"input_resistance_MOhm", "tau_m_ms", "sag_ratio"}
 NEURON_FEATURES: dict[str, str] = {"I_thr_pA": "pA", "s_thr_Hz_per_pA": "Hz/pA"}
 
@@ -119,6 +126,7 @@ def trace_features(
         warnings.simplefilter("ignore")
         efel.reset()
         efel.set_setting("Threshold", float(threshold_mV))
+        efel.set_setting("interp_step", interp_step_ms(dt_ms))
         # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
         # response: restrict spike-based features to the stimulus window.
         efel.set_setting("strict_stiminterval", True)
@@ -144,6 +152,11 @@ def trace_features(
 
 
 trace_features._thread_safe = True  # type: ignore[attr-defined]  # read by noble.app
+
+
+def interp_step_ms(dt_ms: float) -> float:
+    """eFEL's interpolation step for traces sampled at dt_ms: INTERP_STEP_MS, or dt_ms where that is finer."""
+    return float(min(INTERP_STEP_MS, dt_ms))
 
 
 def count_in_window(spike_times_ms: Sequence[np.ndarray], start_ms: float, end_ms: float) -> np.ndarray:
@@ -265,5 +278,6 @@ def spike_peak_times(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = -20.0
         warnings.simplefilter("ignore")
         efel.reset()
         efel.set_setting("Threshold", float(threshold_mV))
+        efel.set_setting("interp_step", interp_step_ms(dt_ms))
         raw = efel.get_feature_values(traces, ["peak_time"], raise_warnings=False)
     return [np.asarray(r.get("peak_time") if r.get("peak_time") is not None else [], dtype=np.float64) for r in raw]
