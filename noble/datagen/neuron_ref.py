@@ -5,7 +5,9 @@ cylinder with L = diam = diam_um (area pi d^2, no end caps, as in hh.py), cm = 1
 `pas`, and the Na / Kd / M / T / L currents as NMODL mechanisms in `noble/datagen/nmodl/` (nonspecific
 currents with per-cell reversal potentials, exactly hh.py's equations). The .mod files are compiled once
 with `nrnivmodl` into `$NOBLE_CACHE_DIR/nmodl/<hash>` (default ~/.cache/noble/nmodl/<hash>) under a file lock.
-Initial state as in hh.py: v = E_leak and every gate at its steady state there (NMODL INITIAL blocks).
+Initial state as in hh.py and `simulate`: each cell at its stable steady state under the stimulus' first value
+(`HH.steady_state`; v set here, every gate at its steady state there by the NMODL INITIAL blocks); where a cell
+has none, v = E_leak and the run first settles for `HH.settle_ms` at that current, not recorded, as `simulate`.
 
 Integration: fixed step, default `secondorder = 0` (NEURON's default: implicit Euler for v, `cnexp` for the
 gates, staggered by half a step); `secondorder=2` is Crank-Nicolson. Neither reproduces Brian2's
@@ -34,7 +36,7 @@ from typing import Any
 import numpy as np
 
 from .models.hh import HH
-from .simulate import SimResult
+from .simulate import SimResult, settle_steps
 
 NMODL_DIR = Path(__file__).with_name("nmodl")
 MECHANISMS = ("nb_na", "nb_kd", "nb_im", "nb_it", "nb_il", "nb_id")
@@ -205,10 +207,18 @@ def simulate_neuron(
         if record_dt_ms < dt_ms or abs(ratio - round(ratio)) > 1e-6:
             raise ValueError("record_dt_ms must be a multiple of dt_ms")
     cells = _Cells(h, params)
+    # The stimulus' first value is the holding current (the step's amplitude if it is on at t = 0), as in simulate.
+    on_at_zero = start_ms <= 0
+    start_state, at_rest = HH.steady_state(params, amps if on_at_zero else 0.0)
+    run_in = 0.0
+    if not np.all(at_rest):
+        run_in = settle_steps(HH.settle_ms, dt_ms, dt_ms, record_dt_ms or dt_ms)[1]
+    for sec, v0 in zip(cells.sections, start_state["v"]):
+        sec(0.5).v = float(v0)
     vecs, spikes, netcons = [], [], []
     for sec, stim, amp in zip(cells.sections, cells.clamps, amps):
-        stim.delay = start_ms
-        stim.dur = duration_ms
+        stim.delay = 0.0 if on_at_zero else start_ms + run_in
+        stim.dur = duration_ms + (run_in if on_at_zero else 0.0)
         stim.amp = float(amp) * 1e-3  # pA -> nA
         if record_dt_ms is not None:
             vec = h.Vector()
@@ -227,20 +237,24 @@ def simulate_neuron(
     h.secondorder = int(secondorder)
     h.dt = dt_ms
     h.steps_per_ms = 1.0 / dt_ms
-    h.finitialize()  # no argument: keep each cell's v = E_leak; INITIAL blocks put gates at steady state
-    h.continuerun(total_ms)
+    h.finitialize()  # no argument: keep each cell's v (set above); INITIAL blocks put gates at steady state
+    h.continuerun(total_ms + run_in)
 
     if record_dt_ms is not None:
         n_rec = int(round(total_ms / record_dt_ms))
+        skip = int(round(run_in / record_dt_ms))
         v = np.empty((n, n_rec), dtype=np.float32)
         for k, vec in enumerate(vecs):
-            v[k] = vec.as_numpy()[:n_rec]
+            v[k] = vec.as_numpy()[skip: skip + n_rec]
         t = np.arange(n_rec) * record_dt_ms
     else:
         v = np.empty((n, 0), dtype=np.float32)
         t = np.empty(0)
     # NEURON stamps the end of the step in which v crossed; Brian2 the start: shift by one dt.
-    spike_times = [np.asarray(st.as_numpy(), dtype=np.float64) - dt_ms for st in spikes]
+    spike_times = []
+    for st in spikes:
+        times = np.asarray(st.as_numpy(), dtype=np.float64) - dt_ms - run_in
+        spike_times.append(times[times > -1e-9])
     pc.nthread(1)
     return SimResult(t_ms=t, v_mV=v, spike_times_ms=spike_times, record_dt_ms=record_dt_ms or dt_ms)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
+from fractions import Fraction
 
 import brian2 as b2
 import numpy as np
@@ -53,6 +54,7 @@ def simulate(
     seed: int = 0,
     target: str | None = None,
     record_state: bool = False,
+    settle_ms: float | None = None,
 ) -> SimResult:
     """Simulate n neurons (rows of `params`) each driven by its row of `stim_pA` (sampled at stim_dt_ms).
 
@@ -60,10 +62,20 @@ def simulate(
     the stimulus on the stimulus grid, so the run is deterministic for a seed on any Brian2 target.
     record_state: also record every differential-equation variable (single-compartment families), so a
     later run can start from any recorded instant (`noble.fit.phase_align`).
+
+    Start (single-compartment families): the stimulus' first value, stim_pA[:, 0], is each neuron's holding
+    current. A family with `settle_ms > 0` (hh) starts every neuron at its stable steady state under that
+    current (`family.steady_state`), so a quiescent neuron's trace starts at rest and does not drift; when some
+    neuron has none (it fires at that current), the group first runs `family.settle_ms` at the holding current
+    (noise-free, not recorded: the trace, its spike times and the noise start after it). A stimulus already
+    on at t = 0 is thus a holding current: its onset transient is not simulated. settle_ms: override the run-in
+    (0: none; > 0: always, for any family), rounded up onto the dt, stimulus and record grids.
     """
     if getattr(family, "multi_compartment", False):
         if record_state:
             raise ValueError("record_state is for single-compartment families")
+        if settle_ms:
+            raise ValueError("settle_ms is for single-compartment families (multi-compartment ones start at rest)")
         # One SpatialNeuron packing every neuron of the block (see simulate_mc); imported here to avoid a cycle.
         from .simulate_mc import simulate_multi
 
@@ -84,6 +96,16 @@ def simulate(
     drive = stim_pA
     if noise_sigma_pA > 0:
         drive = stim_pA + ou_noise(n, stim_pA.shape[1], stim_dt_ms, noise_tau_ms, noise_sigma_pA, rng)
+    start: dict[str, np.ndarray] | None = None
+    run_in = 0.0
+    if family.settle_ms > 0:
+        start, at_rest = family.steady_state(params, stim_pA[:, 0])
+        run_in = 0.0 if np.all(at_rest) else family.settle_ms
+    if settle_ms is not None:
+        run_in = float(settle_ms)
+    n_settle, run_in = settle_steps(run_in, dt_ms, stim_dt_ms, record_dt_ms)
+    if n_settle:
+        drive = np.concatenate([np.repeat(stim_pA[:, :1], n_settle, axis=1), drive], axis=1)
 
     configure_brian(target)
     b2.start_scope()
@@ -95,24 +117,41 @@ def simulate(
     values = np.zeros((T_pad, n_pad))
     values[: drive.shape[1], :n] = drive.T
     I_stim = b2.TimedArray(values * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
-    built = family.build(n, params, {"I_stim": I_stim}, rng)
+    built = family.build(n, params, {"I_stim": I_stim}, rng, **({} if start is None else {"start": start}))
     names = [built.v_name] + ([x for x in built.group.equations.diff_eq_names if x != built.v_name]
                               if record_state else [])
+    if n_settle:  # the run-in, then the monitors: they record from its end on
+        net = b2.Network(built.group, *built.extra)
+        net.run(run_in * b2.ms, namespace={})
     state = b2.StateMonitor(built.group, names, record=True, dt=record_dt_ms * b2.ms, name="vmon")
     spikes = b2.SpikeMonitor(built.group, name="spikemon")
-    net = b2.Network(built.group, state, spikes, *built.extra)
+    if n_settle:
+        net.add(state, spikes)
+    else:
+        net = b2.Network(built.group, state, spikes, *built.extra)
     net.run(duration_ms * b2.ms, namespace={})
 
     n_rec = int(round(duration_ms / record_dt_ms))
     v = np.asarray(getattr(state, built.v_name) / b2.mV, dtype=np.float32)[:, :n_rec]
     t = np.arange(v.shape[1]) * record_dt_ms
     trains = spikes.spike_trains()
-    spike_times = [np.asarray(trains[k] / b2.ms, dtype=np.float64) for k in range(n)]
+    spike_times = [np.asarray(trains[k] / b2.ms, dtype=np.float64) - run_in for k in range(n)]
     states = None
     if record_state:
         states = {name: np.asarray(getattr(state, name + "_"), dtype=np.float64)[:n, :n_rec] for name in names}
         states[built.v_name] = np.asarray(getattr(state, built.v_name) / b2.mV, dtype=np.float64)[:n, :n_rec]
     return SimResult(t_ms=t, v_mV=v, spike_times_ms=spike_times, record_dt_ms=record_dt_ms, state=states)
+
+
+def settle_steps(settle_ms: float, dt_ms: float, stim_dt_ms: float, record_dt_ms: float) -> tuple[int, float]:
+    """(stimulus samples, ms) of the shortest run-in of at least settle_ms that ends on the integration, the
+    stimulus and the record grid alike (so the trace and its input start on their grids)."""
+    if settle_ms <= 0:
+        return 0, 0.0
+    fr = [Fraction(x).limit_denominator(10**6) for x in (dt_ms, stim_dt_ms, record_dt_ms)]
+    unit = Fraction(math.lcm(*(f.numerator for f in fr)), math.gcd(*(f.denominator for f in fr)))
+    total = unit * math.ceil(Fraction(settle_ms).limit_denominator(10**6) / unit)
+    return int(total / fr[1]), float(total)
 
 
 def _bucket(size: int) -> int:

@@ -131,6 +131,9 @@ class HHFit(HH):
     `HHFit.starting_near(v)` is the same family starting, per neuron, at the stable state nearest v."""
 
     name: ClassVar[str] = "hh"
+    # The fit sets its own start (build below: the pinned steady state, or a phase-aligned state) and its own
+    # run-in (FitProblem.settle_ms), so `simulate` neither moves the start nor settles (hh's settle_ms).
+    settle_ms: ClassVar[float] = 0.0
     v_hint_mV: ClassVar[np.ndarray | None] = None
     E_leak_effective_mV: ClassVar[np.ndarray | None] = None
     initial_state: ClassVar[dict[str, np.ndarray] | None] = None

@@ -104,7 +104,9 @@ def test_d_current_delays_firing_and_matches_neuron():
     names = HH.param_names()
     base = HH.preset_values("fast_spiking")
     rows = np.array([[{**base, "g_D": g_D}[k] for k in names] for g_D in (0.0, 1.0, 0.0, 1.0)])
-    amps = np.array([250.0, 250.0, 400.0, 400.0])
+    # 190 and 290 pA: about the current densities of the 250 and 400 pA used while the FS preset's diameter
+    # was 67 um (now 56.9 um: 72 % of the area)
+    amps = np.array([190.0, 190.0, 290.0, 290.0])
     brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
                      duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
     ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
@@ -112,7 +114,7 @@ def test_d_current_delays_firing_and_matches_neuron():
         sb, sn = brian.spike_times_ms[k], ref.spike_times_ms[k]
         assert len(sn) >= 2 and len(sb) == len(sn), (amps[k], len(sb), len(sn))
         assert float(np.max(np.abs(sb - sn))) <= SPIKE_TOL_MS, (amps[k], sb[:3], sn[:3])
-    for off, on in ((0, 1), (2, 3)):  # 250 pA: 16 vs 128 ms; 400 pA: 10 vs 17 ms
+    for off, on in ((0, 1), (2, 3)):  # 190 pA: 15 vs 149 ms; 290 pA: 10 vs 27 ms
         lat_off = brian.spike_times_ms[off][0] - START_MS
         lat_on = brian.spike_times_ms[on][0] - START_MS
         assert lat_on > 1.5 * lat_off, (amps[off], lat_off, lat_on)

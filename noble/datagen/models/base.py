@@ -47,6 +47,10 @@ class ModelFamily(ABC):
     default_preset: ClassVar[str]
     # Integration method for Brian2 ("exponential_euler" for HH gating, "exact"/"euler" for LIF).
     method: ClassVar[str] = "euler"
+    # > 0: the family starts each neuron at the steady state of the stimulus' first value (`steady_state`,
+    # passed to `build` as `start`), and `simulate` runs the group this long at that current, not recorded,
+    # when some neuron has no stable steady state there. 0: `build` sets the start and nothing is settled.
+    settle_ms: ClassVar[float] = 0.0
 
     # ---- parameter space -------------------------------------------------------------------------
     @classmethod
@@ -127,6 +131,14 @@ class ModelFamily(ABC):
     @abstractmethod
     def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
         """Build ONE vectorised group of n neurons with per-neuron parameters (rows of `params`)."""
+
+    @classmethod
+    def steady_state(cls, params: np.ndarray, holding_pA: np.ndarray | float = 0.0
+                     ) -> tuple[dict[str, np.ndarray], np.ndarray]:  # pragma: no cover - families with settle_ms
+        """(state, at_rest): per neuron, every state variable at a stable steady state under the constant
+        current holding_pA where there is one (at_rest True), else where `build` would start it. Families with
+        `settle_ms > 0` implement it."""
+        raise NotImplementedError(f"family {cls.name!r} has no steady_state")
 
     @classmethod
     def initial_values(cls, group: b2.NeuronGroup, params: np.ndarray) -> None:  # pragma: no cover - optional

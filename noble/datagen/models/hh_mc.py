@@ -31,7 +31,12 @@ for the PV-typical tau_m ~ 11 ms and R_in ~ 150 MOhm; weak dendritic Na+, small 
 It fires brief APs (half-width ~0.5 ms) from ~45 Hz at rheobase (~120-150 pA) to >300 Hz with little
 adaptation. `regular_spiking` (pyramidal-like): Pospischil's RS Na+/V_T/tau_max, stronger M-current
 (adaptation) and I_h (sag), larger soma and dendrites, tau_m ~ 20 ms. Both presets were tuned by hand to
-these class features, not fitted to recordings.
+these class features, not fitted to recordings. The values taken from Pospischil's cells are the `hh`
+presets' (sources in noble/datagen/models/hh.py's docstring, pinned by tests/datagen/test_hh_presets.py):
+FS (the paper's Fig. 4 fit) g_Na_soma 58, g_M_soma 0.0787 mS/cm^2, V_T -57.9 mV, tau_max 502 ms; RS (Fig. 2b
+fit) g_Na_soma 56 mS/cm^2, E_leak -70.3 mV, V_T -56.2 mV, tau_max 608 ms; E_Na 50 and E_K -90 mV (the paper's
+section 2.2.1) in both. hh_mc starts at its resting state without input (below); it does not take the
+stimulus' first value as a holding current as `hh` does.
 
 Numerics (kept identical in the NEURON mirror, `noble.datagen.neuron_mc`): each neuron starts at its
 resting state (v per compartment from a Newton solve of the steady discretised cable equation, gates at
