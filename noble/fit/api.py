@@ -12,7 +12,9 @@
 Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
 
 The result carries the fitted features and parameters with uncertainty, per-sweep and per-feature z-scores,
-the acceptance checks (spike counts, rheobase, latency, rest), the simulated and surrogate traces, and
+the acceptance checks (spike counts, rheobase, latency, rest), the physiology checks from the traces
+(`physiology`: APs by prominence, firing to the step's end, subthreshold deflection, AP shape, rheobase bracket;
+reported only, not searched on), the simulated and surrogate traces, and
 timings; `noble.fit.report.write_outputs` turns it into fit.json + an overlay PNG + an NWB file.
 """
 
@@ -33,6 +35,7 @@ from noble.io import Recording, RecordingError, read_recording
 
 from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
+from .physiology import of_traces
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
@@ -121,6 +124,9 @@ class FitResult(BaseModel):
     targets: dict[str, Any]
     model_measures: dict[str, Any]
     checks: dict[str, Any]
+    physiology: dict[str, Any] = Field(default_factory=dict, description="checks a physiologist would sign, from the "
+                                       "recorded and the fitted model's traces, per sweep (physiology.py); reported "
+                                       "beside `checks`, not part of the objective")
     solver: dict[str, Any]
     timing_s: dict[str, float]
     notes: list[str] = []
@@ -452,6 +458,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         stim_end_ms=[s.stim_end_ms for s in problem.recording.sweeps],
         amplitudes_pA=problem.amplitudes_pA.tolist(), sweep_index=[s.index for s in problem.recording.sweeps],
     )
+    physiology = of_traces(traces) or {}
+    if not physiology:
+        notes.append("physiology checks not computed: no simulated traces")
     total = time.perf_counter() - t0
     if progress is not None:
         progress("done", 1.0)
@@ -467,7 +476,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,
         targets=t.model_dump(mode="json"),
         model_measures={"features": per_sweep_model, **{k: _f(v[0]) for k, v in ev.cell.items()}},
-        checks=checks,
+        checks=checks, physiology=physiology,
         solver={"generations": res.generations, "evaluations": int(len(res.objective)), "stop": res.stop,
                 "restarts": runs,
                 "objective_start": float(np.min(res.objective[res.generation == -1])),

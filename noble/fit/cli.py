@@ -143,9 +143,15 @@ def fit_cmd(
         "spike_counts_ok": result.checks["spike_counts_ok"],
         "rheobase_pA": {"data": result.checks["rheobase"]["data_pA"], "model": result.checks["rheobase"]["model_pA"]},
         "rest_mV": {"data": result.checks["rest"]["data_mV"], "model": result.checks["rest"]["model_mV"]},
+        "physiology": ({k: result.physiology["summary"][k] for k in ("all_ok", "n_ok", "n_fail", "n_not_judged",
+                                                                      "failed")} if result.physiology else None),
         "stage1": result.stage1.get("status"), "timing_s": {k: round(v, 2) for k, v in result.timing_s.items()},
         "files": files,
     }
     typer.echo(json.dumps(summary, indent=1))
+    if result.physiology and not quiet:
+        from .physiology import table
+
+        print("physiology checks (fit.json 'physiology'):\n" + table(result.physiology), file=sys.stderr)
     for note in result.notes:
         console.print(f"[yellow]note: {note}[/yellow]")

@@ -15,6 +15,7 @@ from noble.io import Sweep, write_nwb
 from noble.io._atomic import atomic_path
 
 from .api import FitResult
+from .physiology import compact_line
 
 
 def _stem(source: str) -> str:
@@ -32,7 +33,8 @@ def _surrogate_in_window(tr: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
-    """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed)."""
+    """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed), and
+    under its title the sweep's physiology checks in a line (`physiology.compact_line`; red when one fails)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -44,7 +46,8 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     S = len(tr.recorded)
     cols = min(4, S)
     rows = int(math.ceil(S / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.6 * rows), sharey=True, squeeze=False)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), sharey=True, squeeze=False)
+    phys = {r["sweep"]: r for r in (result.physiology or {}).get("sweeps", [])}
     for k in range(S):
         ax = axes[k // cols][k % cols]
         v = np.asarray(tr.recorded[k])
@@ -57,7 +60,12 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
             st, su = _surrogate_in_window(tr, k)
             ax.plot(st, su, color="tab:blue", lw=0.6, ls="--", alpha=0.8, label="surrogate")
         ax.axvspan(tr.stim_start_ms[k], tr.stim_end_ms[k], color="0.9", zorder=0)
-        ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8)
+        ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8, pad=11)
+        row = phys.get(tr.sweep_index[k])
+        if row is not None and row["checks"]:
+            failed = any(c["status"] == "fail" for c in row["checks"].values())
+            ax.text(0.5, 1.01, compact_line(row), transform=ax.transAxes, ha="center", va="bottom", fontsize=6.5,
+                    color="tab:red" if failed else "tab:green")
         ax.tick_params(labelsize=7)
         if k % cols == 0:
             ax.set_ylabel("V (mV)", fontsize=8)
@@ -66,8 +74,15 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     for k in range(S, rows * cols):
         axes[k // cols][k % cols].axis("off")
     axes[0][0].legend(fontsize=7, loc="upper left")
-    fig.suptitle(f"{_stem(result.source)}: objective {result.objective:.3g} (mean squared z), "
-                 f"checks {'pass' if result.checks.get('all_ok') else 'partial'}", fontsize=9)
+    title = (f"{_stem(result.source)}: objective {result.objective:.3g} (mean squared z), "
+             f"checks {'pass' if result.checks.get('all_ok') else 'partial'}")
+    summ = (result.physiology or {}).get("summary")
+    if summ:
+        cell = result.physiology.get("cell", {})
+        extra = "; ".join(f"{name} {c['status']}" for name, c in cell.items())
+        title += (f"; physiology: {summ['n_ok']} ok, {summ['n_fail']} fail, {summ['n_not_judged']} not judged"
+                  + (f" ({extra})" if extra else ""))
+    fig.suptitle(title, fontsize=9)
     fig.tight_layout()
     path = Path(path)
     with atomic_path(path) as tmp:
@@ -137,11 +152,14 @@ def _trace_json(t: np.ndarray, v: np.ndarray, max_points: int) -> dict[str, list
 
 def overlay_doc(result: FitResult, max_points: int = 3000) -> dict[str, Any]:
     """Every sweep's recording, hh fit and surrogate trace (min-max thinned to max_points each) with its
-    acceptance checks: what a browser needs to draw the overlay interactively (`overlay.json`)."""
+    acceptance checks and physiology checks (`checks.physiology`, per check as in fit.json `physiology`): what a
+    browser needs to draw the overlay interactively (`overlay.json`). Top level: the cell-wide acceptance checks,
+    and `physiology` (the cell's checks and the summary)."""
     tr = result.traces
     if tr is None:
         raise ValueError("the result carries no traces")
     counts = {c["sweep"]: c for c in result.checks.get("spike_counts", [])}
+    phys = {r["sweep"]: r for r in (result.physiology or {}).get("sweeps", [])}
     lats = {c["sweep"]: c for c in result.checks.get("latency", [])}
     sweeps = []
     for k in range(len(tr.recorded)):
@@ -152,7 +170,8 @@ def overlay_doc(result: FitResult, max_points: int = 3000) -> dict[str, Any]:
             "stim_end_ms": float(tr.stim_end_ms[k]),
             "recording": _trace_json(np.arange(len(v)) * tr.recorded_dt_ms[k], v, max_points),
             "model": None, "surrogate": None,
-            "checks": {"spike_count": counts.get(idx), "latency": lats.get(idx)},
+            "checks": {"spike_count": counts.get(idx), "latency": lats.get(idx),
+                       "physiology": (phys[idx]["checks"] if idx in phys else None)},
             "rms_z": next((z for lbl, z in result.per_sweep_rms_z.items() if lbl.startswith(f"sweep {idx} (")), None),
         }
         if tr.simulated_v_mV is not None:
@@ -164,8 +183,10 @@ def overlay_doc(result: FitResult, max_points: int = 3000) -> dict[str, Any]:
             if len(st):
                 item["surrogate"] = _trace_json(st, su, max_points)
         sweeps.append(item)
+    phys_doc = result.physiology or {}
     return {"source": _stem(result.source), "surrogate": result.stage1.get("surrogate"), "sweeps": sweeps,
-            "checks": {k: v for k, v in result.checks.items() if k not in ("spike_counts", "latency")}}
+            "checks": {k: v for k, v in result.checks.items() if k not in ("spike_counts", "latency")},
+            "physiology": ({"cell": phys_doc.get("cell"), "summary": phys_doc.get("summary")} if phys_doc else None)}
 
 
 def write_outputs(result: FitResult, out_dir: str | os.PathLike[str], stem: str | None = None) -> dict[str, str]:

@@ -1,0 +1,334 @@
+"""Checks a physiologist would sign: the recording and the fitted model's traces compared sweep by sweep.
+
+The acceptance checks (`api.acceptance_checks`) judge eFEL's features, which count every upward crossing of
+-20 mV as a spike: a model in depolarisation block (a burst, then a plateau near -20 mV) has its plateau's
+ringing counted, and passes a count check the cell does not. These checks are computed from the traces
+themselves, with one AP definition for both, and are reported beside the acceptance checks (fit.json
+`physiology`); they do not enter the fit's objective or search.
+
+AP: `noble.operator.ap_metrics.find_aps` (scipy `find_peaks`, peak above -10 mV, prominence >= 20 mV): a
+depolarisation-block plateau and its ringing never count. An AP belongs to the step when its peak time lies in
+[step onset, step end]. The model's trace is first sampled on the recording's time grid (linear
+interpolation; exact where the grids align), so both are measured on the same sampling.
+
+Per sweep (a check appears on a sweep where its condition holds):
+
+* spike_count: APs in the step, |model - data| <= max(1, 10 % of data); on sweeps where either fires.
+* stops_early: where one of them fires >= 3 APs and into the last quarter of the step, the other's last AP
+  (in the step) must come after the step's middle (no AP: stops at onset). Values: last AP peak (ms after
+  onset); tolerance: the step's middle (ms after onset).
+* deflection: steady-state deflection = mean of the last 20 % of the step minus the pre-step baseline (median
+  of the trace before onset), within max(2 mV, 15 % of |data|); on sweeps where neither fires.
+* latency: first AP peak after onset, at the two lowest-amplitude sweeps where the recording fires, within
+  max(5 ms, 20 % of data); a model with no AP there fails.
+* ap_peak (median AP peak, within 8 mV), ap_half_width (median half-width, within 30 % of data), ahp_trough
+  (median of the lowest voltage between consecutive APs of the step, within 5 mV): on sweeps where both fire
+  >= 2 APs.
+
+Per cell:
+
+* rest: median over sweeps of each sweep's pre-step baseline, within 2 mV.
+* rheobase: the bracket the steps allow, [highest silent step, lowest spiking step], the lowest spiking step
+  being the lowest amplitude from which every larger step fires (a step fires when any of its sweeps has an AP
+  in the step), for data and model. Judged only where the data's bracket is narrower than the tolerance (20
+  pA): then ok when the model's lowest spiking step is within 20 pA of the data's (both are read on the same
+  steps). Otherwise 'not judged', with the reason (an open bracket: the cell fires at every step or at none; a
+  bracket as wide as the tolerance or wider; the model fires at every step, so its rheobase may lie anywhere
+  below).
+
+Each check: {data, model, tol, unit, status: 'ok' | 'fail' | 'not judged', ok: bool or None, reason (when not
+judged or to say why it failed)}; summary: counts per status and per check, the failures by name, and all_ok
+(no check failed; not-judged ones are listed apart).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Sequence
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from noble.operator.ap_metrics import find_aps
+
+SWEEP_CHECKS = ("spike_count", "stops_early", "deflection", "latency", "ap_peak", "ap_half_width", "ahp_trough")
+CELL_CHECKS = ("rest", "rheobase")
+# short names for the overlay PNG and the explorer's captions
+SHORT = {"spike_count": "n", "stops_early": "stops early", "deflection": "ΔV", "latency": "lat", "ap_peak": "peak",
+         "ap_half_width": "hw", "ahp_trough": "AHP"}
+
+
+class PhysiologyTolerances(BaseModel):
+    """Tolerances of the physiology checks (module docstring)."""
+
+    model_config = ConfigDict(extra="forbid")
+    spike_count: float = Field(1.0, gt=0)
+    spike_count_rel: float = Field(0.1, ge=0)
+    persistent_min_spikes: int = Field(3, ge=1, description="'fires to the end': at least this many APs ...")
+    persistent_last_fraction: float = Field(0.75, gt=0, lt=1, description="... the last one after this fraction "
+                                                                           "of the step")
+    stops_before_fraction: float = Field(0.5, gt=0, lt=1, description="'stops early': last AP before this fraction")
+    deflection_mV: float = Field(2.0, gt=0)
+    deflection_rel: float = Field(0.15, ge=0)
+    steady_fraction: float = Field(0.2, gt=0, le=1, description="steady state: the mean of this last part of the "
+                                                                "step")
+    latency_ms: float = Field(5.0, gt=0)
+    latency_rel: float = Field(0.2, ge=0)
+    latency_sweeps: int = Field(2, ge=1)
+    ap_peak_mV: float = Field(8.0, gt=0)
+    ap_half_width_rel: float = Field(0.3, gt=0)
+    ahp_trough_mV: float = Field(5.0, gt=0)
+    min_aps_shape: int = Field(2, ge=1, description="AP shape judged where both fire at least this many APs")
+    rest_mV: float = Field(2.0, gt=0)
+    rheobase_pA: float = Field(20.0, gt=0)
+
+
+def _f(x: Any) -> float | None:
+    try:
+        v = float(x)
+    except (TypeError, ValueError):
+        return None
+    return v if math.isfinite(v) else None
+
+
+def _check(data: Any, model: Any, tol: Any, unit: str, ok: bool | None, reason: str | None = None
+           ) -> dict[str, Any]:
+    status = "not judged" if ok is None else ("ok" if ok else "fail")
+    out: dict[str, Any] = {"data": data if isinstance(data, (list, tuple)) else _f(data),
+                           "model": model if isinstance(model, (list, tuple)) else _f(model),
+                           "tol": _f(tol), "unit": unit, "status": status, "ok": ok}
+    if reason:
+        out["reason"] = reason
+    return out
+
+
+def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_end_ms: float,
+                   steady_fraction: float = 0.2) -> dict[str, Any]:
+    """What the checks read from one trace (t = k dt): the APs in the step (peak times after onset, peaks,
+    half-widths, troughs between consecutive APs of the step), the pre-step baseline and the steady state."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    finite = bool(np.all(np.isfinite(v)))
+    n0 = max(1, min(len(v), int(round(stim_start_ms / dt_ms))))
+    dur = stim_end_ms - stim_start_ms
+    a = max(0, int(round((stim_end_ms - steady_fraction * dur) / dt_ms)))
+    b = min(len(v), int(round(stim_end_ms / dt_ms)))
+    out: dict[str, Any] = {"finite": finite, "baseline_mV": float(np.median(v[:n0])) if finite else math.nan,
+                           "steady_mV": float(np.mean(v[a:b])) if finite and b > a else math.nan}
+    out["deflection_mV"] = out["steady_mV"] - out["baseline_mV"]
+    if not finite:
+        out.update(n=0, times_ms=np.zeros(0), peaks_mV=np.zeros(0), half_widths_ms=np.zeros(0),
+                   troughs_mV=np.zeros(0))
+        return out
+    aps = find_aps(v, dt_ms)
+    inside = aps.within(stim_start_ms, stim_end_ms)
+    idx = np.flatnonzero(inside)
+    pairs = idx[:-1][np.diff(idx) == 1] if len(idx) > 1 else np.zeros(0, dtype=np.int64)  # consecutive, both in
+    out.update(n=int(len(idx)), times_ms=aps.peak_ms[idx] - stim_start_ms, peaks_mV=aps.peak_mV[idx],
+               half_widths_ms=aps.half_width_ms[idx], troughs_mV=aps.ahp_mV[pairs])
+    return out
+
+
+def _on_grid(v_model: np.ndarray, dt_model: float, n: int, dt: float) -> np.ndarray:
+    """The model's trace sampled at t = k dt, k < n (only where the model's trace reaches)."""
+    v = np.asarray(v_model, dtype=np.float64)
+    t_end = (len(v) - 1) * dt_model
+    n = min(n, int(math.floor(t_end / dt + 1e-9)) + 1)
+    ratio = dt / dt_model
+    if abs(ratio - round(ratio)) < 1e-9 and round(ratio) >= 1:
+        return v[:: int(round(ratio))][:n].copy()
+    return np.interp(np.arange(n) * dt, np.arange(len(v)) * dt_model, v)
+
+
+def _median(x: np.ndarray) -> float:
+    x = np.asarray(x, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    return float(np.median(x)) if len(x) else math.nan
+
+
+def _bracket(amplitudes: np.ndarray, fires: np.ndarray) -> tuple[float | None, float | None]:
+    """[highest silent step, lowest spiking step]: the lowest spiking step is the lowest amplitude from which every
+    larger step fires (a step fires when any of its sweeps does); None where the bracket is open."""
+    ua = np.unique(amplitudes)
+    f = np.array([bool(np.any(fires[amplitudes == x])) for x in ua])
+    if not f[-1]:
+        return float(ua[-1]), None
+    silent = np.flatnonzero(~f)
+    k0 = int(silent[-1]) + 1 if len(silent) else 0
+    return (float(ua[k0 - 1]) if k0 > 0 else None), float(ua[k0])
+
+
+def rheobase_check(amplitudes_pA: np.ndarray, data_fires: np.ndarray, model_fires: np.ndarray,
+                   tol_pA: float) -> dict[str, Any]:
+    """The rheobase as the bracket the steps allow, judged only where the data's bracket is narrower than tol."""
+    amps = np.asarray(amplitudes_pA, dtype=np.float64)
+    d = _bracket(amps, np.asarray(data_fires, dtype=bool))
+    m = _bracket(amps, np.asarray(model_fires, dtype=bool))
+    ok: bool | None
+    reason: str | None = None
+    if d[1] is None:
+        ok, reason = None, f"the recording fires at no step (rheobase above {d[0]:g} pA)"
+    elif d[0] is None:
+        ok, reason = None, f"the recording fires at every step (rheobase at or below {d[1]:g} pA)"
+    elif d[1] - d[0] >= tol_pA:
+        ok, reason = None, (f"the steps around the recording's rheobase are {d[1] - d[0]:g} pA apart, not narrower "
+                            f"than the {tol_pA:g} pA tolerance: it lies anywhere in ({d[0]:g}, {d[1]:g}] pA")
+    elif m[1] is None:
+        ok, reason = False, f"the model fires at no step (the recording from {d[1]:g} pA)"
+    elif abs(m[1] - d[1]) > tol_pA:
+        ok, reason = False, f"lowest spiking step {m[1]:g} pA (model) vs {d[1]:g} pA (recording)"
+    elif m[0] is None:
+        ok, reason = None, f"the model fires at every step: its rheobase may lie anywhere below {m[1]:g} pA"
+    else:
+        ok = True
+    return _check(list(d), list(m), tol_pA, "pA", ok, reason)
+
+
+def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[float], model: Sequence[np.ndarray],
+                      model_dt_ms: float, stim_start_ms: Sequence[float], stim_end_ms: Sequence[float],
+                      amplitudes_pA: Sequence[float], sweep_index: Sequence[int] | None = None,
+                      tol: PhysiologyTolerances | None = None) -> dict[str, Any]:
+    """Every check of the module docstring, for a recording (per sweep, on its own dt) and a model's responses
+    (per sweep, on model_dt_ms), both on the same timeline (t = 0 at each trace's first sample)."""
+    tol = tol or PhysiologyTolerances()
+    S = len(recorded)
+    idx = list(range(S)) if sweep_index is None else [int(i) for i in sweep_index]
+    amps = np.asarray(amplitudes_pA, dtype=np.float64)
+    D, M = [], []
+    for k in range(S):
+        dt = float(recorded_dt_ms[k])
+        vd = np.asarray(recorded[k], dtype=np.float64)
+        vm = _on_grid(model[k], model_dt_ms, len(vd), dt)
+        D.append(sweep_measures(vd, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction))
+        M.append(sweep_measures(vm, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction))
+    order = [int(k) for k in np.argsort(amps, kind="stable")]
+    latency_sweeps = [k for k in order if D[k]["n"] > 0][: tol.latency_sweeps]
+    rows = []
+    for k in range(S):
+        d, m = D[k], M[k]
+        dur = float(stim_end_ms[k] - stim_start_ms[k])
+        checks: dict[str, dict[str, Any]] = {}
+        note = None if m["finite"] else "the model's trace is not finite"
+        if d["n"] > 0 or m["n"] > 0:
+            t = float(tol.spike_count if d["n"] == 0 else max(tol.spike_count, tol.spike_count_rel * d["n"]))
+            checks["spike_count"] = _check(d["n"], m["n"], t, "APs", abs(m["n"] - d["n"]) <= t, note)
+
+        def last(x: dict[str, Any]) -> float:
+            return float(x["times_ms"][-1]) if x["n"] else 0.0
+
+        def persistent(x: dict[str, Any]) -> bool:
+            return x["n"] >= tol.persistent_min_spikes and last(x) >= tol.persistent_last_fraction * dur
+
+        mid = tol.stops_before_fraction * dur
+        if persistent(d) or persistent(m):
+            bad = [who for who, x, other in (("model", m, d), ("recording", d, m)) if persistent(other)
+                   and last(x) < mid]
+            reason = (f"the {bad[0]} stops before the step's middle while the "
+                      f"{'recording' if bad[0] == 'model' else 'model'} fires into its last quarter") if bad else None
+            checks["stops_early"] = _check(last(d) if d["n"] else None, last(m) if m["n"] else None, mid, "ms",
+                                           not bad, reason)
+        if d["n"] == 0 and m["n"] == 0:
+            dv, mv = d["deflection_mV"], m["deflection_mV"]
+            t = max(tol.deflection_mV, tol.deflection_rel * abs(dv)) if math.isfinite(dv) else tol.deflection_mV
+            ok = bool(math.isfinite(dv) and math.isfinite(mv) and abs(mv - dv) <= t)
+            checks["deflection"] = _check(dv, mv, t, "mV", ok if math.isfinite(dv) else None,
+                                          note if math.isfinite(dv) else "no deflection measurable in the recording")
+        if k in latency_sweeps:
+            dl = float(d["times_ms"][0])
+            ml = float(m["times_ms"][0]) if m["n"] else math.nan
+            t = max(tol.latency_ms, tol.latency_rel * dl)
+            checks["latency"] = _check(dl, ml, t, "ms", bool(math.isfinite(ml) and abs(ml - dl) <= t),
+                                       None if m["n"] else "the model does not fire in the step")
+        if d["n"] >= tol.min_aps_shape and m["n"] >= tol.min_aps_shape:
+            pd, pm = _median(d["peaks_mV"]), _median(m["peaks_mV"])
+            checks["ap_peak"] = _check(pd, pm, tol.ap_peak_mV, "mV", abs(pm - pd) <= tol.ap_peak_mV)
+            hd, hm = _median(d["half_widths_ms"]), _median(m["half_widths_ms"])
+            if math.isfinite(hd) and math.isfinite(hm):
+                t = tol.ap_half_width_rel * hd
+                checks["ap_half_width"] = _check(hd, hm, t, "ms", abs(hm - hd) <= t)
+            else:
+                checks["ap_half_width"] = _check(hd, hm, None, "ms", None, "no half-width measurable")
+            ad, am = _median(d["troughs_mV"]), _median(m["troughs_mV"])
+            if math.isfinite(ad) and math.isfinite(am):
+                checks["ahp_trough"] = _check(ad, am, tol.ahp_trough_mV, "mV", abs(am - ad) <= tol.ahp_trough_mV)
+            else:
+                checks["ahp_trough"] = _check(ad, am, tol.ahp_trough_mV, "mV", None,
+                                              "no two consecutive APs inside the step")
+        rows.append({"sweep": idx[k], "amplitude_pA": float(amps[k]), "n_aps": {"data": d["n"], "model": m["n"]},
+                     "checks": checks})
+    rest_d = _median(np.array([x["baseline_mV"] for x in D]))
+    rest_m = _median(np.array([x["baseline_mV"] for x in M]))
+    cell = {
+        "rest": _check(rest_d, rest_m, tol.rest_mV, "mV",
+                       bool(math.isfinite(rest_d) and math.isfinite(rest_m) and abs(rest_m - rest_d) <= tol.rest_mV)),
+        "rheobase": rheobase_check(amps, np.array([x["n"] > 0 for x in D]), np.array([x["n"] > 0 for x in M]),
+                                   tol.rheobase_pA),
+    }
+    return {"tolerances": tol.model_dump(), "sweeps": rows, "cell": cell, "summary": summarise(rows, cell)}
+
+
+def summarise(rows: list[dict[str, Any]], cell: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Counts per status, per check, the failures and the not-judged ones by name; all_ok: no check failed."""
+    by: dict[str, dict[str, int]] = {}
+    failed, not_judged = [], []
+    items = [(f"sweep {r['sweep']} ({r['amplitude_pA']:+g} pA)", name, c) for r in rows
+             for name, c in r["checks"].items()] + [("cell", name, c) for name, c in cell.items()]
+    for where, name, c in items:
+        b = by.setdefault(name, {"ok": 0, "fail": 0, "not judged": 0})
+        b[c["status"]] += 1
+        if c["status"] == "fail":
+            failed.append(f"{where}: {name}")
+        elif c["status"] == "not judged":
+            not_judged.append(f"{where}: {name}")
+    n = {s: sum(b[s] for b in by.values()) for s in ("ok", "fail", "not judged")}
+    return {"n_ok": n["ok"], "n_fail": n["fail"], "n_not_judged": n["not judged"], "by_check": by,
+            "failed": failed, "not_judged": not_judged, "all_ok": n["fail"] == 0}
+
+
+def _mark(c: dict[str, Any]) -> str:
+    return {"ok": "✓", "fail": "✗"}.get(c["status"], "–")
+
+
+def compact_line(row: dict[str, Any]) -> str:
+    """One sweep's checks in a line: 'n 12/13 ✓ · stops early ✗ · ΔV ✓' (data/model for the count)."""
+    parts = []
+    for name in SWEEP_CHECKS:
+        c = row["checks"].get(name)
+        if c is None:
+            continue
+        if name == "spike_count":
+            parts.append(f"n {c['data']:.0f}/{c['model']:.0f} {_mark(c)}")
+        else:
+            parts.append(f"{SHORT[name]} {_mark(c)}")
+    return " · ".join(parts)
+
+
+def of_traces(traces: Any, tol: PhysiologyTolerances | None = None) -> dict[str, Any] | None:
+    """`physiology_checks` of a fit's traces (`api.FitTraces`); None without simulated traces."""
+    if traces is None or traces.simulated_v_mV is None:
+        return None
+    return physiology_checks(traces.recorded, traces.recorded_dt_ms, list(traces.simulated_v_mV),
+                             traces.simulated_dt_ms, traces.stim_start_ms, traces.stim_end_ms, traces.amplitudes_pA,
+                             traces.sweep_index, tol)
+
+
+def table(doc: dict[str, Any]) -> str:
+    """A fixed-width text table of the checks (per sweep, then the cell), for logs and reports."""
+    def val(x: Any) -> str:
+        if x is None:
+            return "-"
+        if isinstance(x, (list, tuple)):
+            return "[" + ",".join("-" if y is None else f"{y:g}" for y in x) + "]"
+        return f"{x:.3g}" if abs(x) < 10 else f"{x:.1f}"
+
+    lines = [f"{'sweep':>6s} {'pA':>6s} {'check':14s} {'data':>12s} {'model':>12s} {'tol':>7s} status"]
+    for r in doc["sweeps"]:
+        for name, c in r["checks"].items():
+            lines.append(f"{r['sweep']:>6d} {r['amplitude_pA']:>6g} {name:14s} {val(c['data']):>12s} "
+                         f"{val(c['model']):>12s} {val(c['tol']):>7s} {c['status']}"
+                         + (f" ({c['reason']})" if c.get("reason") else ""))
+    for name, c in doc["cell"].items():
+        lines.append(f"{'cell':>6s} {'':>6s} {name:14s} {val(c['data']):>12s} {val(c['model']):>12s} "
+                     f"{val(c['tol']):>7s} {c['status']}" + (f" ({c['reason']})" if c.get("reason") else ""))
+    s = doc["summary"]
+    lines.append(f"ok {s['n_ok']}, fail {s['n_fail']}, not judged {s['n_not_judged']}; all_ok {s['all_ok']}")
+    return "\n".join(lines)
