@@ -1,5 +1,6 @@
 // Fit view: upload a recording, follow the fit job generation by generation, then show every sweep's overlay
-// (recording, fitted hh model, surrogate), the parameter table with intervals and the acceptance checks.
+// (recording, fitted hh model, surrogate), the parameter table with intervals and the acceptance checks, and the
+// physiology checks from the traces (fit.json `physiology`): a line per overlay caption and summary rows.
 import { api, saveBlob, showError } from "./api.js";
 import { overlayPlot } from "./plots.js";
 import { esc } from "./population.js";
@@ -139,7 +140,7 @@ export class FitView {
       <div class="downloads" id="fit-downloads"></div>
       <div class="fit-tables">
         <div><h4>Parameters</h4>${paramTable(fit.parameters)}</div>
-        <div><h4>Acceptance checks</h4>${checksTable(fit.checks)}</div>
+        <div><h4>Acceptance checks</h4>${checksTable(fit.checks, fit.physiology)}</div>
       </div>
       ${(fit.notes || []).length ? `<details><summary>Notes (${fit.notes.length})</summary><ul>${fit.notes.map((n) => `<li>${esc(n)}</li>`).join("")}</ul></details>` : ""}
       <h4>Every sweep: recording (black), fitted hh model (red), surrogate (blue, dashed)</h4>
@@ -165,6 +166,12 @@ export class FitView {
       if (c.latency) parts.push(`latency ${fmt(c.latency.data_ms)} vs ${fmt(c.latency.model_ms)} ms ${c.latency.ok ? "✓" : "✗"}`);
       if (sw.rms_z !== null && sw.rms_z !== undefined) parts.push(`rms z ${sw.rms_z.toFixed(2)}`);
       cap.textContent = parts.join(" · ");
+      if (c.physiology && Object.keys(c.physiology).length) {
+        const line = document.createElement("div");
+        line.className = "phys-checks";
+        line.innerHTML = physLine(c.physiology);
+        cap.appendChild(line);
+      }
       cell.appendChild(cap);
       box.appendChild(cell);
       overlayPlot(plot, sw, Math.max(280, Math.floor(cell.getBoundingClientRect().width) - 6)); // its grid cell
@@ -192,7 +199,37 @@ function paramTable(params) {
     <th>interval</th><th>unit</th><th>search range</th></tr></thead><tbody>${rows}</tbody></table>`;
 }
 
-function checksTable(checks) {
+// The per-sweep physiology checks (noble/fit/physiology.py) in one line: "n 12/13 ✓ · stops early ✗ · ΔV ✓";
+// each entry's tooltip gives recording, model and tolerance (and the reason when it is not judged).
+const PHYS_SHORT = { spike_count: "n", stops_early: "stops early", deflection: "ΔV", latency: "lat",
+  ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
+
+function physMark(c) {
+  if (c.status === "ok") return `<span class="ok">✓</span>`;
+  if (c.status === "fail") return `<span class="bad">✗</span>`;
+  return `<span class="muted">–</span>`;
+}
+
+function physValue(x, unit) {
+  if (Array.isArray(x)) return `[${x.map((y) => (y === null ? "–" : fmt(y, 0))).join(", ")}] ${unit}`;
+  return x === null || x === undefined ? "–" : `${num(x)} ${unit}`;
+}
+
+function physLine(checks) {
+  const parts = [];
+  for (const [name, short] of Object.entries(PHYS_SHORT)) {
+    const c = checks[name];
+    if (!c) continue;
+    const label = name === "spike_count" ? `n ${fmt(c.data, 0)}/${fmt(c.model, 0)}` : short;
+    const tip = `${name}: recording ${physValue(c.data, c.unit)}, model ${physValue(c.model, c.unit)}, ` +
+      `tolerance ${physValue(c.tol, c.unit)}, ${c.status}${c.reason ? ` (${c.reason})` : ""}`;
+    parts.push(`<span class="phys" data-check="${esc(name)}" data-status="${esc(c.status)}" title="${esc(tip)}">` +
+      `${esc(label)} ${physMark(c)}</span>`);
+  }
+  return parts.join(" · ");
+}
+
+function checksTable(checks, physiology) {
   const mark = (ok) => `<span class="${ok ? "ok" : "bad"}">${ok ? "pass" : "fail"}</span>`;
   const rows = [];
   for (const c of checks.spike_counts || []) {
@@ -210,6 +247,20 @@ function checksTable(checks) {
   if (checks.rest) {
     rows.push(`<tr><td>rest</td><td>${fmt(checks.rest.data_mV, 2)} mV</td><td>${fmt(checks.rest.model_mV, 2)} mV</td>
       <td></td><td>${mark(checks.rest.ok)}</td></tr>`);
+  }
+  if (physiology && physiology.summary) {
+    const s = physiology.summary;
+    const br = physiology.cell && physiology.cell.rheobase;
+    if (br) {
+      const verdict = br.status === "not judged" ? `<span class="muted" title="${esc(br.reason || "")}">not judged</span>`
+        : mark(br.ok);
+      rows.push(`<tr class="phys-row"><td>rheobase bracket (steps)</td><td>${physValue(br.data, "pA")}</td>
+        <td>${physValue(br.model, "pA")}</td><td>±${fmt(br.tol, 0)} pA</td><td>${verdict}</td></tr>`);
+    }
+    const failed = (s.failed || []).join("; ");
+    rows.push(`<tr class="phys-row" id="fit-physiology-summary"><td>physiology checks (from the traces)</td>
+      <td colspan="3" title="${esc(failed)}">${s.n_ok} ok · ${s.n_fail} fail · ${s.n_not_judged} not judged</td>
+      <td>${mark(s.all_ok)}</td></tr>`);
   }
   return `<table class="checks" id="fit-checks"><thead><tr><th>check</th><th>recording</th><th>model</th>
     <th>tolerance</th><th></th></tr></thead><tbody>${rows.join("")}</tbody></table>`;
