@@ -167,6 +167,7 @@ def test_phase_alignment_reproduces_a_pacemakers_latencies() -> None:
 
     truth = HH.preset_values("fast_spiking")
     truth["E_leak"] = -45.0  # fires on its own every ~170 ms
+    truth["diam_um"] = 67.0  # the size the 10 and 20 pA steps were chosen for (the preset's was 67 um then)
     amps = [0.0, 0.0, 10.0, 20.0]
     rec = _pacemaker_recording(truth, amps, [400.0, 470.0, 530.0, 610.0], start_ms=200.0, duration_ms=300.0,
                                tail_ms=50.0)
