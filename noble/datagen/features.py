@@ -107,9 +107,12 @@ def trace_features(
     stim_end_ms: float | Sequence[float],
     amp_pA: float | Sequence[float],
     threshold_mV: float = -20.0,
+    interp_step: float | None = None,
 ) -> dict[str, np.ndarray]:
     """eFEL features of n traces (rows of v_mV sampled at dt_ms); NaN where a feature is undefined
-    (no spikes for AP features, depolarising steps for passive ones)."""
+    (no spikes for AP features, depolarising steps for passive ones). `interp_step` (ms) overrides eFEL's
+    interpolation step (default `interp_step_ms(dt_ms)`): a caller that only needs spike counts and times can
+    pass dt_ms and skip the fine grid AP shapes need (20x fewer samples for a 0.2 ms trace)."""
     v = np.atleast_2d(np.asarray(v_mV, dtype=np.float64))
     n, T = v.shape
     starts = np.broadcast_to(np.asarray(stim_start_ms, dtype=float), (n,))
@@ -126,7 +129,7 @@ def trace_features(
         warnings.simplefilter("ignore")
         efel.reset()
         efel.set_setting("Threshold", float(threshold_mV))
-        efel.set_setting("interp_step", interp_step_ms(dt_ms))
+        efel.set_setting("interp_step", float(interp_step) if interp_step else interp_step_ms(dt_ms))
         # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
         # response: restrict spike-based features to the stimulus window.
         efel.set_setting("strict_stiminterval", True)
@@ -268,7 +271,8 @@ def adaptation_ratio(spike_times_ms: np.ndarray) -> float:
     return float(isi[-1] / isi[0])
 
 
-def spike_peak_times(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = -20.0) -> list[np.ndarray]:
+def spike_peak_times(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = -20.0,
+                     interp_step: float | None = None) -> list[np.ndarray]:
     """Times (ms from the trace's start) of every AP peak of each trace, over the whole trace (a raster shows
     spikes before and after the stimulus too); the same eFEL spike detection and threshold as `trace_features`."""
     v = np.atleast_2d(np.asarray(v_mV, dtype=np.float64))
@@ -278,6 +282,6 @@ def spike_peak_times(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = -20.0
         warnings.simplefilter("ignore")
         efel.reset()
         efel.set_setting("Threshold", float(threshold_mV))
-        efel.set_setting("interp_step", interp_step_ms(dt_ms))
+        efel.set_setting("interp_step", float(interp_step) if interp_step else interp_step_ms(dt_ms))
         raw = efel.get_feature_values(traces, ["peak_time"], raise_warnings=False)
     return [np.asarray(r.get("peak_time") if r.get("peak_time") is not None else [], dtype=np.float64) for r in raw]
