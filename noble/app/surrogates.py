@@ -152,6 +152,9 @@ class LoadedSurrogate:
         metrics = card.get("metrics_heldout") or card.get("metrics") or {}
         if card.get("metrics_heldout_per_amplitude"):
             metrics = {"overall": metrics, "per_amplitude": card["metrics_heldout_per_amplitude"]}
+        if card.get("metrics_heldout_noisefree"):  # `noble evaluate`: against noise-free solver traces
+            metrics = {**(metrics if "overall" in metrics else {"overall": metrics}),
+                       "noise_free": card["metrics_heldout_noisefree"]}
         units = list(getattr(cfg, "feature_units", []) or [])
         rng = amplitude_range(cfg)
         return _jsonable({

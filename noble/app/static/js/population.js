@@ -172,9 +172,22 @@ export class PopulationView {
   }
 
   _renderInfo(m) {
-    const metrics = (m.heldout_metrics && (m.heldout_metrics.overall || m.heldout_metrics)) || {};
+    const hm = m.heldout_metrics || {};
+    const noiseFree = hm.noise_free && hm.noise_free.overall; // noble evaluate: vs noise-free Brian2 traces
+    const metrics = noiseFree || hm.overall || hm;
     const pick = (path) => path.split(".").reduce((o, k) => (o && o[k] !== undefined ? o[k] : null), metrics);
-    const rows = [
+    const rows = noiseFree ? [
+      ["median voltage rel. L2 (depolarising steps)", pick("rel_l2.median"), 3],
+      ["spike count within ±1", pick("frac_spike_count_within_1"), 2],
+      ["F-I MAE (Hz)", pick("fi_mae_Hz"), 2],
+      ["first 5 spike times, median error (ms)", pick("first5_spike_time_abs_err_ms.median"), 2],
+      ["AP peak spread within a trace, median (mV)", pick("ap_peak_spread_mV.surrogate.median"), 1],
+      ["  the same for Brian2 (mV)", pick("ap_peak_spread_mV.solver.median"), 1],
+      ["AP peak error, median (mV)", pick("ap_peak_abs_err_mV.median"), 1],
+      ["AP half-width error, median (ms)", pick("ap_half_width_abs_err_ms.median"), 2],
+      ["AHP trough error, median (mV)", pick("ahp_trough_abs_err_mV.median"), 1],
+      ["pre-step baseline error, median (mV)", pick("baseline_abs_err_mV.median"), 2],
+    ].filter((r) => r[1] !== null) : [
       ["median voltage rel. L2", pick("rel_l2.median"), 3],
       ["spike count within ±1", pick("frac_spike_count_within_1"), 2],
       ["first-spike latency error, median (ms)", pick("first_spike_latency_abs_err_ms.median"), 2],
@@ -192,7 +205,7 @@ export class PopulationView {
       ${m.preset ? `· preset <code>${esc(m.preset)}</code>` : ""} · grid ${m.dt_ms} ms × ${m.n_time}
       · step ${m.stimulus_start_ms}–${m.stimulus_start_ms + m.stimulus_duration_ms} ms</p>
       <p>Trained step amplitudes (pA): ${m.trained_amplitudes_pA.join(", ")}</p>
-      <details><summary>Held-out metrics (neurons the training never saw)</summary>
+      <details><summary>Held-out metrics (neurons the training never saw${noiseFree ? ", against noise-free Brian2" : ""})</summary>
         <table class="kv">${rows.map(([k, v, d]) => `<tr><td>${k}</td><td>${Number(v).toFixed(d)}</td></tr>`).join("")}</table>
       </details>
       <details><summary>Feature ranges</summary><table class="kv">${ranges}</table></details>
