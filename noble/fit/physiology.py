@@ -288,18 +288,21 @@ def _mark(c: dict[str, Any]) -> str:
     return {"ok": "✓", "fail": "✗"}.get(c["status"], "–")
 
 
-def compact_line(row: dict[str, Any]) -> str:
-    """One sweep's checks in a line: 'n 12/13 ✓ · stops early ✗ · ΔV ✓' (data/model for the count)."""
+def compact_parts(row: dict[str, Any]) -> list[tuple[str, str]]:
+    """One sweep's checks as (text, status) pieces: ('n 12/13 ✓', 'ok'), ('stops early ✗', 'fail'), ..."""
     parts = []
     for name in SWEEP_CHECKS:
         c = row["checks"].get(name)
         if c is None:
             continue
-        if name == "spike_count":
-            parts.append(f"n {c['data']:.0f}/{c['model']:.0f} {_mark(c)}")
-        else:
-            parts.append(f"{SHORT[name]} {_mark(c)}")
-    return " · ".join(parts)
+        label = f"n {c['data']:.0f}/{c['model']:.0f}" if name == "spike_count" else SHORT[name]
+        parts.append((f"{label} {_mark(c)}", c["status"]))
+    return parts
+
+
+def compact_line(row: dict[str, Any]) -> str:
+    """One sweep's checks in a line: 'n 12/13 ✓ · stops early ✗ · ΔV ✓' (data/model for the count)."""
+    return " · ".join(text for text, _ in compact_parts(row))
 
 
 def of_traces(traces: Any, tol: PhysiologyTolerances | None = None) -> dict[str, Any] | None:

@@ -15,7 +15,7 @@ from noble.io import Sweep, write_nwb
 from noble.io._atomic import atomic_path
 
 from .api import FitResult
-from .physiology import compact_line
+from .physiology import compact_parts
 
 
 def _stem(source: str) -> str:
@@ -32,9 +32,25 @@ def _surrogate_in_window(tr: Any, k: int) -> tuple[np.ndarray, np.ndarray]:
     return st[keep], su[keep]
 
 
+_STATUS_COLOUR = {"ok": "tab:green", "fail": "tab:red"}
+
+
+def _check_line(ax: Any, parts: list[tuple[str, str]]) -> None:
+    """The sweep's physiology checks above its panel, each piece coloured by its status (ok green, fail red, not
+    judged grey), pieces chained left to right from the panel's left edge."""
+    prev = None
+    for i, (text, status) in enumerate(parts):
+        s = ("· " if i else "") + text + " "
+        kw = dict(fontsize=7, color=_STATUS_COLOUR.get(status, "0.45"), va="bottom", ha="left")
+        if prev is None:
+            prev = ax.annotate(s, xy=(0.0, 1.01), xycoords="axes fraction", **kw)
+        else:
+            prev = ax.annotate(s, xy=(1.0, 0.0), xycoords=prev, **kw)
+
+
 def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed), and
-    under its title the sweep's physiology checks in a line (`physiology.compact_line`; red when one fails)."""
+    above it the sweep's physiology checks in a line (`physiology.compact_parts`, each coloured by its status)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -63,9 +79,7 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
         ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8, pad=11)
         row = phys.get(tr.sweep_index[k])
         if row is not None and row["checks"]:
-            failed = any(c["status"] == "fail" for c in row["checks"].values())
-            ax.text(0.5, 1.01, compact_line(row), transform=ax.transAxes, ha="center", va="bottom", fontsize=6.5,
-                    color="tab:red" if failed else "tab:green")
+            _check_line(ax, compact_parts(row))
         ax.tick_params(labelsize=7)
         if k % cols == 0:
             ax.set_ylabel("V (mV)", fontsize=8)

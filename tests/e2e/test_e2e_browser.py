@@ -301,6 +301,15 @@ def test_fit_upload_runs_the_job_to_the_result_view(site: LiveServer, browser: A
     assert len(overlays) == sweeps
     assert all(int(o.find_element(By.CSS_SELECTOR, "div").get_attribute("data-series")) >= 2 for o in overlays)
     assert {"fit.json", "overlay.json"} <= files and any(f.endswith("_fit.nwb") for f in files)
+    # The physiology checks: each overlay's caption has its sweep's checks of fit.json, in order, with their
+    # verdicts, and the checks table their summary.
+    for o, row in zip(overlays, fit["physiology"]["sweeps"]):
+        marks = o.find_elements(By.CSS_SELECTOR, "figcaption .phys")
+        assert [(m.get_attribute("data-check"), m.get_attribute("data-status")) for m in marks] == \
+            [(name, c["status"]) for name, c in row["checks"].items()]
+    s = fit["physiology"]["summary"]
+    assert browser.find_element(By.ID, "fit-physiology-summary").text.endswith(
+        f"{s['n_ok']} ok · {s['n_fail']} fail · {s['n_not_judged']} not judged {'pass' if s['all_ok'] else 'fail'}")
     shown = browser.find_element(By.ID, "fit-params").text
     assert f"{fit['parameters']['g_Na']['value']:.4g}"[:4] in shown
     browser.execute_script("document.getElementById('fit-result').scrollIntoView()")

@@ -71,6 +71,16 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
         assert np.all(np.diff(sw["model"]["t_ms"]) > 0)
     counted = {c["sweep"] for c in doc["checks"]["spike_counts"]}
     assert all((sw["checks"]["spike_count"] is not None) == (sw["sweep"] in counted) for sw in overlay["sweeps"])
+    # the physiology checks (physiology.py): per sweep in fit.json, the same per sweep in overlay.json, the cell's
+    # checks and the summary at its top; the CLI's summary repeats the verdict
+    phys = doc["physiology"]
+    assert [r["sweep"] for r in phys["sweeps"]] == [0, 2, 3] and set(phys["cell"]) == {"rest", "rheobase"}
+    for sw, row in zip(overlay["sweeps"], phys["sweeps"]):
+        assert sw["checks"]["physiology"] == row["checks"]
+        assert all(c["status"] in ("ok", "fail", "not judged") for c in row["checks"].values())
+    assert overlay["physiology"] == {"cell": phys["cell"], "summary": phys["summary"]}
+    assert summary["physiology"]["all_ok"] == phys["summary"]["all_ok"] == (phys["summary"]["n_fail"] == 0)
+    assert "all_ok" in doc["checks"] and "spike_counts" in doc["checks"]  # the acceptance checks as they were
 
 
 def test_bad_files_give_clear_errors(tmp_path: Path, small_npz: Path) -> None:
