@@ -49,16 +49,17 @@ diam_um 56.9 ([OSB] diameter 56.9; [PYS] area 10.17e-9 m^2 -> 56.9 um). diam_um 
 sIN_template's diam = L = 67, the demo FS cell, a different model (g_pas 1.5e-4 S/cm^2, gkbar 0.01, no I_M).
 
 regular_spiking, the paper's Fig. 2b fit ([OSB] test_RS_Fig2b.hoc; [PYS] CorticalRS): g_leak 0.0205, E_leak
--70.3 mV, g_Na 56, g_Kd 6, g_M 0.075, V_T -56.2 mV, diam_um 61.4 ([PYS] area 11.84e-9 m^2 -> 61.4 um), tau_max
-608 ms ([PYS] TauMax 0.608 s). [OSB]'s Fig. 2b script has taumax 934 ms, the value of its Fig. 2a script (a
-different cell fitted in the same figure); without the paper's caption this is not settled: 608 kept.
+-70.3 mV, g_Na 56, g_Kd 6, g_M 0.075, V_T -56.2 mV, diam_um 61.4 ([OSB] diameter 61.4; [PYS] area 11.84e-9 m^2
+-> 61.4 um), tau_max 608 ms ([PYS] TauMax 0.608 s). [OSB]'s Fig. 2b script has taumax 934 ms, the value of its
+Fig. 2a script (another cell: 61.8 um, g_pas 1.33e-5 S/cm^2); without the paper's caption this is not settled:
+608 kept.
 
 intrinsically_bursting, the paper's Fig. 5b (left) ([OSB] test_IB_Fig5bleft.hoc; [MDB] sPYb_template): g_leak
 0.01, E_leak -70 mV, g_Na 50, g_Kd 5, g_M 0.03, diam_um 96 (also [PYS] area 28.95e-9 m^2), g_L 0.2 ([OSB]
 gcabar_ical 2e-4 S/cm^2; [MDB] and [PYS] have 1e-4, the Fig. 5b right panel's value, there with a +0.05 nA
 background current). V_T -55 mV and tau_max 1000 ms: [MDB] sPYb_template (vtraub_hh2 = -55, taumax_im = 1000),
-the code ModelDB's README says reproduces Fig. 5B; [OSB]'s Fig. 5b scripts set neither, i.e. the caption
-gives neither. They were -58 mV ([OSB] test_IB_Fig6a.hoc: Fig. 6a's fitted IB cell, whose other values
+the code ModelDB's README says reproduces Fig. 5B; [OSB]'s Fig. 5b scripts set neither (so, as OSB read it,
+the caption gives neither). They were -58 mV ([OSB] test_IB_Fig6a.hoc: Fig. 6a's fitted IB cell, whose other values
 differ: g_leak 1e-4 S/cm^2, E_leak -75 mV, g_Kd 4.2e-3, g_M 4.2e-5, g_L 1.2e-4) and 608 ms ([PYS] CorticalIB,
 which reuses its RS V_T -56.2 mV and TauMax too).
 
