@@ -48,7 +48,8 @@ def test_population_members_are_real_neurons_of_the_surrogate(c: httpx.Client) -
     names = r.json()["feature_names"]
     np.testing.assert_allclose(r.json()["features"], [[f[n] for n in names] for f in feats], rtol=1e-6)
     # ...and Brian2 with a member's parameters rests where the member's v_rest feature says (the pre-step
-    # voltage base eFEL measured on the training trace, 90-100 ms after the run starts at E_leak).
+    # voltage base eFEL measured on its training trace, 90-100 ms into a run that then started at E_leak; runs
+    # start at the steady state now, so this also bounds what that settling moved).
     m = pop["members"][0]
     sim = c.post("/v1/simulate", json={
         "family": "hh", "preset": pop["preset"], "params": [m["params"]], "duration_ms": 100.0, "dt_ms": 0.05,
