@@ -35,7 +35,7 @@ from noble.io import Recording, RecordingError, read_recording
 
 from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
-from .physiology import of_traces
+from .physiology import finite_or_none, of_traces
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
@@ -138,12 +138,7 @@ class FitResult(BaseModel):
 
 
 # ---- helpers ------------------------------------------------------------------------------------------------
-def _f(x: Any) -> float | None:
-    try:
-        v = float(x)
-    except (TypeError, ValueError):
-        return None
-    return v if math.isfinite(v) else None
+_f = finite_or_none
 
 
 def acceptance_checks(problem: FitProblem, per: dict[str, np.ndarray], cell: dict[str, np.ndarray],

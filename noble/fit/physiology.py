@@ -83,7 +83,8 @@ class PhysiologyTolerances(BaseModel):
     rheobase_pA: float = Field(20.0, gt=0)
 
 
-def _f(x: Any) -> float | None:
+def finite_or_none(x: Any) -> float | None:
+    """x as a float, or None when it is missing, not a number or not finite (JSON has no NaN)."""
     try:
         v = float(x)
     except (TypeError, ValueError):
@@ -94,9 +95,9 @@ def _f(x: Any) -> float | None:
 def _check(data: Any, model: Any, tol: Any, unit: str, ok: bool | None, reason: str | None = None
            ) -> dict[str, Any]:
     status = "not judged" if ok is None else ("ok" if ok else "fail")
-    out: dict[str, Any] = {"data": data if isinstance(data, (list, tuple)) else _f(data),
-                           "model": model if isinstance(model, (list, tuple)) else _f(model),
-                           "tol": _f(tol), "unit": unit, "status": status, "ok": ok}
+    out: dict[str, Any] = {"data": data if isinstance(data, (list, tuple)) else finite_or_none(data),
+                           "model": model if isinstance(model, (list, tuple)) else finite_or_none(model),
+                           "tol": finite_or_none(tol), "unit": unit, "status": status, "ok": ok}
     if reason:
         out["reason"] = reason
     return out

@@ -5,6 +5,7 @@ temporary data dir, API keys on and small limits; one per session, restarted in 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -106,10 +107,25 @@ class LiveServer:
         return httpx.Client(base_url=self.url, headers=headers, timeout=kw.pop("timeout", 120), **kw)
 
 
+@contextlib.contextmanager
+def live_server(prefix: str, env: dict[str, str]) -> Iterator[LiveServer]:
+    """A started LiveServer on a fresh data dir; stopped (and its files removed unless NOBLE_KEEP_E2E) after."""
+    base = Path(tempfile.mkdtemp(prefix=prefix))
+    srv = LiveServer(base / "store", env)
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+        if os.environ.get("NOBLE_KEEP_E2E"):
+            print(f"e2e files kept in {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def server() -> Iterator[LiveServer]:
-    base = Path(tempfile.mkdtemp(prefix="noble-e2e-"))
-    srv = LiveServer(base / "store", {
+    with live_server("noble-e2e-", {
         "NOBLE_API_KEYS": f"{API_KEY},e2e-key-2",
         "NOBLE_MAX_BODY_BYTES": "300000",
         "NOBLE_BRIAN_TARGET": "numpy",  # no C compilation in tests: cold machines stay quick
@@ -124,16 +140,8 @@ def server() -> Iterator[LiveServer]:
         "NOBLE_JOB_HEARTBEAT_S": "0.5",
         "NOBLE_JOB_STALE_S": "60",
         "NOBLE_LOG_LEVEL": "info",
-    })
-    srv.start()
-    try:
+    }) as srv:
         yield srv
-    finally:
-        srv.stop()
-        if os.environ.get("NOBLE_KEEP_E2E"):
-            print(f"e2e files kept in {base}")
-        else:
-            shutil.rmtree(base, ignore_errors=True)
 
 
 def tiny_lif_job(name: str, n_models: int, seed: int = 3) -> dict[str, Any]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import os
 import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -19,7 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 import pytest
 
-from conftest import API_KEY, LiveServer
+from conftest import API_KEY, LiveServer, live_server
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMEDRIVER = shutil.which("chromedriver") or "/usr/bin/chromedriver"
@@ -37,20 +36,14 @@ from selenium.webdriver.common.keys import Keys  # noqa: E402
 @pytest.fixture(scope="module")
 def site() -> Iterator[LiveServer]:
     """A server of its own (API keys on, the default /v1/simulate budget, compiled Brian2) for the page."""
-    base = Path(tempfile.mkdtemp(prefix="noble-browser-"))
-    srv = LiveServer(base / "store", {
+    with live_server("noble-browser-", {
         "NOBLE_API_KEYS": API_KEY,
         "NOBLE_DASK_WORKERS": "1",
         "NOBLE_JOBS_MAX_CONCURRENT": "1",
         "NOBLE_JOB_HEARTBEAT_S": "0.5",
         "NOBLE_LOG_LEVEL": "info",
-    })
-    srv.start()
-    try:
+    }) as srv:
         yield srv
-    finally:
-        srv.stop()
-        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")

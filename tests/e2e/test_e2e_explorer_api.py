@@ -6,7 +6,7 @@ from __future__ import annotations
 import io
 import json
 import zipfile
-from typing import Any, Iterator
+from typing import Iterator
 
 import httpx
 import numpy as np

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Path, Query, Request
 
 from ..deps import AUTH_ERRORS, registry_of, settings_of, store_of
 from ..errors import ApiError
-from ..schemas import NAME_PATTERN, FamilyOut, MemberOut, ModelsOut, PopulationOut, SurrogateOut
+from ..schemas import NAME_PATTERN, FamilyOut, ModelsOut, PopulationOut, SurrogateOut
 from ..surrogates import LoadedSurrogate
 
 router = APIRouter(prefix="/v1", tags=["models"])

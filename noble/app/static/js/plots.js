@@ -20,6 +20,13 @@ function fmt(v, digits = 1) {
   return v === null || v === undefined || Number.isNaN(v) ? "–" : Number(v).toFixed(digits);
 }
 
+/** Write `text(data, i)` for the data index under the cursor into `el` (cleared off the plot). */
+function cursorReadout(u, el, text) {
+  if (!el) return;
+  const i = u.cursor.idx;
+  el.textContent = i === null || i === undefined ? "" : text(u.data, i);
+}
+
 /** A uPlot whose x range is kept in step with other plots of the same group (zoom on one, zoom on all). */
 class XGroup {
   constructor() {
@@ -98,16 +105,8 @@ export class TracePlot {
   }
 
   _readout(u) {
-    const i = u.cursor.idx;
-    if (!this.readout) return;
-    if (i === null || i === undefined) {
-      this.readout.textContent = "";
-      return;
-    }
-    const d = u.data;
-    const t = d[0][i];
-    const med = d[3 + this.nNeurons][i];
-    this.readout.textContent = `t ${fmt(t, 2)} ms · median ${fmt(med)} mV · 5–95 % [${fmt(d[2][i])}, ${fmt(d[1][i])}] mV`;
+    cursorReadout(u, this.readout, (d, i) => `t ${fmt(d[0][i], 2)} ms · median ${fmt(d[3 + this.nNeurons][i])} mV`
+      + ` · 5–95 % [${fmt(d[2][i])}, ${fmt(d[1][i])}] mV`);
   }
 }
 
@@ -221,14 +220,8 @@ export class FIPlot {
   }
 
   _readout(u) {
-    const i = u.cursor.idx;
-    if (!this.readout) return;
-    if (i === null || i === undefined) {
-      this.readout.textContent = "";
-      return;
-    }
-    const d = u.data;
-    this.readout.textContent = `${fmt(d[0][i], 0)} pA · median ${fmt(d[3][i])} Hz · 5–95 % [${fmt(d[2][i])}, ${fmt(d[1][i])}] Hz`;
+    cursorReadout(u, this.readout, (d, i) => `${fmt(d[0][i], 0)} pA · median ${fmt(d[3][i])} Hz`
+      + ` · 5–95 % [${fmt(d[2][i])}, ${fmt(d[1][i])}] Hz`);
   }
 }
 
