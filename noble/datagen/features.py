@@ -3,7 +3,7 @@
 Per trace (`trace_features`; eFEL, the Blue Brain feature library, which the fit uses too). eFEL's default
 settings except Threshold = `threshold_mV` (-20 mV, the default of every caller), strict_stiminterval = True and
 interp_step: eFEL first interpolates every trace linearly onto a grid of interp_step = min(INTERP_STEP_MS =
-0.01 ms, the trace's dt), and every "sample" below is a sample of that grid. (eFEL's default, 0.1 ms, is our
+0.025 ms, the trace's dt), and every "sample" below is a sample of that grid. (eFEL's default, 0.1 ms, is our
 record step: AP half-widths came out in whole 0.1 ms steps.) The window is the step's [stim_start, stim_end];
 `amp_pA` goes in as stimulus_current (nA).
 
@@ -23,7 +23,7 @@ rebound spikes after it do not), and a run still above Threshold at the trace's 
 * ap_amplitude_mV (AP_amplitude, mean over the window's APs): peak voltage - voltage at the AP onset. The onset
   (AP_begin) is the last sample before the peak, after the previous AHP minimum (or the stimulus start), where
   dV/dt rises through DerivativeThreshold = 10 mV/ms and stays above it for DerivativeWindow = 3 samples
-  (0.03 ms at interp_step 0.01 ms).
+  (0.075 ms at interp_step 0.025 ms).
 * ap_half_width_ms (AP_duration_half_width, mean): time between the sample nearest the half height
   (onset + peak voltage) / 2 on the rise (onset..peak) and the one on the fall (peak..AP end, where dV/dt
   climbs back through DownDerivativeThreshold = -12 mV/ms after its steepest fall).
@@ -92,10 +92,12 @@ TRACE_FEATURES: dict[str, tuple[str, str, str]] = {
 }
 # eFEL keeps global settings and state: one extraction at a time per process.
 _EFEL_LOCK = threading.Lock()
-# eFEL's interpolation step (ms) for traces recorded at a coarser dt: 288 traces of 12000 samples at dt 0.1 ms
-# take ~5x eFEL's time at its default 0.1 ms (6.8 s against 1.3 s on one core), and AP half-widths are then
-# resolved to 0.01 ms instead of the record step (tests/datagen/test_feature_definitions.py).
-INTERP_STEP_MS = 0.01
+# eFEL's interpolation step (ms) for traces recorded at a coarser dt. 0.025 ms resolves AP half-widths to
+# +-0.0125 ms per edge instead of the 0.1 ms record step (tests/datagen/test_feature_definitions.py) at half the
+# cost of 0.01 ms: 288 traces x 12000 samples at dt 0.1 ms take 1.3 s at eFEL's default 0.1 ms, 3.6 s at 0.025 ms,
+# 6.8 s at 0.01 ms; a fit extracts features of every candidate, so this cost multiplies (40 fast-spiking traces of
+# 14000 samples at dt 0.05 ms: 0.13 / 0.19 / 0.38 s at 0.05 / 0.025 / 0.01 ms).
+INTERP_STEP_MS = 0.025
 HYPERPOLARISING_ONLY = {"input_resistance_MOhm", "tau_m_ms", "sag_ratio"}
 NEURON_FEATURES: dict[str, str] = {"I_thr_pA": "pA", "s_thr_Hz_per_pA": "Hz/pA"}
 

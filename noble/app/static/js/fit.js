@@ -17,7 +17,7 @@ export class FitView {
     this.el = {
       form: q("fit-form"), file: q("fit-file"), drop: q("fit-drop"), fileName: q("fit-file-name"),
       generations: q("fit-generations"), restarts: q("fit-restarts"), popsize: q("fit-popsize"),
-      stage1: q("fit-stage1"), polish: q("fit-polish"), seed: q("fit-seed"), submit: q("fit-submit"),
+      stage1: q("fit-stage1"), polish: q("fit-polish"), seed: q("fit-seed"), sweeps: q("fit-sweeps"), submit: q("fit-submit"),
       fileError: q("fit-file-error"), optionsError: q("fit-options-error"), progress: q("fit-progress"),
       progressText: q("fit-progress-text"), cancel: q("fit-cancel"), result: q("fit-result"),
     };
@@ -67,6 +67,8 @@ export class FitView {
     num(el.restarts, "restarts");
     num(el.popsize, "popsize");
     num(el.polish, "polish_generations");
+    const sweeps = parseSweeps(el.sweeps.value);
+    if (sweeps.length) opts.sweeps = sweeps;
     return opts;
   }
 
@@ -178,6 +180,17 @@ export class FitView {
     }
     this.root.dataset.resultSweeps = String(overlay.sweeps.length);
   }
+}
+
+/** "0, 4, 8-12" -> [0, 4, 8, 9, 10, 11, 12] (as `noble fit --sweeps` reads it). */
+export function parseSweeps(text) {
+  const out = [];
+  for (const part of text.split(",").map((p) => p.trim()).filter(Boolean)) {
+    const m = part.match(/^(\d+)\s*-\s*(\d+)$/);
+    if (m) for (let k = Number(m[1]); k <= Number(m[2]); k++) out.push(k);
+    else out.push(Number(part));
+  }
+  return out;
 }
 
 function fmt(x, d = 1) {
