@@ -33,6 +33,8 @@ class Settings(BaseModel):
     log_level: str = Field("info", pattern=r"^(?i)(critical|error|warning|info|debug)$")
     log_json: bool = True
     default_surrogate: str | None = Field(None, description="checkpoint dir; unset: noble.operator's shipped default")
+    load_shipped_surrogates: bool = Field(True, description="serve every shipped surrogate (noble/assets), not only "
+                                                            "the default")
 
     # ---- /v1/sample and micro-batching ---------------------------------------------------------------
     sample_max_n: int = Field(1024, ge=1, le=100_000, description="most neurons one /v1/sample call may ask for")

@@ -89,8 +89,9 @@ def npz_response(arrays: dict[str, Any], filename: str) -> Response:
 
 def nwb_bytes(v_mV: np.ndarray, stim_pA: np.ndarray, dt_ms: float, stim_start_ms: float, stim_end_ms: float,
               amplitude_pA: float, metadata: dict[str, Any], per_trace: list[dict[str, Any]] | None = None,
-              stimulus_description: str = "Long Square") -> bytes:
-    """An NWB file of n current-clamp sweeps with their stimuli (blocking; call it in a thread)."""
+              stimulus_description: str = "Long Square", t0_ms: float = 0.0) -> bytes:
+    """An NWB file of n current-clamp sweeps with their stimuli (blocking; call it in a thread); stimulus times
+    are from the first sample, which is at t0_ms."""
     from ..io.nwb import write_nwb
     from ..io.recording import RecordingError, Sweep
 
@@ -98,7 +99,7 @@ def nwb_bytes(v_mV: np.ndarray, stim_pA: np.ndarray, dt_ms: float, stim_start_ms
         sweeps = [Sweep(v_mV=np.asarray(v_mV[k], dtype=np.float64), stim_amplitude_pA=float(amplitude_pA),
                         stim_start_ms=float(stim_start_ms), stim_end_ms=float(stim_end_ms), dt_ms=float(dt_ms),
                         i_pA=np.asarray(stim_pA[k] if np.ndim(stim_pA) == 2 else stim_pA, dtype=np.float64),
-                        index=k, metadata=(per_trace[k] if per_trace else {}))
+                        index=k, metadata=(per_trace[k] if per_trace else {}), t0_ms=float(t0_ms))
                   for k in range(len(v_mV))]
     except RecordingError as exc:  # e.g. a grid too coarse for the NWB exporter's checks
         raise ApiError(406, f"cannot export these traces as NWB ({exc}); ask for {JSON} or {NPZ}") from None

@@ -133,6 +133,12 @@ class SampleIn(Strict):
         description="hold these features at the given values and draw the others from the population "
                     "conditioned on them (exclusive with `features`)")
     include_traces: bool = Field(True, description="False: bands and summaries only")
+    output_dt_ms: float | None = Field(None, gt=0, le=10, description=(
+        "return traces, bands and stimulus every output_dt_ms (an integer multiple of the surrogate's dt_ms; "
+        "instantaneous samples, so an AP peak between two samples is lower than drawn); spike counts, times and "
+        "latencies are always measured at the full grid. Omit for the full grid"))
+    window_ms: tuple[float, float] | None = Field(None, description=(
+        "[start, end) in ms of the trace to return (t0_ms in the answer is its start); omit for the whole trace"))
     extrapolate: bool = Field(False, description=(
         "True: accept a stimulus outside the surrogate's trained amplitudes (amplitude_range_pA in /v1/models; "
         "422 otherwise); the response then says extrapolated=true. Features are always range-checked"))

@@ -219,6 +219,11 @@ class SurrogateRegistry:
         default = default_checkpoint(self.settings)
         if default is not None:
             out.append((default, True))
+        op = operator_api()
+        shipped = getattr(op, "shipped_surrogate_paths", None) if op is not None else None
+        if shipped is not None and self.settings.load_shipped_surrogates:  # every shipped population, by name
+            seen = {default.resolve()} if default is not None else set()
+            out.extend((p, False) for p in shipped().values() if p.resolve() not in seen)
         for d in self.settings.surrogate_dir_list():
             if _is_checkpoint(d):
                 out.append((d, False))

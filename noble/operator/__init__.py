@@ -2,7 +2,7 @@
 
 Public API (imported lazily so `noble --help` does not pay for torch):
 `load_surrogate(path) -> Surrogate`, `sample(surrogate, stimulus, n, seed, features=None) -> SampleResult`,
-`default_surrogate_path() -> Path`, `check_stimulus_domain(config, stimulus, extrapolate=False) -> warnings`
+`default_surrogate_path() -> Path`, `shipped_surrogate_paths() -> {name: Path}`, `check_stimulus_domain(config, stimulus, extrapolate=False) -> warnings`
 (raises `OutsideTrainedDomain` for a stimulus outside the trained amplitudes).
 """
 
@@ -14,6 +14,8 @@ _EXPORTS = {
     "load_surrogate": "noble.operator.checkpoint",
     "save_checkpoint": "noble.operator.checkpoint",
     "default_surrogate_path": "noble.operator.checkpoint",
+    "shipped_surrogate_paths": "noble.operator.checkpoint",
+    "resolve_surrogate": "noble.operator.checkpoint",
     "Surrogate": "noble.operator.model",
     "NobleOperator": "noble.operator.model",
     "sample": "noble.operator.sample",

@@ -95,3 +95,24 @@ def load_surrogate(path: str | Path, device: str = "cpu", batch_size: int = 32) 
 def default_surrogate_path() -> Path:
     """The shipped default checkpoint: the fast-spiking HH population (noble/assets/hh_fs)."""
     return Path(__file__).resolve().parent.parent / "assets" / "hh_fs"
+
+
+def shipped_surrogate_paths() -> dict[str, Path]:
+    """Every shipped checkpoint (noble/assets/NAME with config.json and weights): name -> directory."""
+    root = default_surrogate_path().parent
+    return {d.name: d for d in sorted(root.iterdir()) if (d / CONFIG).is_file() and (d / WEIGHTS).is_file()}
+
+
+def resolve_surrogate(name_or_path: str | Path | None) -> Path:
+    """A checkpoint directory from a shipped surrogate's name, a path, or None (the default)."""
+    if name_or_path is None:
+        return default_surrogate_path()
+    shipped = shipped_surrogate_paths()
+    if str(name_or_path) in shipped:
+        return shipped[str(name_or_path)]
+    path = Path(name_or_path)
+    if (path / CONFIG).is_file():
+        return path
+    raise ValueError(f"no surrogate {str(name_or_path)!r}: not a checkpoint directory nor a shipped surrogate "
+                     f"({sorted(shipped)})")
+

@@ -83,6 +83,8 @@ def evaluate_cmd(
 @app.command("sample")
 def sample_cmd(
     ckpt: Optional[Path] = typer.Argument(None, help="checkpoint directory (default: the shipped hh_fs)"),
+    surrogate: Optional[str] = typer.Option(None, "--surrogate", "-s",
+                                            help="a shipped surrogate by name (noble/assets: hh_fs, ...)"),
     amplitude_pA: float = typer.Option(..., "--amplitude-pA", help="step amplitude (pA) of the trained protocol"),
     n: int = typer.Option(16, "--n", min=1, max=100_000, help="neurons to sample"),
     seed: int = typer.Option(0, "--seed", min=0),
@@ -96,7 +98,7 @@ def sample_cmd(
     import numpy as np
     from rich.markup import escape
 
-    from .checkpoint import default_surrogate_path, load_surrogate
+    from .checkpoint import load_surrogate, resolve_surrogate
     from .domain import OutsideTrainedDomain, check_stimulus_domain
     from .sample import sample
 
@@ -109,7 +111,9 @@ def sample_cmd(
             console.print(f"[red]--feature {item!r}: expected NAME=VALUE[/red]")
             raise typer.Exit(2)
     try:
-        sur = load_surrogate(ckpt or default_surrogate_path())
+        if ckpt is not None and surrogate is not None:
+            raise ValueError("give a checkpoint directory or --surrogate NAME, not both")
+        sur = load_surrogate(resolve_surrogate(ckpt or surrogate))
         warnings = check_stimulus_domain(sur.config, amplitude_pA, extrapolate=extrapolate)
         res = sample(sur, amplitude_pA, n, seed, features=fixed or None)
     except OutsideTrainedDomain as exc:

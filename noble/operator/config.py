@@ -97,6 +97,32 @@ class FNOConfig(BaseModel):
         "-20 mV twice; trained through, so the network learns the spike shape behind the filter"))
 
 
+class APRenderConfig(BaseModel):
+    """Spike rendering (noble/operator/render.py): the FNO draws the subthreshold voltage (APs cut out) and a
+    phase phi(t) on a coarse grid; every time phi passes k + spike_phase an AP peaks there, and a small MLP
+    (the AP decoder) draws it on the fine output grid from the neuron's features, the preceding ISI, the
+    drive and the voltage it takes off from. APs keep their height and width at any rate; the output grid
+    can be finer than the operator's."""
+
+    model_config = ConfigDict(extra="forbid")
+    coarse_dt_ms: float = Field(0.2, gt=0, le=10, description=(
+        "the operator's grid (subthreshold voltage and phase); an integer multiple of the output dt_ms"))
+    pre_ms: float = Field(0.8, gt=0, le=20, description="the AP window starts this long before the peak")
+    post_ms: float = Field(3.5, gt=0, le=50, description="and ends this long after it (past the fast AHP trough)")
+    template_dt_ms: float = Field(0.025, gt=0, le=1, description="the AP decoder's own grid (the dataset's dt)")
+    hidden: int = Field(128, ge=8, le=2048, description="AP decoder width")
+    layers: int = Field(3, ge=1, le=8, description="AP decoder hidden layers")
+    isi_cap_ms: float = Field(300.0, gt=0, description="longer ISIs (and the first spike's) enter as this")
+    phase_weight: float = Field(1.0, ge=0, description="weight of the phase MSE next to the voltage rel L2")
+    decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
+    decoder_batch: int = Field(512, ge=1, le=65536)
+    decoder_lr: float = Field(2e-3, gt=0, le=1)
+
+    @property
+    def n_template(self) -> int:
+        return int(round((self.pre_ms + self.post_ms) / self.template_dt_ms)) + 1
+
+
 class LossConfig(BaseModel):
     """Relative L2 of the voltage (mV) plus terms that keep spikes sharp.
 
@@ -171,6 +197,9 @@ class TrainConfig(BaseModel):
     threads: int = Field(2, ge=1, le=256)
     device: str = Field("cpu", pattern=r"^(cpu|cuda(:\d+)?|mps)$")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap (tests); None = full epoch")
+    render: APRenderConfig | None = Field(None, description=(
+        "draw APs with the AP decoder on the dt_ms grid while the FNO runs on render.coarse_dt_ms "
+        "(noble/operator/render.py); None = the FNO draws the whole trace on dt_ms"))
     init_from: str | None = Field(None, description=(
         "checkpoint directory whose weights start this run (fine-tuning; same FNO architecture and features)"))
 
@@ -200,6 +229,13 @@ class SurrogateConfig(BaseModel):
                                                              "bandwidth": "scott", "clip": "range"})
     heldout_model_ids: list[int] = Field(default_factory=list)
     train_model_ids: list[int] = Field(default_factory=list)
+    render: APRenderConfig | None = Field(None, description="spike rendering (None: the FNO draws the trace)")
+    ap_scale_mV: float = Field(50.0, gt=0, description="AP decoder output = residual_mV / ap_scale_mV")
+
+    @property
+    def coarse_factor(self) -> int:
+        """Output samples per operator sample (1 without rendering)."""
+        return 1 if self.render is None else int(round(self.render.coarse_dt_ms / self.dt_ms))
 
     @property
     def t_ms(self) -> "Any":
@@ -217,6 +253,13 @@ class SurrogateConfig(BaseModel):
             raise ValueError("embedding.feature_names must equal feature_names")
         if list(self.feature_ranges) != self.feature_names:
             raise ValueError("feature_ranges must list every feature, in feature_names order")
+        if self.render is not None:
+            c = self.render.coarse_dt_ms / self.dt_ms
+            if abs(c - round(c)) > 1e-6 or round(c) < 1 or self.n_time % (round(c) * self.fno.time_fold):
+                raise ValueError(f"render.coarse_dt_ms={self.render.coarse_dt_ms} must be an integer multiple of "
+                                 f"dt_ms={self.dt_ms} dividing n_time={self.n_time} with fno.time_fold")
+            if not self.embedding.fi_phase:
+                raise ValueError("render needs embedding.fi_phase (the operator corrects the F-I phase)")
         return self
 
 

@@ -18,8 +18,9 @@ from neuralop.models import FNO
 from torch import nn
 
 from .config import SurrogateConfig
-from .embedding import embed_inputs, fi_phase, phase_sin_cos
+from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
+from .render import APDecoder, decoder_inputs, paste_aps, phase_spikes, sample_at, upsample_linear
 
 
 def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
@@ -42,21 +43,31 @@ class FastSpectralConv(SpectralConv):
 
 
 class NobleOperator(nn.Module):
-    """features (B, F) + stim_pA (B, T) -> normalised voltage (B, T); `.to_mV` undoes the output normaliser."""
+    """features (B, F) + stim_pA (B, T) -> normalised voltage (B, T); `.to_mV` undoes the output normaliser.
+
+    With `config.render` the FNO runs on a coarser grid (render.coarse_dt_ms) and draws the subthreshold
+    voltage and a correction of the F-I phase; `forward` then renders APs on the output grid with the AP
+    decoder (noble/operator/render.py). Without it the FNO draws the whole trace on the output grid."""
 
     def __init__(self, cfg: SurrogateConfig) -> None:
         super().__init__()
         self.embedding_cfg = cfg.embedding
+        self.render_cfg = cfg.render
         f = cfg.fno
         self.fold = f.time_fold
-        if cfg.n_time % self.fold:
-            raise ValueError(f"fno.time_fold={self.fold} must divide n_time={cfg.n_time}")
+        self.coarse = cfg.coarse_factor
         self.dt_ms = cfg.dt_ms
+        self.op_dt_ms = cfg.dt_ms * self.coarse  # the operator's grid
+        if cfg.n_time % (self.fold * self.coarse):
+            raise ValueError(f"fno.time_fold={self.fold} (x coarse factor {self.coarse}) must divide "
+                             f"n_time={cfg.n_time}")
         self.output_blur = f.output_blur
         n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
             if cfg.embedding.fi_phase else 0
+        n_out = 2 if cfg.render is not None else 1  # (subthreshold voltage, phase correction) when rendering
         self.fno = FNO(
-            n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase, out_channels=self.fold,
+            n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase,
+            out_channels=n_out * self.fold,
             hidden_channels=f.hidden_channels, n_layers=f.n_layers,
             lifting_channel_ratio=f.lifting_channel_ratio, projection_channel_ratio=f.projection_channel_ratio,
             channel_mlp_expansion=f.channel_mlp_expansion, positional_embedding=f.positional_embedding,
@@ -65,34 +76,75 @@ class NobleOperator(nn.Module):
         one = torch.ones(1, 1)
         self.in_normalizer = UnitGaussianNormalizer(mean=0.0 * one, std=cfg.stim_scale_pA * one, eps=0.0)
         self.out_normalizer = UnitGaussianNormalizer(mean=cfg.v_mean_mV * one, std=cfg.v_std_mV * one, eps=0.0)
+        if cfg.render is not None:
+            self.decoder = APDecoder(len(cfg.feature_names), cfg.render)
+            self.ap_scale_mV = cfg.ap_scale_mV
+
+    def prior_phase(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """(rate Hz, phi turns), each (B, T) on the grid of stim_pA (the operator's): the F-I phase prior."""
+        e = self.embedding_cfg
+        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.op_dt_ms,
+                             e.first_spike_latency, e.spike_phase)
+        return rate, torch.cumsum(rate, dim=-1) * (self.op_dt_ms / 1000.0)
 
     def phase_channels(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
         """(B, P, T): sin and cos of 2 pi phi(t), phi = the spikes the neuron's F-I features predict so far
         (noble/operator/phase.py), then with `spike_clock` its 4 channels. Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
         that wind with phi and drifts (tried: 2x the spikes)."""
         e = self.embedding_cfg
-        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.dt_ms,
-                             e.first_spike_latency, e.spike_phase)
+        rate, phi = self.prior_phase(features, stim_pA)
         if not e.spike_clock:
-            return fi_phase(rate, self.dt_ms)
-        phi = torch.cumsum(rate, dim=-1) * (self.dt_ms / 1000.0)
+            return fi_phase(rate, self.op_dt_ms)
         return torch.cat([phase_sin_cos(phi), spike_clock(phi, rate, e.spike_phase)], dim=1)
 
-    def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
+    def operator(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The FNO on its grid: (normalised voltage (B, T_op), phi (B, T_op) or None). With rendering the
+        voltage is the subthreshold one (APs cut out) and phi = the prior + the FNO's correction; the
+        stimulus (B, T) on the output grid is averaged over each operator step."""
         B, T = stim_pA.shape
-        k = self.fold
-        stim = self.in_normalizer.transform(stim_pA)
+        c, k = self.coarse, self.fold
+        stim_op = stim_pA.reshape(B, T // c, c).mean(-1) if c > 1 else stim_pA
+        T_op = T // c
+        stim = self.in_normalizer.transform(stim_op)
         x = embed_inputs(features, stim[:, ::k], self.embedding_cfg)  # (B, 1 + C, T/k), emb constant in time
-        parts = [stim.reshape(B, T // k, k).transpose(1, 2), x[:, 1:, :]]  # polyphase fold: j*k + r -> (r, j)
+        parts = [stim.reshape(B, T_op // k, k).transpose(1, 2), x[:, 1:, :]]  # polyphase fold: j*k + r -> (r, j)
         if self.embedding_cfg.fi_phase:
-            ph = self.phase_channels(features, stim_pA)  # (B, P, T)
+            ph = self.phase_channels(features, stim_op)  # (B, P, T_op)
             P = ph.shape[1]
-            parts.append(ph.reshape(B, P, T // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T // k))
-        out = self.fno(torch.cat(parts, dim=1)).transpose(1, 2).reshape(B, T)  # (B, k, T/k) -> (B, T)
+            parts.append(ph.reshape(B, P, T_op // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T_op // k))
+        raw = self.fno(torch.cat(parts, dim=1))  # (B, n_out k, T_op/k)
+        out = raw[:, :k].transpose(1, 2).reshape(B, T_op)  # (B, k, T/k) -> (B, T)
         if self.output_blur:  # [1, 2, 1]/4 with edge samples repeated (config.FNOConfig.output_blur)
             pad = torch.cat([out[:, :1], out, out[:, -1:]], dim=1)
             out = 0.25 * pad[:, :-2] + 0.5 * pad[:, 1:-1] + 0.25 * pad[:, 2:]
-        return out
+        if self.render_cfg is None:
+            return out, None
+        _rate, prior = self.prior_phase(features, stim_op)
+        return out, prior + raw[:, k:].transpose(1, 2).reshape(B, T_op)
+
+    def render(self, features: torch.Tensor, stim_pA: torch.Tensor, v_op_mV: torch.Tensor,
+               phi: torch.Tensor) -> torch.Tensor:
+        """Output-grid voltage (mV): the subthreshold voltage interpolated, plus an AP from the decoder at
+        every passage of phi through k + spike_phase (noble/operator/render.py)."""
+        rc = self.render_cfg
+        base = upsample_linear(v_op_mV, self.coarse)
+        spikes = phase_spikes(phi, self.op_dt_ms, self.embedding_cfg.spike_phase, rc.isi_cap_ms)
+        if len(spikes.time_ms) == 0:
+            return base
+        e = self.embedding_cfg
+        lows = torch.as_tensor(e.lows, dtype=features.dtype, device=features.device)
+        highs = torch.as_tensor(e.highs, dtype=features.dtype, device=features.device)
+        drive = sample_at(self.in_normalizer.transform(stim_pA), spikes.trace, spikes.time_ms, self.dt_ms)
+        v_start = sample_at(v_op_mV, spikes.trace, spikes.time_ms - rc.pre_ms, self.op_dt_ms)
+        x = decoder_inputs(normalise(features, lows, highs)[spikes.trace], spikes.isi_ms, drive, v_start,
+                           spikes.index.to(features.dtype), rc)
+        return paste_aps(base, spikes, self.decoder(x) * self.ap_scale_mV, self.dt_ms, rc)
+
+    def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
+        v_op, phi = self.operator(features, stim_pA)
+        if phi is None:
+            return v_op
+        return self.normalise_v(self.render(features, stim_pA, self.to_mV(v_op), phi))
 
     def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
         return self.out_normalizer.inverse_transform(v_norm)

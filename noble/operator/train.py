@@ -210,6 +210,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
     """Train (or resume) a surrogate from `dataset` into checkpoint directory `out`."""
     from tqdm.auto import tqdm
 
+    if cfg.render is not None:  # APs drawn by the AP decoder (noble/operator/train_render.py)
+        from .train_render import train_rendered
+
+        return train_rendered(dataset, out, cfg, progress=progress, evaluate_at_end=evaluate_at_end,
+                              on_epoch=on_epoch)
     t_start = time.time()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -114,3 +114,35 @@ def test_extrapolate_opt_in_is_served_and_flagged(client: TestClient, amps: list
     names = d["feature_names"]
     r = client.post("/v1/sample", json={**body, "n_samples": 1, "fixed_features": {names[0]: 1e8}})
     assert r.status_code == 422 and r.json()["detail"][0]["loc"] == ["body", "fixed_features", names[0]]
+
+
+def test_output_dt_and_window_thin_the_answer_but_not_the_spike_statistics(client: TestClient) -> None:
+    """output_dt_ms and window_ms return every k-th sample of [start, end); counts and spike times stay those
+    of the full grid (same seed, same neurons)."""
+    cfg = read_config(default_surrogate_path())
+    body = {"n_samples": 3, "stimulus": {"kind": "step", "amplitude_pA": 240}, "seed": 5}
+    full = client.post("/v1/sample", json=body).json()
+    k = 4
+    thin = client.post("/v1/sample", json={**body, "output_dt_ms": k * cfg.dt_ms, "window_ms": [100.0, 300.0]})
+    assert thin.status_code == 200, thin.text
+    t = thin.json()
+    assert t["dt_ms"] == pytest.approx(k * cfg.dt_ms) and t["t0_ms"] == pytest.approx(100.0)
+    i0 = int(round(100.0 / cfg.dt_ms))
+    assert t["n_time"] == len(range(i0, int(round(300.0 / cfg.dt_ms)), k))
+    np.testing.assert_allclose(np.array(t["v_mV"]), np.array(full["v_mV"])[:, i0:int(round(300 / cfg.dt_ms)):k],
+                               atol=1e-4)
+    assert t["spike_counts"] == full["spike_counts"] and t["spike_times_ms"] == full["spike_times_ms"]
+    npz = np.load(io.BytesIO(client.post("/v1/sample", json={**body, "output_dt_ms": k * cfg.dt_ms,
+                                                              "window_ms": [100.0, 300.0]},
+                                         headers={"Accept": "application/x-npz"}).content))
+    assert float(npz["t_ms"][0]) == pytest.approx(100.0) and float(npz["dt_ms"]) == pytest.approx(k * cfg.dt_ms)
+
+
+@pytest.mark.parametrize("extra, field", [({"output_dt_ms": 0.07}, "output_dt_ms"),
+                                          ({"window_ms": [300.0, 100.0]}, "window_ms"),
+                                          ({"window_ms": [0.0, 99999.0]}, "window_ms")])
+def test_bad_output_grid_or_window_is_a_422_naming_the_field(client: TestClient, extra: dict, field: str) -> None:
+    r = client.post("/v1/sample", json={"n_samples": 1, "stimulus": {"kind": "step", "amplitude_pA": 100},
+                                        "seed": 1, **extra})
+    assert r.status_code == 422
+    assert any(field in d["loc"] for d in r.json()["detail"]), r.text

@@ -19,6 +19,8 @@ from noble.fit.report import write_outputs
 from noble.fit.solver import SolverConfig
 from noble.fit.surrogate_stage import SurrogateStageConfig
 from noble.io import read_recording
+from noble.operator import default_surrogate_path
+from noble.operator.checkpoint import read_config
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 FILES = ["171116sh_0018.abf", "2019_07_24_0055_fsi.abf", "17o05028_ic_steps.abf"]
@@ -40,10 +42,14 @@ def acceptance_row(name: str, res) -> str:  # noqa: ANN001 - FitResult
 def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
     if not DATA.is_dir():
         pytest.skip(f"real recordings folder {DATA} is absent")
-    cfg = FitConfig(stage1="auto", final_dt_ms=0.05,
+    # the smallest budget that still runs every stage: 2 warm starts at one area, one pacemaking shift, one
+    # CMA-ES generation, one 2-generation polish run (this test took 250-390 s with the defaults' 4 x 3 warm
+    # starts x 4 shifts and 2 polish runs of 3 generations: most of the CI suite's fit time)
+    cfg = FitConfig(stage1="auto", final_dt_ms=0.05, n_warm_starts=2, warm_area_scales=(1.0,),
+                    shift_starts_mV=(12.0,), restarts=1,
                     solver=SolverConfig(popsize=6, max_generations=1, probe=False, sigma0=0.2),
                     surrogate_stage=SurrogateStageConfig(n_starts=1, steps=1, max_sweeps=3),
-                    polish=PolishConfig(generations=3, popsize=6))
+                    polish=PolishConfig(generations=2, popsize=6, runs=1))
     rows = []
     for name in FILES:
         res = fit_recording(DATA / name, cfg)
@@ -93,7 +99,8 @@ def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
             for s, r in zip(sur.sweeps, rec.sweeps):
                 assert s.t0_ms + s.stim_start_ms == pytest.approx(r.stim_start_ms, abs=1e-6)
                 assert s.t0_ms + s.stim_end_ms == pytest.approx(r.stim_end_ms, abs=s.dt_ms)
-            assert all(s.dt_ms == pytest.approx(0.2) for s in sur.sweeps)  # the shipped surrogate's grid
+            grid = read_config(default_surrogate_path()).dt_ms
+            assert all(s.dt_ms == pytest.approx(grid) for s in sur.sweeps)  # the shipped surrogate's grid
         else:
             assert "surrogate_nwb" not in files
         if name != FILES[0]:

@@ -101,6 +101,24 @@ def _stimulus(body: SampleIn, loaded: LoadedSurrogate) -> tuple[float | np.ndarr
     return out, warnings
 
 
+def _output_slice(body: SampleIn, loaded: LoadedSurrogate) -> slice:
+    """The samples body.window_ms and body.output_dt_ms ask for (422 naming the field otherwise)."""
+    dt, n = loaded.dt_ms, loaded.n_time
+    step = 1
+    if body.output_dt_ms is not None:
+        ratio = body.output_dt_ms / dt
+        step = int(round(ratio))
+        if step < 1 or abs(ratio - step) > 1e-6:
+            raise field_error(["body", "output_dt_ms"], f"must be an integer multiple of the surrogate's dt_ms={dt}")
+    if body.window_ms is None:
+        return slice(0, n, step)
+    a, b = body.window_ms
+    duration = n * dt
+    if not 0 <= a < b <= duration + 1e-9:
+        raise field_error(["body", "window_ms"], f"need 0 <= start < end <= {duration:g} ms (the trace), got [{a}, {b}]")
+    return slice(int(np.ceil(a / dt - 1e-9)), min(int(np.ceil(b / dt - 1e-9)), n), step)
+
+
 @router.post("/sample", response_model=SampleOut, responses=RESPONSES,
              summary="Sample n neurons of a surrogate for a stimulus (traces + summary bands)")
 async def sample(request: Request, body: SampleIn, accept: str | None = Header(None)) -> Response:
@@ -119,6 +137,7 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
                             "(NOBLE_SAMPLE_MAX_N)")
     feats = _features_arg(body, loaded)
     stimulus, warnings = _stimulus(body, loaded)
+    out = _output_slice(body, loaded)
     extrapolated = bool(warnings)
     seed = body.seed if body.seed is not None else secrets.randbelow(2**31)
     op = operator_api()
@@ -132,21 +151,22 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
     except ValueError as exc:
         raise ApiError(422, [{"loc": ["body"], "msg": str(exc)[:2000], "type": "value_error"}]) from None
 
-    v = np.asarray(res.v_mV, dtype=np.float32)
-    wave = np.asarray(res.stim_pA, dtype=np.float32)
+    v = np.asarray(res.v_mV, dtype=np.float32)[:, out]
+    wave = np.asarray(res.stim_pA, dtype=np.float32)[out]
+    dt_out, t0 = loaded.dt_ms * out.step, out.start * loaded.dt_ms
     start_ms, end_ms = (float(x) for x in res.window_ms)
     is_step = isinstance(body.stimulus, SampleStep)
     amp = float(body.stimulus.amplitude_pA) if isinstance(body.stimulus, SampleStep) else float(np.max(np.abs(wave)))
     f = np.asarray(res.features, dtype=np.float64)
-    bands = {k: np.asarray(res.bands[k], dtype=np.float32) for k in ("mean", "q05", "q50", "q95")}
+    bands = {k: np.asarray(res.bands[k], dtype=np.float32)[out] for k in ("mean", "q05", "q50", "q95")}
     counts = np.asarray(res.spike_counts, dtype=np.int64)
     lat = np.asarray(res.first_spike_latency_ms, dtype=np.float64)
     name = f"noble-sample-{loaded.name}-seed{seed}"
     if fmt == "npz":
-        return npz_response({"t_ms": np.arange(v.shape[1]) * loaded.dt_ms, "v_mV": v, "stim_pA": wave,
+        return npz_response({"t_ms": t0 + np.arange(v.shape[1]) * dt_out, "v_mV": v, "stim_pA": wave,
                              "features": f, "feature_names": np.array(loaded.feature_names),
                              **{f"band_{k}": b for k, b in bands.items()}, "spike_counts": counts,
-                             "first_spike_latency_ms": lat, "seed": np.int64(seed), "dt_ms": loaded.dt_ms,
+                             "first_spike_latency_ms": lat, "seed": np.int64(seed), "dt_ms": dt_out, "t0_ms": t0,
                              **_spike_csr(res.spike_times_ms),
                              "extrapolated": np.bool_(extrapolated), "warnings": np.array(warnings, dtype=str)},
                             name)
@@ -155,14 +175,14 @@ async def sample(request: Request, body: SampleIn, accept: str | None = Header(N
                       "features": {n: float(f[k, j]) for j, n in enumerate(loaded.feature_names)}}
                      for k in range(v.shape[0])]
         content = await asyncio.to_thread(
-            nwb_bytes, v, wave, loaded.dt_ms, start_ms, end_ms, amp,
+            nwb_bytes, v, wave, dt_out, start_ms - t0, end_ms - t0, amp,
             {"surrogate": loaded.name, "seed": seed, "source": "noble /v1/sample", "extrapolated": extrapolated,
              "warnings": warnings}, per_trace,
-            "Long Square" if is_step else "noble waveform")
+            "Long Square" if is_step else "noble waveform", t0)
         return nwb_response(content, name)
     payload = {
-        "surrogate": loaded.name, "seed": seed, "n_samples": int(v.shape[0]), "dt_ms": loaded.dt_ms,
-        "n_time": int(v.shape[1]), "t0_ms": 0.0, "stim_pA": wave, "feature_names": loaded.feature_names,
+        "surrogate": loaded.name, "seed": seed, "n_samples": int(v.shape[0]), "dt_ms": dt_out,
+        "n_time": int(v.shape[1]), "t0_ms": t0, "stim_pA": wave, "feature_names": loaded.feature_names,
         "features": f, "bands": bands, "spike_counts": counts, "first_spike_latency_ms": lat,
         "v_mV": v if body.include_traces else None,
         "spike_times_ms": [np.round(np.asarray(s, dtype=np.float64), 3).tolist() for s in res.spike_times_ms],

@@ -1,0 +1,214 @@
+"""Spike rendering: APs drawn from a learned template at the spike times an operator's phase gives.
+
+A neural operator trained on whole traces blurs what it cannot time exactly: on hh_fs, AP peaks within one
+trace spread over 57 mV and the 0.2 ms grid cannot hold a 0.3 ms half-width. Here the trace is split the way
+a physiologist reads it:
+
+* the subthreshold voltage, with every AP window [peak - pre_ms, peak + post_ms] cut out and bridged by a
+  straight line: smooth, drawn by the FNO on a coarse grid and interpolated to the output grid;
+* a phase phi(t) whose k-th passage through k - 1 + spike_phase is the k-th AP peak: the FNO draws it as a
+  correction of the F-I phase prior (noble/operator/phase.py), so spike times are sub-sample accurate;
+* each AP as the residual over that straight line inside its window, drawn on a fine template grid by the
+  AP decoder (an MLP) from the neuron's normalised features, the preceding ISI, the drive and the voltage it
+  takes off from. Every AP of a neuron at a given rate is the same shape, as in the solver.
+
+The residual is zero at both window edges by construction, so the pieces join without steps. Placement is
+linear interpolation of the template at the continuous spike time: the trace stays differentiable in the
+spike times (and through them in the features), which the fit's surrogate stage uses.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from .config import APRenderConfig
+
+SPIKE_THRESHOLD_MV = -20.0  # eFEL's default AP threshold, as in the training features
+N_DECODER_EXTRA = 4  # log ISI, drive, take-off voltage, log spike index
+
+
+# ---- targets from solver traces (numpy) ----
+
+def peak_times_ms(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = SPIKE_THRESHOLD_MV) -> np.ndarray:
+    """AP peak times (ms from the trace start): the maximum between each upward threshold crossing and the
+    next downward one, refined by a parabola through the three samples around it."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    above = v >= threshold_mV
+    ups = np.flatnonzero(~above[:-1] & above[1:]) + 1
+    downs = np.flatnonzero(above[:-1] & ~above[1:]) + 1
+    out = []
+    for u in ups:
+        d = downs[downs > u]
+        end = int(d[0]) if len(d) else len(v)
+        k = u + int(np.argmax(v[u:end]))
+        shift = 0.0
+        if 0 < k < len(v) - 1:
+            a, b, c = v[k - 1], v[k], v[k + 1]
+            den = a - 2 * b + c
+            shift = 0.5 * (a - c) / den if den < 0 else 0.0
+        out.append((k + float(np.clip(shift, -0.5, 0.5))) * dt_ms)
+    return np.asarray(out, dtype=np.float64)
+
+
+def excise_aps(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, pre_ms: float, post_ms: float) -> np.ndarray:
+    """The trace with each AP window replaced by the straight line between the voltages at its edges."""
+    v = np.asarray(v_mV, dtype=np.float64).copy()
+    t_end = (len(v) - 1) * dt_ms
+    for tp in peaks_ms:
+        a, b = tp - pre_ms, min(tp + post_ms, t_end)
+        if a < 0:
+            continue
+        i0, i1 = int(np.ceil(a / dt_ms - 1e-9)), int(np.floor(b / dt_ms + 1e-9))
+        lo, hi = max(int(a / dt_ms) - 1, 0), min(int(b / dt_ms) + 2, len(v))
+        tt = np.arange(lo, hi) * dt_ms
+        va, vb = np.interp([a, b], tt, v[lo:hi])
+        ti = np.arange(i0, i1 + 1) * dt_ms
+        v[i0:i1 + 1] = va + (vb - va) * (ti - a) / max(b - a, 1e-12)
+    return v
+
+
+def ap_residuals(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, cfg: APRenderConfig) -> np.ndarray:
+    """(S, n_template): each AP's voltage over the straight line joining its window's edge voltages, on the
+    template grid (peak - pre_ms + u template_dt_ms); zero at both ends."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    u = np.arange(cfg.n_template) * cfg.template_dt_ms - cfg.pre_ms
+    line = np.linspace(0.0, 1.0, cfg.n_template)
+    out = np.zeros((len(peaks_ms), cfg.n_template))
+    for s, tp in enumerate(peaks_ms):
+        lo = max(int((tp - cfg.pre_ms) / dt_ms) - 1, 0)
+        hi = min(int((tp + cfg.post_ms) / dt_ms) + 3, len(v))
+        w = np.interp(tp + u, np.arange(lo, hi) * dt_ms, v[lo:hi])
+        out[s] = w - (w[0] + (w[-1] - w[0]) * line)
+    return out
+
+
+def phase_target(peaks_ms: np.ndarray, t_ms: np.ndarray, onset_ms: float, end_ms: float, spike_phase: float,
+                 cap: float = 0.9) -> np.ndarray:
+    """phi(t) that passes k - 1 + spike_phase at the k-th peak: 0 until the drive's onset, linear between
+    anchors, after the last spike rising at the last ISI's pace (at most `cap` of a turn, so no phantom
+    spike) until the step ends, then constant. 0 for a silent trace."""
+    phi = np.zeros_like(t_ms, dtype=np.float64)
+    p = np.asarray(peaks_ms, dtype=np.float64)
+    if len(p) == 0:
+        return phi
+    t0 = onset_ms if p[0] > onset_ms else 0.0
+    anchors_t = np.concatenate([[t0], p])
+    anchors_phi = np.concatenate([[0.0], np.arange(len(p)) + spike_phase])
+    inside = (t_ms >= t0) & (t_ms <= p[-1])
+    phi[inside] = np.interp(t_ms[inside], anchors_t, anchors_phi)
+    last_isi = p[-1] - (p[-2] if len(p) > 1 else t0)
+    slope = (1.0 if len(p) > 1 else spike_phase) / max(last_isi, 1e-6)
+    after = t_ms > p[-1]
+    stop = max(end_ms, p[-1])
+    phi[after] = anchors_phi[-1] + np.minimum(slope * (np.minimum(t_ms[after], stop) - p[-1]), cap)
+    return phi
+
+
+# ---- the AP decoder and the renderer (torch) ----
+
+class APDecoder(nn.Module):
+    """(S, F + 4) -> (S, n_template) AP residual in units of ap_scale_mV, pinned to 0 at both window edges."""
+
+    def __init__(self, n_features: int, cfg: APRenderConfig) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_features + N_DECODER_EXTRA
+        for _ in range(cfg.layers):
+            layers += [nn.Linear(width, cfg.hidden), nn.GELU()]
+            width = cfg.hidden
+        layers.append(nn.Linear(width, cfg.n_template))
+        self.mlp = nn.Sequential(*layers)
+        self.register_buffer("line", torch.linspace(0.0, 1.0, cfg.n_template), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.mlp(x)
+        return r - (r[:, :1] + (r[:, -1:] - r[:, :1]) * self.line)
+
+
+def decoder_inputs(x_norm: torch.Tensor, isi_ms: torch.Tensor, drive: torch.Tensor, v_start_mV: torch.Tensor,
+                   index: torch.Tensor, cfg: APRenderConfig) -> torch.Tensor:
+    """The decoder's input rows: normalised features (S, F), then log ISI (the first spike's ISI is the
+    cap), the drive (stimulus / stim scale), the take-off voltage and log(1 + spike index), all O(1)."""
+    isi = torch.clamp(isi_ms, min=0.5, max=cfg.isi_cap_ms)
+    extra = torch.stack([torch.log(isi / 20.0), drive, (v_start_mV + 60.0) / 20.0, torch.log1p(index) / 3.0], 1)
+    return torch.cat([x_norm, extra], dim=1)
+
+
+@dataclass
+class Spikes:
+    """Flattened spikes of a batch: trace index, peak time (ms, differentiable), index within the trace,
+    preceding ISI (ms; the cap for the first)."""
+
+    trace: torch.Tensor
+    time_ms: torch.Tensor
+    index: torch.Tensor
+    isi_ms: torch.Tensor
+
+
+def phase_spikes(phi: torch.Tensor, dt_ms: float, spike_phase: float, isi_cap_ms: float) -> Spikes:
+    """Spikes where the running maximum of phi (B, T) passes spike_phase, spike_phase + 1, ...; the time is
+    linear interpolation between the samples around each passage (differentiable in phi)."""
+    B, T = phi.shape
+    run = torch.cummax(phi, dim=-1).values
+    top = float(run[:, -1].max()) if T else 0.0
+    n_max = int(math.floor(top - spike_phase)) + 1 if top >= spike_phase else 0
+    empty = torch.zeros(0, dtype=torch.long, device=phi.device)
+    if n_max <= 0:
+        z = torch.zeros(0, dtype=phi.dtype, device=phi.device)
+        return Spikes(empty, z, empty, z)
+    levels = spike_phase + torch.arange(n_max, dtype=phi.dtype, device=phi.device)
+    levels = levels.expand(B, n_max).contiguous()
+    j = torch.searchsorted(run.detach().contiguous(), levels.contiguous())  # first sample with run >= level
+    valid = (j < T) & (j > 0)
+    jj = j.clamp(1, T - 1)
+    lo, hi = run.gather(1, jj - 1), run.gather(1, jj)
+    frac = ((levels - lo) / (hi - lo).clamp_min(1e-9)).clamp(0.0, 1.0)
+    t = (jj - 1).to(phi.dtype) * dt_ms + frac * dt_ms
+    b_idx, k_idx = torch.nonzero(valid, as_tuple=True)
+    times = t[b_idx, k_idx]
+    prev = torch.where(k_idx > 0, t[b_idx, (k_idx - 1).clamp_min(0)], times - isi_cap_ms)
+    return Spikes(trace=b_idx, time_ms=times, index=k_idx, isi_ms=times - prev)
+
+
+def upsample_linear(x: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, Tc) samples at j*dt_c -> (B, Tc*factor) at i*dt_c/factor by linear interpolation (the last
+    factor-1 samples hold the last value)."""
+    if factor == 1:
+        return x
+    nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+    w = torch.arange(factor, dtype=x.dtype, device=x.device) / factor
+    return (x[:, :, None] * (1 - w) + nxt[:, :, None] * w).reshape(x.shape[0], -1)
+
+
+def sample_at(x: torch.Tensor, rows: torch.Tensor, t_ms: torch.Tensor, dt_ms: float) -> torch.Tensor:
+    """x[rows] (B, T) on a grid of dt_ms, linearly interpolated at times t_ms (S,)."""
+    pos = (t_ms / dt_ms).clamp(0, x.shape[1] - 1)
+    i0 = torch.floor(pos).long().clamp(max=x.shape[1] - 2)
+    fr = pos - i0
+    return x[rows, i0] * (1 - fr) + x[rows, i0 + 1] * fr
+
+
+def paste_aps(base: torch.Tensor, spikes: Spikes, residual: torch.Tensor, dt_ms: float,
+              cfg: APRenderConfig) -> torch.Tensor:
+    """base (B, T) on the output grid plus each spike's template residual (S, n_template) placed at its
+    peak time by linear interpolation of the template."""
+    if len(spikes.time_ms) == 0:
+        return base
+    B, T = base.shape
+    W = residual.shape[1]
+    n_out = int(math.ceil((cfg.pre_ms + cfg.post_ms) / dt_ms)) + 1
+    start = spikes.time_ms - cfg.pre_ms
+    i0 = torch.ceil(start.detach() / dt_ms).long()
+    idx = i0[:, None] + torch.arange(n_out, device=base.device)  # (S, n_out) output samples
+    u = (idx.to(base.dtype) * dt_ms - start[:, None]) / cfg.template_dt_ms
+    ok = (u >= 0) & (u <= W - 1) & (idx >= 0) & (idx < T)
+    u0 = torch.floor(u.detach()).long().clamp(0, W - 2)
+    fr = u - u0.to(u.dtype)
+    val = residual.gather(1, u0) * (1 - fr) + residual.gather(1, u0 + 1) * fr
+    flat = (spikes.trace[:, None] * T + idx.clamp(0, T - 1))[ok]
+    return base.reshape(-1).index_add(0, flat, val[ok]).reshape(B, T)

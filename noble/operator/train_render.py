@@ -1,0 +1,295 @@
+"""Training of a spike-rendering surrogate (TrainConfig.render; noble/operator/render.py).
+
+The dataset's traces are split into what each part of the network draws: the subthreshold voltage with AP
+windows bridged (the FNO, on render.coarse_dt_ms), the phase phi that passes k - 1 + spike_phase at the k-th AP
+peak (the FNO, as a correction of the F-I phase prior), and each AP's residual over its window's straight line
+at the dataset's dt (the AP decoder). The decoder is trained first, on the true spikes of the training models
+(teacher forcing: their ISIs, drive and take-off voltage), then the FNO with relative L2 of the subthreshold
+voltage + its derivative + phase MSE. Epochs are picked on validation models as in train.py, with the spike
+count read from phi. Whole models are held out; the card's held-out metrics are those of the rendered traces.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+
+from .checkpoint import CARD, load_network, read_config, save_checkpoint
+from .config import APRenderConfig, SurrogateConfig, TrainConfig
+from .data import TraceSet, load_traces, split_models
+from .embedding import normalise
+from .model import NobleOperator
+from .render import ap_residuals, decoder_inputs, excise_aps, peak_times_ms, phase_target
+
+log = logging.getLogger(__name__)
+
+
+@dataclasses.dataclass
+class RenderTargets:
+    """Per row: subthreshold voltage and phase on the operator grid, spike count; per AP: its row, decoder
+    inputs (ISI, stimulus at the peak, take-off voltage, index) and residual template (mV)."""
+
+    sub_mV: np.ndarray  # (N, T_op)
+    phi: np.ndarray  # (N, T_op)
+    n_spikes: np.ndarray  # (N,)
+    ap_row: np.ndarray  # (S,)
+    ap_isi_ms: np.ndarray
+    ap_stim_pA: np.ndarray
+    ap_v_start_mV: np.ndarray
+    ap_index: np.ndarray
+    ap_residual_mV: np.ndarray  # (S, n_template)
+
+
+def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> RenderTargets:
+    """Split every row of a dataset sampled at rc.template_dt_ms (module docstring)."""
+    dt = fine.dt_ms
+    step = int(round(rc.coarse_dt_ms / dt))
+    T_op = fine.n_time // step
+    t_op = np.arange(T_op) * rc.coarse_dt_ms
+    t = np.arange(fine.n_time) * dt
+    p = fine.protocol
+    onset, end = p["start_ms"], p["start_ms"] + p["duration_ms"]
+    sub = np.empty((len(fine.v_mV), T_op), dtype=np.float32)
+    phi = np.empty_like(sub)
+    counts = np.zeros(len(fine.v_mV), dtype=np.int64)
+    rows, isis, stims, starts, idxs, res = [], [], [], [], [], []
+    for r, v in enumerate(fine.v_mV):
+        peaks = peak_times_ms(v, dt)
+        peaks = peaks[(peaks > rc.pre_ms) & (peaks < t[-1] - rc.post_ms)]
+        s = excise_aps(v, dt, peaks, rc.pre_ms, rc.post_ms)
+        sub[r] = s[::step][:T_op]
+        phi[r] = phase_target(peaks, t_op, onset, end, spike_phase)
+        counts[r] = len(peaks)
+        if len(peaks):
+            rows.append(np.full(len(peaks), r))
+            isis.append(np.diff(peaks, prepend=peaks[0] - rc.isi_cap_ms))
+            stims.append(np.interp(peaks, t, fine.stim_pA[r]))
+            starts.append(np.interp(peaks - rc.pre_ms, t, s))
+            idxs.append(np.arange(len(peaks)))
+            res.append(ap_residuals(v, dt, peaks, rc))
+    cat = (lambda xs, w=None: np.concatenate(xs) if xs else np.zeros((0,) if w is None else (0, w)))
+    return RenderTargets(sub, phi, counts, cat(rows).astype(np.int64), cat(isis), cat(stims), cat(starts),
+                         cat(idxs), cat(res, rc.n_template).astype(np.float32))
+
+
+def on_grid(fine: TraceSet, dt_ms: float) -> TraceSet:
+    """The same rows subsampled to dt_ms (instantaneous samples, as data.load_traces does)."""
+    step = int(round(dt_ms / fine.dt_ms))
+    if step < 1 or abs(dt_ms / fine.dt_ms - step) > 1e-6:
+        raise ValueError(f"dt_ms={dt_ms} must be an integer multiple of render.template_dt_ms={fine.dt_ms}")
+    return dataclasses.replace(fine, v_mV=np.ascontiguousarray(fine.v_mV[:, ::step]),
+                               stim_pA=np.ascontiguousarray(fine.stim_pA[:, ::step]), dt_ms=float(dt_ms))
+
+
+def train_decoder(net: NobleOperator, tg: RenderTargets, features: np.ndarray, rows: np.ndarray,
+                  scfg: SurrogateConfig, seed: int, progress: bool) -> dict[str, float]:
+    """Fit the AP decoder on the APs of `rows` (teacher forcing); returns its final rms errors (mV)."""
+    from tqdm.auto import tqdm
+
+    rc = scfg.render
+    sel = np.flatnonzero(np.isin(tg.ap_row, rows))
+    if len(sel) == 0:
+        return {"n_aps": 0}
+    e = scfg.embedding
+    x_norm = normalise(torch.as_tensor(features[tg.ap_row[sel]], dtype=torch.float32),
+                       torch.as_tensor(e.lows, dtype=torch.float32), torch.as_tensor(e.highs, dtype=torch.float32))
+    X = decoder_inputs(x_norm, torch.as_tensor(tg.ap_isi_ms[sel], dtype=torch.float32),
+                       torch.as_tensor(tg.ap_stim_pA[sel] / scfg.stim_scale_pA, dtype=torch.float32),
+                       torch.as_tensor(tg.ap_v_start_mV[sel], dtype=torch.float32),
+                       torch.as_tensor(tg.ap_index[sel], dtype=torch.float32), rc)
+    Y = torch.as_tensor(tg.ap_residual_mV[sel] / scfg.ap_scale_mV)
+    dec = net.decoder
+    opt = torch.optim.Adam(dec.parameters(), lr=rc.decoder_lr)
+    g = torch.Generator().manual_seed(seed)
+    dec.train()
+    bar = tqdm(range(rc.decoder_steps), desc="AP decoder", disable=not progress, leave=False)
+    for i in bar:
+        for grp in opt.param_groups:  # cosine to 2 % of the rate
+            grp["lr"] = rc.decoder_lr * (0.02 + 0.49 * (1 + np.cos(np.pi * i / max(1, rc.decoder_steps))))
+        b = torch.randint(0, len(X), (min(rc.decoder_batch, len(X)),), generator=g)
+        loss = ((dec(X[b]) - Y[b]) ** 2).mean()
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+    bar.close()
+    dec.eval()
+    with torch.no_grad():
+        err = (dec(X) - Y) * scfg.ap_scale_mV
+    peak_i = int(round(rc.pre_ms / rc.template_dt_ms))
+    return {"n_aps": int(len(sel)), "rms_mV": float(err.pow(2).mean().sqrt()),
+            "peak_rms_mV": float(err[:, peak_i].pow(2).mean().sqrt())}
+
+
+def count_from_phase(phi: np.ndarray, spike_phase: float) -> np.ndarray:
+    """Spikes the renderer draws for each row of phi (passages of its running maximum)."""
+    top = np.max(phi, axis=1)
+    return np.where(top >= spike_phase, np.floor(top - spike_phase) + 1, 0).astype(np.int64)
+
+
+def monitor(net: NobleOperator, feats: torch.Tensor, stim: torch.Tensor, tg: RenderTargets, rows: np.ndarray,
+            amps: np.ndarray, spike_phase: float, batch: int = 32) -> tuple[float, float, float]:
+    """(median subthreshold rel L2, fraction of phase spike counts within +-1, geometric mean over amplitudes
+    of the median rel L2) on `rows`; the same three numbers train.heldout_monitor gives."""
+    if len(rows) == 0:
+        return float("nan"), float("nan"), float("nan")
+    net.eval()
+    subs, phis = [], []
+    with torch.inference_mode():
+        for a in range(0, len(rows), batch):
+            r = torch.as_tensor(rows[a:a + batch])
+            v, phi = net.operator(feats[r], stim[r])
+            subs.append(net.to_mV(v).numpy())
+            phis.append(phi.numpy())
+    net.train()
+    pred, true = np.concatenate(subs), tg.sub_mV[rows]
+    rel = np.linalg.norm(pred - true, axis=1) / np.linalg.norm(true, axis=1)
+    within = np.abs(count_from_phase(np.concatenate(phis), spike_phase) - tg.n_spikes[rows]) <= 1
+    a = amps[rows]
+    geo = float(np.exp(np.mean([np.log(max(np.median(rel[a == x]), 1e-9)) for x in np.unique(a)])))
+    return float(np.median(rel)), float(np.mean(within)), geo
+
+
+def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: bool = True,
+                   evaluate_at_end: bool = True,
+                   on_epoch: Callable[[int, dict[str, float]], None] | None = None) -> Any:
+    """train.train for a config with `render`: same checkpoint layout, resume and epoch selection."""
+    from tqdm.auto import tqdm
+
+    from .train import (STATE_DIR, TrainResult, _resume_state, _set_determinism, best_epoch,
+                        build_surrogate_config, lr_at, make_card, validation_split)
+
+    rc = cfg.render
+    assert rc is not None
+    t_start = time.time()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _set_determinism(cfg)
+    fine = load_traces(dataset, cfg.embedding.feature_names, rc.template_dt_ms)
+    traces = on_grid(fine, cfg.dt_ms)
+    train_ids, held_ids = split_models(traces.model_id, cfg.holdout_models, cfg.seed)
+    state = _resume_state(out, cfg)
+    if state is not None:
+        scfg = read_config(out)
+        net = load_network(out, scfg)
+    else:
+        scfg = build_surrogate_config(cfg, traces, train_ids, held_ids)
+        scfg = SurrogateConfig.model_validate({**scfg.model_dump(), "render": rc.model_dump()})
+        net = NobleOperator(scfg)
+    tg = build_targets(fine, rc, scfg.embedding.spike_phase)
+    del fine
+    val_ids = validation_split(train_ids, cfg.validation_models, cfg.seed)
+    fit_ids = np.setdiff1d(train_ids, val_ids)
+    tr_rows, va_rows, he_rows = traces.rows_of(fit_ids), traces.rows_of(val_ids), traces.rows_of(held_ids)
+    decoder_fit = None
+    if state is None:
+        decoder_fit = train_decoder(net, tg, traces.features, tr_rows, scfg, cfg.seed, progress)
+        log.info("AP decoder on %s", decoder_fit)
+    opt = torch.optim.AdamW(net.fno.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    history: list[dict[str, float]] = []
+    start_epoch = 0
+    if state is not None:
+        opt.load_state_dict(state["optimizer"])
+        start_epoch = int(state["epoch"])
+        history = json.loads(state["history_json"])
+        decoder_fit = json.loads(state.get("decoder_json", "null"))
+    (out / STATE_DIR).mkdir(exist_ok=True)
+    (out / STATE_DIR / "train_config.json").write_text(cfg.model_dump_json(indent=1))
+
+    feats = torch.as_tensor(traces.features, dtype=torch.float32)
+    stim = torch.as_tensor(traces.stim_pA)
+    sub = torch.as_tensor(tg.sub_mV)
+    phi_t = torch.as_tensor(tg.phi)
+    d_rms = float(torch.sqrt((torch.diff(sub[tr_rows], dim=-1) ** 2).mean()))
+    bs = cfg.batch_size
+    steps_per_epoch = max(1, len(tr_rows) // bs)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    total_steps = cfg.epochs * steps_per_epoch
+    c = scfg.embedding.spike_phase
+    result = TrainResult(directory=out, epochs_done=start_epoch, history=history, resumed_from=start_epoch)
+    for epoch in range(start_epoch, cfg.epochs):
+        net.train()
+        order = np.random.default_rng([cfg.seed, epoch]).permutation(tr_rows)
+        sums: dict[str, float] = {}
+        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
+                   disable=not progress, leave=False)
+        for i in bar:
+            idx = torch.as_tensor(order[i * bs:(i + 1) * bs])
+            for g in opt.param_groups:
+                g["lr"] = lr_at(cfg, epoch * steps_per_epoch + i, total_steps, steps_per_epoch)
+            v, phi = net.operator(feats[idx], stim[idx])
+            p_mV, t_mV = net.to_mV(v), sub[idx]
+            l_v = (torch.linalg.vector_norm(p_mV - t_mV, dim=-1) / torch.linalg.vector_norm(t_mV, dim=-1)).mean()
+            l_d = (torch.sqrt((torch.diff(p_mV - t_mV, dim=-1) ** 2).mean(dim=-1)) / d_rms).mean()
+            l_phi = ((phi - phi_t[idx]) ** 2).mean()
+            loss = l_v + cfg.loss.derivative_weight * l_d + rc.phase_weight * l_phi
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.fno.parameters(), cfg.grad_clip)
+            opt.step()
+            parts = {"loss": float(loss), "rel_l2_sub": float(l_v), "deriv": float(l_d), "phase_mse": float(l_phi)}
+            for k, x in parts.items():
+                sums[k] = sums.get(k, 0.0) + x
+            bar.set_postfix(loss=f"{parts['loss']:.4f}")
+        bar.close()
+        rel, within1, _ = monitor(net, feats, stim, tg, he_rows, traces.amp_pA, c)
+        record = {"epoch": epoch + 1, **{f"train_{k}": x / steps_per_epoch for k, x in sums.items()},
+                  "heldout_rel_l2_mV": rel, "heldout_frac_count_within_1": within1,
+                  "lr": opt.param_groups[0]["lr"], "wall_s": time.time() - t_start}
+        if len(va_rows):
+            (record["val_rel_l2_mV"], record["val_frac_count_within_1"],
+             record["val_geomean_rel_l2_per_amplitude"]) = monitor(net, feats, stim, tg, va_rows, traces.amp_pA, c)
+        history.append(record)
+        card = make_card(traces, dataset, scfg, cfg, history, train_rows=len(tr_rows), held_rows=len(he_rows))
+        card["training"]["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
+        card["training"]["validation_model_ids"] = [int(m) for m in val_ids]
+        card["training"]["ap_decoder"] = decoder_fit
+        card["training"]["monitor_note"] = ("per-epoch rel L2 is of the SUBTHRESHOLD voltage (APs bridged) on the "
+                                            "operator grid; counts are read from the phase")
+        save_checkpoint(out, net, scfg, card)
+        if len(va_rows) and best_epoch(history) == epoch + 1:
+            save_checkpoint(out / STATE_DIR / "best", net, scfg, card)
+        torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1, "history_json": json.dumps(history),
+                    "decoder_json": json.dumps(decoder_fit)}, out / STATE_DIR / ".state.tmp")
+        (out / STATE_DIR / ".state.tmp").replace(out / STATE_DIR / "state.pt")
+        result.epochs_done = epoch + 1
+        if progress:
+            tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} held-out subthreshold rel L2 {rel:.4f}, "
+                       f"phase spike count within +-1 {within1:.2f}")
+        if on_epoch:
+            on_epoch(epoch + 1, record)
+    result.history = history
+    if len(va_rows) and history:
+        best = best_epoch(history)
+        net = load_network(out / STATE_DIR / "best", scfg)
+        card = json.loads((out / CARD).read_text())
+        card["training"]["selected_epoch"] = best
+        card["training"]["selected_by"] = ("validation models: lowest geometric mean over amplitudes of the median "
+                                           "subthreshold rel L2 among epochs with >= 90 % phase spike counts "
+                                           "within +-1")
+        save_checkpoint(out, net, scfg, card)
+    if scfg.family == "hh":
+        from .hall_of_fame import write_hall_of_fame
+
+        try:
+            write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
+        except ValueError as exc:
+            log.warning("no hall_of_fame.json written: %s", exc)
+    if evaluate_at_end:
+        from .checkpoint import load_surrogate
+        from .evaluate import evaluate_surrogate
+
+        metrics = evaluate_surrogate(load_surrogate(out), traces, held_ids)
+        card = json.loads((out / CARD).read_text())
+        card["metrics_heldout"] = metrics["overall"]
+        card["metrics_heldout_per_amplitude"] = metrics["per_amplitude"]
+        (out / CARD).write_text(json.dumps(card, indent=1, default=float) + "\n")
+    return result
