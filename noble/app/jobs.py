@@ -482,9 +482,11 @@ class JobRunner:
             done = int(round(FIT_PROGRESS_TOTAL * min(0.999, float(doc.get("overall", 0.0)))))
             self.store.progress(job.id, self.owner, done, FIT_PROGRESS_TOTAL, message=str(doc.get("message", "")))
 
+        # on an external Dask cluster the fit's restarts and polish runs spread over its workers too
+        spread = ["--scheduler", self.settings.dask_address] if self.settings.dask_address else []
         self._run_cli(job, flag, ["fit", str(rec.resolve()), "--out", str(out.resolve()), "--config",
                                   str(cfg_path.resolve()), "--progress-file", str(progress_path.resolve()),
-                                  "--quiet"], "fit", on_poll=relay)
+                                  "--quiet", *spread], "fit", on_poll=relay)
         self.store.progress(job.id, self.owner, FIT_PROGRESS_TOTAL, FIT_PROGRESS_TOTAL, message="fitted")
         result: dict[str, Any] = {"type": "fit", "path": "fit", "name": f"fit-{job.id[:8]}"}
         try:

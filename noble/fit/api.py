@@ -39,7 +39,8 @@ from .physiology import finite_or_none, of_traces
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
-from .surrogate_stage import SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, fit_embedding, load
+from .surrogate_stage import (SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, choose_population,
+                              fit_embedding, load)
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,9 @@ class FitConfig(BaseModel):
     sweeps: list[int] | None = Field(None, description="sweep indices to fit (default: all)")
     restarts: int = Field(2, ge=1, le=16, description="independent CMA-ES runs from the best distinct starts; "
                                                       "the best is reported (restarts.py)")
+    scheduler: str | None = Field(None, max_length=500, description=(
+        "a Dask scheduler address (tcp://host:port): the restarts and polish runs go to that cluster's workers "
+        "instead of local processes; same results (each run is deterministic in its seed)"))
     workers: int | None = Field(None, ge=1, le=64, description="processes for the restarts (default: one per "
                                                                "restart up to the CPU count; 1: in this process)")
     polish: PolishConfig = Field(default_factory=PolishConfig,
@@ -227,7 +231,7 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
     delta = res.delta_chi2
     limit = float(ev.chi2[0]) + delta
     pol = polish_feasibility(problem, space, res.unit[res.best], limit, cfg.final_dt_ms, solver_cfg, cfg.polish,
-                             rest_mV=pin, workers=cfg.workers)
+                             rest_mV=pin, workers=cfg.workers, scheduler=cfg.scheduler)
     problem.sim_seconds += pol.sim_seconds
     problem.feature_seconds += pol.feature_seconds
     problem.n_simulated += pol.n_simulated
@@ -266,8 +270,20 @@ def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool) -> ParamSp
 def _stage1(problem: FitProblem, cfg: FitConfig, notes: list[str]) -> tuple[Any, SurrogateFit | None, dict[str, Any]]:
     if cfg.stage1 == "off":
         return None, None, {"status": "off"}
+    chosen: dict[str, Any] = {}
+    path = cfg.surrogate
+    if path is None:  # the shipped population nearest the recording
+        nearest, dist = choose_population(problem)
+        if nearest is not None:
+            path = str(nearest)
+            chosen = {"population": nearest.name, "population_distance": dist}
+            if len(dist) > 1:
+                notes.append(f"surrogate stage: the {nearest.name} population is the nearest to the recording's "
+                             "features (distance in trained ranges, to the nearest member: "
+                             + ", ".join(f"{k} {v:.2f}" for k, v in sorted(dist.items(), key=lambda kv: kv[1]))
+                             + ")")
     try:
-        sur = load(cfg.surrogate)
+        sur = load(path)
     except SurrogateUnavailable as exc:
         if cfg.stage1 == "on":
             raise
@@ -280,7 +296,7 @@ def _stage1(problem: FitProblem, cfg: FitConfig, notes: list[str]) -> tuple[Any,
         notes.append(f"surrogate stage skipped: {msg}")
         return None, None, {"status": "unavailable", "reason": msg}
     fit = fit_embedding(problem, sur, cfg.surrogate_stage)
-    info = {"status": "ok", **fit.as_dict()}
+    info = {"status": "ok", **chosen, **fit.as_dict()}
     if fit.at_edge:
         notes.append(f"surrogate fit at the edge of its trained range for {fit.at_edge}: the recording is "
                      f"outside the population the surrogate knows ({sur.name}); stage 2 corrects from there")
@@ -389,7 +405,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     pin = t.rest_mV if solver_cfg.pin_rest else None
     choose = _feasibility_first(problem, cfg.final_dt_ms, pin, notes) if cfg.prefer_within_tolerances else None
     res, runs = run_restarts(problem, space, starts, solver_cfg, cfg.restarts, cfg.workers, rest_mV=pin,
-                             rest_sem_mV=rest_sem, callback=cb, choose=choose)
+                             rest_sem_mV=rest_sem, callback=cb, choose=choose, scheduler=cfg.scheduler)
     t_stage2 = time.perf_counter() - t2
 
     objective_search = res.best_objective

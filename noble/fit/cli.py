@@ -67,6 +67,8 @@ def fit_cmd(
                                            help="independent CMA-ES runs, best reported (default 2)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64,
                                           help="processes for the restarts (default: one per restart up to the CPUs)"),
+    scheduler: Optional[str] = typer.Option(None, "--scheduler", help=(
+        "Dask scheduler address (tcp://host:port): run the restarts and polish runs on that cluster's workers")),
     no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
     final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
                                              help="integration step (ms) of the reported fit (default 0.025)"),
@@ -114,6 +116,8 @@ def fit_cmd(
             upd["restarts"] = restarts
         if workers is not None:
             upd["workers"] = workers
+        if scheduler is not None:
+            upd["scheduler"] = scheduler
         if polish is not None:
             upd["polish"] = cfg.polish.model_copy(update={"generations": polish}).model_dump()
         upd["solver"] = solver

@@ -118,14 +118,47 @@ def _in_workers(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], c
         return [f.result() for f in futs]
 
 
+def _on_dask(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
+             scheduler: str, rest_mV: float | None, rest_sem_mV: float,
+             callback: Callable[[int, float], None] | None) -> list[tuple[SolverResult, float, float, int]]:
+    """The runs as tasks on the Dask cluster at `scheduler` (one task per run; Brian2 and eFEL are
+    single-threaded, so a worker thread per run); callback hears of each run when it finishes."""
+    from distributed import Client
+
+    relay = None if callback is None else _Progress(len(x0s), callback)
+    with Client(scheduler, timeout=30, set_as_default=False) as client:
+        futs = [client.submit(_one_run, problem, space, x0, c, rest_mV, rest_sem_mV, None, "", None, k, pure=False,
+                              key=f"noble-fit-run-{k}-{os.getpid()}-{time.time_ns()}")
+                for k, (x0, c) in enumerate(zip(x0s, cfgs))]
+        pending = set(range(len(futs)))
+        while pending:  # poll: as_completed/wait would need this client as the process default
+            for k in [k for k in pending if futs[k].done()]:
+                pending.discard(k)
+                res = futs[k].result()[0]  # raises the run's error here
+                if relay is not None:
+                    relay.put((k, res.generations, res.best_objective))
+            if pending:
+                time.sleep(0.2)
+        return [f.result() for f in futs]
+
+
 def run_many(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
              workers: int | None, rest_mV: float | None, rest_sem_mV: float = 0.0,
-             callback: Callable[[int, float], None] | None = None, tag: str = "restart"
-             ) -> list[tuple[SolverResult, float, float, int]]:
+             callback: Callable[[int, float], None] | None = None, tag: str = "restart",
+             scheduler: str | None = None) -> list[tuple[SolverResult, float, float, int]]:
     """CMA-ES runs from x0s[k] with cfgs[k]: (result, simulation s, feature s, models simulated) per run.
 
-    workers: processes (default: one per run up to the CPU count); with one, the runs go one after another in
-    this process. Either way the problem's effort counters end up including every run's effort."""
+    scheduler: a Dask scheduler address: the runs go to that cluster's workers. Otherwise workers: processes
+    (default: one per run up to the CPU count); with one, the runs go one after another in this process.
+    Either way the problem's effort counters end up including every run's effort, and the results are the
+    same (each run is deterministic in its seed)."""
+    if scheduler is not None:
+        out = _on_dask(problem, space, x0s, cfgs, scheduler, rest_mV, rest_sem_mV, callback)
+        for _res, sim_s, feat_s, n in out:
+            problem.sim_seconds += sim_s
+            problem.feature_seconds += feat_s
+            problem.n_simulated += n
+        return out
     n_proc = min(len(x0s), workers if workers is not None else (os.cpu_count() or 1))
     if n_proc <= 1:
         relay = None if callback is None else _Progress(len(x0s), callback)
@@ -142,11 +175,12 @@ def run_many(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs
 def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg: SolverConfig, restarts: int,
                  workers: int | None = None, rest_mV: float | None = None, rest_sem_mV: float = 0.0,
                  min_distance: float = 0.05, callback: Callable[[int, float], None] | None = None,
-                 choose: Callable[[list[SolverResult], float], int] | None = None
-                 ) -> tuple[SolverResult, list[dict[str, Any]]]:
+                 choose: Callable[[list[SolverResult], float], int] | None = None,
+                 scheduler: str | None = None) -> tuple[SolverResult, list[dict[str, Any]]]:
     """(merged result, one summary per run) of `restarts` CMA-ES runs from the best distinct of `starts` (m, d).
 
-    workers: processes (default: min(restarts, CPU count)); 1 runs them one after another in this process.
+    workers: processes (default: min(restarts, CPU count)); 1 runs them one after another in this process;
+    scheduler: a Dask scheduler address to run them on instead (run_many).
     choose(runs, delta_chi2) picks the reported run (default: the lowest objective); delta_chi2 is the width of
     the acceptable region of the pooled evaluations. With restarts=1 this is `run_cmaes` from all the starts
     (centred on the best)."""
@@ -163,7 +197,8 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     centres = distinct_best(scored.unit, scored.objective, restarts, min_distance)
     centres += [centres[k % len(centres)] for k in range(restarts - len(centres))]  # same start, other seed
     cfgs = [cfg.model_copy(update={"seed": cfg.seed + 1000 * k}) for k in range(len(centres))]
-    out = run_many(problem, space, [scored.unit[i] for i in centres], cfgs, workers, rest_mV, rest_sem_mV, callback)
+    out = run_many(problem, space, [scored.unit[i] for i in centres], cfgs, workers, rest_mV, rest_sem_mV, callback,
+                   scheduler=scheduler)
     runs = [r for r, *_ in out]
     best_run = int(np.argmin([r.best_objective for r in runs]))
     if choose is not None:

@@ -315,6 +315,57 @@ class _Objective:
         return self.chi2_terms(self.traces(x))[0]
 
 
+def measured_features(problem: FitProblem) -> dict[str, float | None]:
+    """The surrogate features measured directly on the recording (None where the protocol cannot give one)."""
+    t = problem.targets
+    measured: dict[str, float | None] = {
+        "I_thr_pA": t.I_thr_pA, "s_thr_Hz_per_pA": t.s_thr_Hz_per_pA, "v_rest_mV": t.rest_mV,
+        "tau_m_ms": t.tau_m_ms, "fi_slope_Hz_per_pA": t.fi_slope_Hz_per_pA,
+        "input_resistance_MOhm": t.input_resistance_MOhm}
+    if t.I_thr_pA is not None:  # the F-I parabola through rheobase (noble.operator.data.quadratic_fi)
+        from noble.operator.data import quadratic_fi
+
+        lin, quad = quadratic_fi(np.asarray(t.amplitudes_pA), t.feature_array("rate_Hz"), t.I_thr_pA)
+        if math.isfinite(lin) and math.isfinite(quad):
+            measured.update({"fi_lin_Hz_per_pA": lin, "fi_quad_Hz_per_pA2": quad})
+    return measured
+
+
+def population_distance(config: Any, measured: dict[str, float | None]) -> float:
+    """How far a recording lies from a surrogate's training population: the distance, in units of each
+    feature's trained range and RMS over the features measured on the recording, to the nearest member."""
+    names = config.feature_names
+    use = [j for j, k in enumerate(names) if measured.get(k) is not None and math.isfinite(float(measured[k]))]
+    if not use or not config.population:
+        return float("inf")
+    lo = np.array([config.feature_ranges[names[j]][0] for j in use])
+    hi = np.array([config.feature_ranges[names[j]][1] for j in use])
+    pop = (np.asarray(config.population, dtype=np.float64)[:, use] - lo) / (hi - lo)
+    x = (np.array([float(measured[names[j]]) for j in use]) - lo) / (hi - lo)
+    return float(np.sqrt(np.min(np.mean((pop - x) ** 2, axis=1))))
+
+
+def choose_population(problem: FitProblem) -> tuple[Path | None, dict[str, float]]:
+    """The shipped hh surrogate whose training population is nearest the recording's features (so an
+    adapting pyramidal cell is not warm-started from fast-spiking interneurons), and every distance."""
+    from noble.operator import shipped_surrogate_paths
+    from noble.operator.checkpoint import read_config
+
+    measured = measured_features(problem)
+    dist: dict[str, float] = {}
+    paths: dict[str, Path] = {}
+    for name, path in shipped_surrogate_paths().items():
+        try:
+            cfg = read_config(path)
+        except Exception:  # noqa: BLE001 - a broken shipped checkpoint is skipped here, reported by load()
+            continue
+        if cfg.family == "hh":
+            dist[name], paths[name] = population_distance(cfg, measured), path
+    if not dist:
+        return None, {}
+    return paths[min(dist, key=dist.__getitem__)], dist
+
+
 def _starts(sur: Any, problem: FitProblem, n: int, rng: np.random.Generator) -> np.ndarray:
     """Normalised start points: the recording's own features (clipped into range) first, then training-
     population members picked farthest-point so they spread over the embedding."""
@@ -322,16 +373,7 @@ def _starts(sur: Any, problem: FitProblem, n: int, rng: np.random.Generator) -> 
     names = c.feature_names
     lo = np.array([c.feature_ranges[k][0] for k in names])
     hi = np.array([c.feature_ranges[k][1] for k in names])
-    t = problem.targets
-    measured = {"I_thr_pA": t.I_thr_pA, "s_thr_Hz_per_pA": t.s_thr_Hz_per_pA, "v_rest_mV": t.rest_mV,
-                "tau_m_ms": t.tau_m_ms, "fi_slope_Hz_per_pA": t.fi_slope_Hz_per_pA,
-                "input_resistance_MOhm": t.input_resistance_MOhm}
-    if t.I_thr_pA is not None:  # the F-I parabola through rheobase (noble.operator.data.quadratic_fi)
-        from noble.operator.data import quadratic_fi
-
-        lin, quad = quadratic_fi(np.asarray(t.amplitudes_pA), t.feature_array("rate_Hz"), t.I_thr_pA)
-        if math.isfinite(lin) and math.isfinite(quad):
-            measured.update({"fi_lin_Hz_per_pA": lin, "fi_quad_Hz_per_pA2": quad})
+    measured = measured_features(problem)
     pop = (np.asarray(c.population, dtype=np.float64) - lo) / (hi - lo) if c.population else np.zeros((0, len(names)))
     centre = np.median(pop, axis=0) if len(pop) else np.full(len(names), 0.5)
     first = np.array([(measured[k] - lo[j]) / (hi[j] - lo[j]) if measured.get(k) is not None else centre[j]
