@@ -58,6 +58,9 @@ def evaluate_cmd(
         "write metrics.json, evaluation.png and evaluation_gallery.png here")),
     seed: int = typer.Option(0, "--seed", min=0, help="seed of the noisy trial's OU noise"),
     gallery_seed: int = typer.Option(0, "--gallery-seed", min=0, help="seed of the gallery's random traces"),
+    update_card: bool = typer.Option(False, "--update-card", help=(
+        "write the noise-free figures into the checkpoint's card.json (metrics_heldout_noisefree), which "
+        "/v1/models and the explorer show")),
 ) -> None:
     """Held-out neurons simulated by Brian2 (noise-free and with the dataset's noise) on the surrogate's
     protocol, compared with the surrogate: voltage rel L2, spike counts, F-I, spike times, matched-AP peak,
@@ -78,6 +81,14 @@ def evaluate_cmd(
                f"predict {report['wall_s']['predict']:.1f} s, metrics {report['wall_s']['metrics']:.1f} s)")
     if out is not None:
         console.print(f"wrote {out / 'metrics.json'}, {out / 'evaluation.png'} and {out / 'evaluation_gallery.png'}")
+    if update_card:
+        from .checkpoint import CARD, _atomic_write_text, read_card
+
+        card = read_card(ckpt)
+        card["metrics_heldout_noisefree"] = {**report["overall"], "reference": report["reference"],
+                                             "models": report["models"], "simulation": report["simulation"]}
+        _atomic_write_text(ckpt / CARD, json.dumps(card, indent=1, default=float) + "\n")
+        console.print(f"updated {ckpt / CARD}")
 
 
 @app.command("sample")
