@@ -270,17 +270,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
     loss_fn = VoltageLoss(cfg, d_rms, thr, scfg.v_mean_mV, scfg.v_std_mV, scfg.dt_ms)
 
     bs = cfg.batch_size
-    steps_per_epoch = max(1, len(tr_rows) // bs)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    total_steps = cfg.epochs * steps_per_epoch
+    steps_per_epoch, total_steps = schedule(cfg, len(tr_rows))
     result = TrainResult(directory=out, epochs_done=start_epoch, history=history, resumed_from=start_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(tr_rows)
-        sums: dict[str, float] = {}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        order, sums, bar = epoch_start(cfg, tr_rows, epoch, steps_per_epoch, progress)
         for i in bar:
             idx = torch.as_tensor(order[i * bs:(i + 1) * bs])
             step = epoch * steps_per_epoch + i
@@ -307,14 +301,7 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
              record["val_geomean_rel_l2_per_amplitude"]) = heldout_monitor(net, traces, va_rows, device, scfg)
         history.append(record)
         card = make_card(traces, dataset, scfg, cfg, history, train_rows=len(tr_rows), held_rows=len(he_rows))
-        card["training"]["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
-        card["training"]["validation_model_ids"] = [int(m) for m in val_ids]
-        save_checkpoint(out, net, scfg, card)
-        if len(va_rows) and best_epoch(history) == epoch + 1:
-            save_checkpoint(out / STATE_DIR / "best", net, scfg, card)
-        torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1, "history_json": json.dumps(history)},
-                   out / STATE_DIR / ".state.tmp")
-        (out / STATE_DIR / ".state.tmp").replace(_state_path(out))
+        save_epoch(out, net, scfg, card, opt, history, val_ids)
         result.epochs_done = epoch + 1
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} "
@@ -322,14 +309,51 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         if on_epoch:
             on_epoch(epoch + 1, record)
     result.history = history
-    if len(va_rows) and history:  # the checkpoint is the validation-selected epoch
-        best = best_epoch(history)
+    finish(out, scfg, dataset, history, len(va_rows) > 0, traces, held_ids, evaluate_at_end,
+           f"validation models ({len(val_ids)} training models never trained on): lowest geometric mean over "
+           f"amplitudes of the median rel L2 among epochs with >= {COUNT_TARGET:.0%} spike counts within +-1")
+    return result
+
+
+def save_epoch(out: Path, net: NobleOperator, scfg: SurrogateConfig, card: dict[str, Any], opt: Any,
+               history: list[dict[str, float]], val_ids: np.ndarray, **state: str) -> None:
+    """After an epoch: the checkpoint (and a copy as 'best' when validation picks this epoch so far), then the
+    optimizer state with the history (and any `state` strings) for resuming, each written atomically."""
+    card["training"]["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
+    card["training"]["validation_model_ids"] = [int(m) for m in val_ids]
+    save_checkpoint(out, net, scfg, card)
+    if len(val_ids) and best_epoch(history) == len(history):
+        save_checkpoint(out / STATE_DIR / "best", net, scfg, card)
+    torch.save({"optimizer": opt.state_dict(), "epoch": len(history), "history_json": json.dumps(history), **state},
+               out / STATE_DIR / ".state.tmp")
+    (out / STATE_DIR / ".state.tmp").replace(_state_path(out))
+
+
+def schedule(cfg: TrainConfig, n_rows: int) -> tuple[int, int]:
+    """(steps per epoch, total steps) for n_rows training traces."""
+    steps_per_epoch = max(1, n_rows // cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
+    return steps_per_epoch, cfg.epochs * steps_per_epoch
+
+
+def epoch_start(cfg: TrainConfig, rows: np.ndarray, epoch: int, steps: int, progress: bool) -> tuple[Any, dict, Any]:
+    """(this epoch's row order (seeded by epoch: resumable), empty loss sums, the batch progress bar)."""
+    from tqdm.auto import tqdm
+
+    bar = tqdm(range(steps), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch", disable=not progress, leave=False)
+    return np.random.default_rng([cfg.seed, epoch]).permutation(rows), {}, bar
+
+
+def finish(out: Path, scfg: SurrogateConfig, dataset: str | Path, history: list[dict[str, float]],
+           validated: bool, traces: TraceSet, held_ids: np.ndarray, evaluate_at_end: bool, selected_by: str) -> None:
+    """End of a run: the validation-selected epoch becomes the checkpoint, hall_of_fame.json is written beside
+    it (hh), and the held-out metrics go into the card."""
+    if validated and history:
         net = load_network(out / STATE_DIR / "best", scfg)
         card = json.loads((out / CARD).read_text())
-        card["training"]["selected_epoch"] = best
-        card["training"]["selected_by"] = (f"validation models ({len(val_ids)} training models never trained on): "
-                                           "lowest geometric mean over amplitudes of the median rel L2 among "
-                                           f"epochs with >= {COUNT_TARGET:.0%} spike counts within +-1")
+        card["training"]["selected_epoch"] = best_epoch(history)
+        card["training"]["selected_by"] = selected_by
         save_checkpoint(out, net, scfg, card)
     if scfg.family == "hh":  # the fit's warm start reads the population from beside the checkpoint
         from .hall_of_fame import write_hall_of_fame
@@ -342,13 +366,11 @@ def train(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, progress: b
         from .checkpoint import load_surrogate
         from .evaluate import evaluate_surrogate
 
-        sur = load_surrogate(out)
-        metrics = evaluate_surrogate(sur, traces, held_ids)
+        metrics = evaluate_surrogate(load_surrogate(out), traces, held_ids)
         card = json.loads((out / CARD).read_text())
         card["metrics_heldout"] = metrics["overall"]
         card["metrics_heldout_per_amplitude"] = metrics["per_amplitude"]
         (out / CARD).write_text(json.dumps(card, indent=1, default=float) + "\n")
-    return result
 
 
 def validation_split(train_ids: np.ndarray, n: int, seed: int) -> np.ndarray:

@@ -2,9 +2,9 @@
 
 The dataset's traces are split into what each part of the network draws: the subthreshold voltage with AP
 windows bridged (the FNO, on render.coarse_dt_ms), the phase phi that passes k - 1 + spike_phase at the k-th AP
-peak (the FNO, as a correction of the F-I phase prior), and each AP's residual over its window's straight line
+peak (the FNO, as a correction of the F-I phase prior), and each AP's voltage over its window
 at the dataset's dt (the AP decoder). The decoder is trained first, on the true spikes of the training models
-(teacher forcing: their ISIs, drive and take-off voltage), then the FNO with relative L2 of the subthreshold
+(teacher forcing: their ISIs, drive and index), then the FNO with relative L2 of the subthreshold
 voltage + its derivative + phase MSE. Epochs are picked on validation models as in train.py, with the spike
 count read from phi. Whole models are held out; the card's held-out metrics are those of the rendered traces.
 """
@@ -21,12 +21,12 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from .checkpoint import CARD, load_network, read_config, save_checkpoint
+from .checkpoint import load_network, read_config
 from .config import APRenderConfig, SurrogateConfig, TrainConfig
 from .data import TraceSet, load_traces, split_models
 from .embedding import normalise
 from .model import NobleOperator
-from .render import ap_residuals, decoder_inputs, excise_aps, peak_times_ms, phase_target
+from .render import ap_windows, decoder_inputs, excise_aps, peak_times_ms, phase_target
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 @dataclasses.dataclass
 class RenderTargets:
     """Per row: subthreshold voltage and phase on the operator grid, spike count; per AP: its row, decoder
-    inputs (ISI, stimulus at the peak, take-off voltage, index) and residual template (mV)."""
+    inputs (ISI, stimulus at the peak, index) and its voltage on the template grid (mV)."""
 
     sub_mV: np.ndarray  # (N, T_op)
     phi: np.ndarray  # (N, T_op)
@@ -42,9 +42,8 @@ class RenderTargets:
     ap_row: np.ndarray  # (S,)
     ap_isi_ms: np.ndarray
     ap_stim_pA: np.ndarray
-    ap_v_start_mV: np.ndarray
     ap_index: np.ndarray
-    ap_residual_mV: np.ndarray  # (S, n_template)
+    ap_v_mV: np.ndarray  # (S, n_template)
 
 
 def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> RenderTargets:
@@ -59,7 +58,7 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
     sub = np.empty((len(fine.v_mV), T_op), dtype=np.float32)
     phi = np.empty_like(sub)
     counts = np.zeros(len(fine.v_mV), dtype=np.int64)
-    rows, isis, stims, starts, idxs, res = [], [], [], [], [], []
+    rows, isis, stims, idxs, res = [], [], [], [], []
     for r, v in enumerate(fine.v_mV):
         peaks = peak_times_ms(v, dt)
         peaks = peaks[(peaks > rc.pre_ms) & (peaks < t[-1] - rc.post_ms)]
@@ -71,12 +70,11 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
             rows.append(np.full(len(peaks), r))
             isis.append(np.diff(peaks, prepend=peaks[0] - rc.isi_cap_ms))
             stims.append(np.interp(peaks, t, fine.stim_pA[r]))
-            starts.append(np.interp(peaks - rc.pre_ms, t, s))
             idxs.append(np.arange(len(peaks)))
-            res.append(ap_residuals(v, dt, peaks, rc))
+            res.append(ap_windows(v, dt, peaks, rc))
     cat = (lambda xs, w=None: np.concatenate(xs) if xs else np.zeros((0,) if w is None else (0, w)))
-    return RenderTargets(sub, phi, counts, cat(rows).astype(np.int64), cat(isis), cat(stims), cat(starts),
-                         cat(idxs), cat(res, rc.n_template).astype(np.float32))
+    return RenderTargets(sub, phi, counts, cat(rows).astype(np.int64), cat(isis), cat(stims), cat(idxs),
+                         cat(res, rc.n_template).astype(np.float32))
 
 
 def on_grid(fine: TraceSet, dt_ms: float) -> TraceSet:
@@ -102,9 +100,8 @@ def train_decoder(net: NobleOperator, tg: RenderTargets, features: np.ndarray, r
                        torch.as_tensor(e.lows, dtype=torch.float32), torch.as_tensor(e.highs, dtype=torch.float32))
     X = decoder_inputs(x_norm, torch.as_tensor(tg.ap_isi_ms[sel], dtype=torch.float32),
                        torch.as_tensor(tg.ap_stim_pA[sel] / scfg.stim_scale_pA, dtype=torch.float32),
-                       torch.as_tensor(tg.ap_v_start_mV[sel], dtype=torch.float32),
                        torch.as_tensor(tg.ap_index[sel], dtype=torch.float32), rc)
-    Y = torch.as_tensor(tg.ap_residual_mV[sel] / scfg.ap_scale_mV)
+    Y = torch.as_tensor((tg.ap_v_mV[sel] - rc.ap_offset_mV) / scfg.ap_scale_mV)
     dec = net.decoder
     opt = torch.optim.Adam(dec.parameters(), lr=rc.decoder_lr)
     g = torch.Generator().manual_seed(seed)
@@ -162,8 +159,8 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
     """train.train for a config with `render`: same checkpoint layout, resume and epoch selection."""
     from tqdm.auto import tqdm
 
-    from .train import (STATE_DIR, TrainResult, _resume_state, _set_determinism, best_epoch,
-                        build_surrogate_config, lr_at, make_card, validation_split)
+    from .train import (STATE_DIR, TrainResult, _resume_state, _set_determinism, build_surrogate_config,
+                        epoch_start, finish, lr_at, make_card, save_epoch, schedule, validation_split)
 
     rc = cfg.render
     assert rc is not None
@@ -208,18 +205,12 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
     phi_t = torch.as_tensor(tg.phi)
     d_rms = float(torch.sqrt((torch.diff(sub[tr_rows], dim=-1) ** 2).mean()))
     bs = cfg.batch_size
-    steps_per_epoch = max(1, len(tr_rows) // bs)
-    if cfg.max_steps_per_epoch:
-        steps_per_epoch = min(steps_per_epoch, cfg.max_steps_per_epoch)
-    total_steps = cfg.epochs * steps_per_epoch
+    steps_per_epoch, total_steps = schedule(cfg, len(tr_rows))
     c = scfg.embedding.spike_phase
     result = TrainResult(directory=out, epochs_done=start_epoch, history=history, resumed_from=start_epoch)
     for epoch in range(start_epoch, cfg.epochs):
         net.train()
-        order = np.random.default_rng([cfg.seed, epoch]).permutation(tr_rows)
-        sums: dict[str, float] = {}
-        bar = tqdm(range(steps_per_epoch), desc=f"epoch {epoch + 1}/{cfg.epochs}", unit="batch",
-                   disable=not progress, leave=False)
+        order, sums, bar = epoch_start(cfg, tr_rows, epoch, steps_per_epoch, progress)
         for i in bar:
             idx = torch.as_tensor(order[i * bs:(i + 1) * bs])
             for g in opt.param_groups:
@@ -249,17 +240,10 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
              record["val_geomean_rel_l2_per_amplitude"]) = monitor(net, feats, stim, tg, va_rows, traces.amp_pA, c)
         history.append(record)
         card = make_card(traces, dataset, scfg, cfg, history, train_rows=len(tr_rows), held_rows=len(he_rows))
-        card["training"]["n_parameters"] = int(sum(p.numel() for p in net.parameters()))
-        card["training"]["validation_model_ids"] = [int(m) for m in val_ids]
         card["training"]["ap_decoder"] = decoder_fit
         card["training"]["monitor_note"] = ("per-epoch rel L2 is of the SUBTHRESHOLD voltage (APs bridged) on the "
                                             "operator grid; counts are read from the phase")
-        save_checkpoint(out, net, scfg, card)
-        if len(va_rows) and best_epoch(history) == epoch + 1:
-            save_checkpoint(out / STATE_DIR / "best", net, scfg, card)
-        torch.save({"optimizer": opt.state_dict(), "epoch": epoch + 1, "history_json": json.dumps(history),
-                    "decoder_json": json.dumps(decoder_fit)}, out / STATE_DIR / ".state.tmp")
-        (out / STATE_DIR / ".state.tmp").replace(out / STATE_DIR / "state.pt")
+        save_epoch(out, net, scfg, card, opt, history, val_ids, decoder_json=json.dumps(decoder_fit))
         result.epochs_done = epoch + 1
         if progress:
             tqdm.write(f"epoch {epoch + 1}: loss {record['train_loss']:.4f} held-out subthreshold rel L2 {rel:.4f}, "
@@ -267,29 +251,7 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
         if on_epoch:
             on_epoch(epoch + 1, record)
     result.history = history
-    if len(va_rows) and history:
-        best = best_epoch(history)
-        net = load_network(out / STATE_DIR / "best", scfg)
-        card = json.loads((out / CARD).read_text())
-        card["training"]["selected_epoch"] = best
-        card["training"]["selected_by"] = ("validation models: lowest geometric mean over amplitudes of the median "
-                                           "subthreshold rel L2 among epochs with >= 90 % phase spike counts "
-                                           "within +-1")
-        save_checkpoint(out, net, scfg, card)
-    if scfg.family == "hh":
-        from .hall_of_fame import write_hall_of_fame
-
-        try:
-            write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
-        except ValueError as exc:
-            log.warning("no hall_of_fame.json written: %s", exc)
-    if evaluate_at_end:
-        from .checkpoint import load_surrogate
-        from .evaluate import evaluate_surrogate
-
-        metrics = evaluate_surrogate(load_surrogate(out), traces, held_ids)
-        card = json.loads((out / CARD).read_text())
-        card["metrics_heldout"] = metrics["overall"]
-        card["metrics_heldout_per_amplitude"] = metrics["per_amplitude"]
-        (out / CARD).write_text(json.dumps(card, indent=1, default=float) + "\n")
+    finish(out, scfg, dataset, history, len(va_rows) > 0, traces, held_ids, evaluate_at_end,
+           "validation models: lowest geometric mean over amplitudes of the median subthreshold rel L2 among epochs "
+           "with >= 90 % phase spike counts within +-1")
     return result
