@@ -11,7 +11,7 @@ import torch
 from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
 from noble.operator.config import APRenderConfig
-from noble.operator.render import (APDecoder, Spikes, ap_residuals, excise_aps, paste_aps, peak_times_ms,
+from noble.operator.render import (APDecoder, Spikes, ap_windows, excise_aps, paste_aps, peak_times_ms,
                                    phase_spikes, phase_target, upsample_linear)
 
 RC = APRenderConfig()
@@ -37,23 +37,23 @@ def test_peak_times_are_sub_sample_accurate() -> None:
 
 
 def test_split_and_render_reproduce_a_solver_trace(fs_trace: np.ndarray) -> None:
-    """Subthreshold voltage on the 0.2 ms operator grid + AP residuals at the true peaks, rendered on a 0.05 ms
-    grid, give the Brian2 trace back: the representation itself costs < 0.5 % rel L2 and < 1 mV per AP peak."""
+    """Subthreshold voltage on the 0.2 ms operator grid + the APs' windows at the true peaks, rendered on a
+    0.05 ms grid, give the Brian2 trace back: the representation itself costs < 1 % rel L2 (the cross-fades at
+    the window edges) and nothing at the AP peaks."""
     v = fs_trace
     peaks = peak_times_ms(v, DT)
     assert len(peaks) >= 5  # the preset fires repetitively at 150 pA (7 APs in 400 ms)
     sub = excise_aps(v, DT, peaks, RC.pre_ms, RC.post_ms)
     assert sub.max() < -20.0  # no AP left in the subthreshold part
-    res = ap_residuals(v, DT, peaks, RC)
-    np.testing.assert_allclose(res[:, [0, -1]], 0.0, atol=1e-9)
+    aps = ap_windows(v, DT, peaks, RC)
     base = upsample_linear(torch.as_tensor(sub[::8][None]), 4)  # 0.2 ms -> 0.05 ms
     spikes = Spikes(torch.zeros(len(peaks), dtype=torch.long), torch.as_tensor(peaks),
                     torch.arange(len(peaks)), torch.zeros(len(peaks)))
-    out = paste_aps(base, spikes, torch.as_tensor(res), 0.05, RC)[0].numpy()
+    out = paste_aps(base, spikes, torch.as_tensor(aps), 0.05, RC)[0].numpy()
     true = v[::2]
-    assert np.linalg.norm(out - true) / np.linalg.norm(true) < 0.005
+    assert np.linalg.norm(out - true) / np.linalg.norm(true) < 0.01
     k = np.round(peaks / 0.05).astype(int)
-    assert np.max(np.abs(out[k] - true[k])) < 1.0
+    assert np.max(np.abs(out[k] - true[k])) < 0.5
 
 
 def test_phase_target_gives_the_spike_times_back(fs_trace: np.ndarray) -> None:
@@ -72,14 +72,13 @@ def test_phase_target_gives_the_spike_times_back(fs_trace: np.ndarray) -> None:
 def test_placing_an_ap_is_differentiable_in_its_time() -> None:
     torch.manual_seed(0)
     dec = APDecoder(3, RC)
-    x = torch.randn(1, 3 + 4)
-    r = dec(x).detach()
-    assert torch.allclose(r[:, [0, -1]], torch.zeros(1, 2), atol=1e-6)  # pinned at the window edges
+    r = dec(torch.randn(1, 3 + 3)).detach()
     w = torch.randn(1, 400, dtype=torch.float64)
 
     def score(t: torch.Tensor) -> torch.Tensor:
         sp = Spikes(torch.zeros(1, dtype=torch.long), t, torch.zeros(1, dtype=torch.long), torch.zeros(1))
-        return (paste_aps(torch.zeros(1, 400, dtype=torch.float64), sp, r.double() * 50, 0.05, RC) * w).sum()
+        base = torch.linspace(-60.0, -50.0, 400, dtype=torch.float64)[None]
+        return (paste_aps(base, sp, r.double() * 50, 0.05, RC) * w).sum()
 
     t = torch.tensor([10.013], dtype=torch.float64, requires_grad=True)
     score(t).backward()
@@ -87,3 +86,24 @@ def test_placing_an_ap_is_differentiable_in_its_time() -> None:
     fd = (score(torch.tensor([10.013 + h], dtype=torch.float64)) - score(torch.tensor([10.013 - h],
                                                                                       dtype=torch.float64))) / (2 * h)
     assert t.grad is not None and float(t.grad) == pytest.approx(float(fd), rel=1e-3)
+
+
+def test_training_targets_count_every_ap_and_the_phase_agrees(fs_trace: np.ndarray) -> None:
+    """build_targets on a Brian2 trace: one AP window per peak, the subthreshold target without APs, and the
+    phase target's spike count (what the renderer will draw) equal to the solver's count."""
+    from noble.operator.data import TraceSet
+    from noble.operator.train_render import build_targets, count_from_phase
+
+    quiet = np.full_like(fs_trace, fs_trace[:100].mean())
+    traces = TraceSet(v_mV=np.stack([fs_trace, quiet]).astype(np.float32),
+                      stim_pA=np.zeros((2, len(fs_trace)), dtype=np.float32), features=np.zeros((2, 1)),
+                      feature_names=["I_thr_pA"], feature_units=["pA"], model_id=np.array([0, 1]),
+                      amp_pA=np.array([150.0, 0.0]), dt_ms=DT, dataset_dt_ms=DT, family="hh", preset=None,
+                      protocol={"start_ms": 50.0, "duration_ms": 400.0, "amplitudes_pA": [150.0, 0.0]}, manifest={})
+    tg = build_targets(traces, RC, spike_phase=0.5)
+    n = len(peak_times_ms(fs_trace, DT))
+    assert list(tg.n_spikes) == [n, 0] and len(tg.ap_row) == n and tg.ap_v_mV.shape == (n, RC.n_template)
+    assert list(count_from_phase(tg.phi, 0.5)) == [n, 0]
+    assert tg.sub_mV.shape[1] == len(fs_trace) // 8 and tg.sub_mV.max() < -20.0
+    assert np.all(tg.ap_v_mV.max(axis=1) > 20.0)  # every window holds its overshooting AP
+    assert tg.ap_isi_ms[0] == RC.isi_cap_ms and np.all(tg.ap_isi_ms[1:] > 5.0)
