@@ -110,6 +110,12 @@ class APRenderConfig(BaseModel):
     pre_ms: float = Field(0.8, gt=0, le=20, description="the AP window starts this long before the peak")
     post_ms: float = Field(3.5, gt=0, le=50, description="and ends this long after it (past the fast AHP trough)")
     template_dt_ms: float = Field(0.025, gt=0, le=1, description="the AP decoder's own grid (the dataset's dt)")
+    blend_ms: float = Field(0.3, gt=0, le=5, description=(
+        "the AP cross-fades in from the subthreshold voltage over this much of the window's start"))
+    blend_post_ms: float = Field(1.0, gt=0, le=10, description=(
+        "and back out over this much of its end (the slow AHP recovery: a longer fade hides a small mismatch "
+        "between the operator's trajectory and the AP where the phase and the trajectory disagree)"))
+    ap_offset_mV: float = Field(-20.0, description="AP decoder output = (v_mV - ap_offset_mV) / ap_scale_mV")
     hidden: int = Field(128, ge=8, le=2048, description="AP decoder width")
     layers: int = Field(3, ge=1, le=8, description="AP decoder hidden layers")
     isi_cap_ms: float = Field(300.0, gt=0, description="longer ISIs (and the first spike's) enter as this")
@@ -230,7 +236,7 @@ class SurrogateConfig(BaseModel):
     heldout_model_ids: list[int] = Field(default_factory=list)
     train_model_ids: list[int] = Field(default_factory=list)
     render: APRenderConfig | None = Field(None, description="spike rendering (None: the FNO draws the trace)")
-    ap_scale_mV: float = Field(50.0, gt=0, description="AP decoder output = residual_mV / ap_scale_mV")
+    ap_scale_mV: float = Field(50.0, gt=0, description="AP decoder output = (v_mV - render.ap_offset_mV) / ap_scale_mV")
 
     @property
     def coarse_factor(self) -> int:

@@ -135,10 +135,10 @@ class NobleOperator(nn.Module):
         lows = torch.as_tensor(e.lows, dtype=features.dtype, device=features.device)
         highs = torch.as_tensor(e.highs, dtype=features.dtype, device=features.device)
         drive = sample_at(self.in_normalizer.transform(stim_pA), spikes.trace, spikes.time_ms, self.dt_ms)
-        v_start = sample_at(v_op_mV, spikes.trace, spikes.time_ms - rc.pre_ms, self.op_dt_ms)
-        x = decoder_inputs(normalise(features, lows, highs)[spikes.trace], spikes.isi_ms, drive, v_start,
+        x = decoder_inputs(normalise(features, lows, highs)[spikes.trace], spikes.isi_ms, drive,
                            spikes.index.to(features.dtype), rc)
-        return paste_aps(base, spikes, self.decoder(x) * self.ap_scale_mV, self.dt_ms, rc)
+        ap = self.decoder(x) * self.ap_scale_mV + rc.ap_offset_mV
+        return paste_aps(base, spikes, ap, self.dt_ms, rc)
 
     def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
         v_op, phi = self.operator(features, stim_pA)

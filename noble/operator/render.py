@@ -8,13 +8,16 @@ a physiologist reads it:
   straight line: smooth, drawn by the FNO on a coarse grid and interpolated to the output grid;
 * a phase phi(t) whose k-th passage through k - 1 + spike_phase is the k-th AP peak: the FNO draws it as a
   correction of the F-I phase prior (noble/operator/phase.py), so spike times are sub-sample accurate;
-* each AP as the residual over that straight line inside its window, drawn on a fine template grid by the
-  AP decoder (an MLP) from the neuron's normalised features, the preceding ISI, the drive and the voltage it
-  takes off from. Every AP of a neuron at a given rate is the same shape, as in the solver.
+* each AP, the whole voltage inside its window, drawn on a fine template grid by the AP decoder (an MLP) from
+  the neuron's normalised features, the preceding ISI, the drive and the spike's index. Every AP of a neuron
+  at a given rate is the same shape, as in the solver, whatever the subthreshold part does under it.
 
-The residual is zero at both window edges by construction, so the pieces join without steps. Placement is
-linear interpolation of the template at the continuous spike time: the trace stays differentiable in the
-spike times (and through them in the features), which the fit's surrogate stage uses.
+Inside a window the output is the decoder's voltage, cross-faded with the subthreshold voltage over the
+window's first `blend_ms` and last `blend_post_ms` (raised cosines), so the pieces join without steps even
+where the operator's trajectory and the phase disagree by a little. (A first version drew the AP as a residual over the
+subthreshold line: that line moved with every misalignment and the AP peaks of one trace spread over 5 mV.)
+Placement is linear interpolation of the template at the continuous spike time: the trace stays
+differentiable in the spike times (and through them in the features), which the fit's surrogate stage uses.
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from torch import nn
 from .config import APRenderConfig
 
 SPIKE_THRESHOLD_MV = -20.0  # eFEL's default AP threshold, as in the training features
-N_DECODER_EXTRA = 4  # log ISI, drive, take-off voltage, log spike index
+N_DECODER_EXTRA = 3  # log ISI, drive, log spike index
 
 
 # ---- targets from solver traces (numpy) ----
@@ -72,31 +75,44 @@ def excise_aps(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, pre_ms: flo
     return v
 
 
-def ap_residuals(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, cfg: APRenderConfig) -> np.ndarray:
-    """(S, n_template): each AP's voltage over the straight line joining its window's edge voltages, on the
-    template grid (peak - pre_ms + u template_dt_ms); zero at both ends."""
+def ap_windows(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, cfg: APRenderConfig) -> np.ndarray:
+    """(S, n_template): each AP's voltage on the template grid, peak - pre_ms + u template_dt_ms."""
     v = np.asarray(v_mV, dtype=np.float64)
     u = np.arange(cfg.n_template) * cfg.template_dt_ms - cfg.pre_ms
-    line = np.linspace(0.0, 1.0, cfg.n_template)
     out = np.zeros((len(peaks_ms), cfg.n_template))
     for s, tp in enumerate(peaks_ms):
         lo = max(int((tp - cfg.pre_ms) / dt_ms) - 1, 0)
         hi = min(int((tp + cfg.post_ms) / dt_ms) + 3, len(v))
-        w = np.interp(tp + u, np.arange(lo, hi) * dt_ms, v[lo:hi])
-        out[s] = w - (w[0] + (w[-1] - w[0]) * line)
+        out[s] = np.interp(tp + u, np.arange(lo, hi) * dt_ms, v[lo:hi])
     return out
 
 
-def phase_target(peaks_ms: np.ndarray, t_ms: np.ndarray, onset_ms: float, end_ms: float, spike_phase: float,
-                 cap: float = 0.9) -> np.ndarray:
-    """phi(t) that passes k - 1 + spike_phase at the k-th peak: 0 until the drive's onset, linear between
-    anchors, after the last spike rising at the last ISI's pace (at most `cap` of a turn, so no phantom
-    spike) until the step ends, then constant. 0 for a silent trace."""
+def blend_weight(tau_ms: torch.Tensor, cfg: APRenderConfig) -> torch.Tensor:
+    """1 inside the AP window, a raised cosine down to 0 over blend_ms at its start and blend_post_ms at its end
+    (tau from the peak)."""
+    d = torch.minimum((tau_ms + cfg.pre_ms) / cfg.blend_ms, (cfg.post_ms - tau_ms) / cfg.blend_post_ms)
+    return 0.5 - 0.5 * torch.cos(math.pi * d.clamp(0.0, 1.0))
+
+
+def stimulus_changes_ms(stim_pA: np.ndarray, dt_ms: float) -> np.ndarray:
+    """Times (ms) where the command changes (a step's onset and offset)."""
+    return (np.flatnonzero(np.diff(np.asarray(stim_pA)) != 0) + 1) * dt_ms
+
+
+def phase_target(peaks_ms: np.ndarray, t_ms: np.ndarray, changes_ms: np.ndarray, end_ms: float,
+                 spike_phase: float, cap: float = 0.9) -> np.ndarray:
+    """phi(t) that passes k - 1 + spike_phase at the k-th peak: 0 until the last stimulus change before the
+    first spike (a step's onset, or its offset for a rebound burst: the phase must not creep through a whole
+    hyperpolarising step and fire from it), linear between anchors, after the last spike rising at the last
+    ISI's pace (at most `cap` of a turn, so no phantom spike) until the step ends, then constant. 0 for a
+    silent trace."""
     phi = np.zeros_like(t_ms, dtype=np.float64)
     p = np.asarray(peaks_ms, dtype=np.float64)
     if len(p) == 0:
         return phi
-    t0 = onset_ms if p[0] > onset_ms else 0.0
+    before = np.asarray(changes_ms, dtype=np.float64)
+    before = before[before < p[0]]
+    t0 = float(before[-1]) if len(before) else 0.0
     anchors_t = np.concatenate([[t0], p])
     anchors_phi = np.concatenate([[0.0], np.arange(len(p)) + spike_phase])
     inside = (t_ms >= t0) & (t_ms <= p[-1])
@@ -112,7 +128,7 @@ def phase_target(peaks_ms: np.ndarray, t_ms: np.ndarray, onset_ms: float, end_ms
 # ---- the AP decoder and the renderer (torch) ----
 
 class APDecoder(nn.Module):
-    """(S, F + 4) -> (S, n_template) AP residual in units of ap_scale_mV, pinned to 0 at both window edges."""
+    """(S, F + 3) -> (S, n_template) AP voltage, (v_mV - ap_offset_mV) / ap_scale_mV."""
 
     def __init__(self, n_features: int, cfg: APRenderConfig) -> None:
         super().__init__()
@@ -123,19 +139,17 @@ class APDecoder(nn.Module):
             width = cfg.hidden
         layers.append(nn.Linear(width, cfg.n_template))
         self.mlp = nn.Sequential(*layers)
-        self.register_buffer("line", torch.linspace(0.0, 1.0, cfg.n_template), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.mlp(x)
-        return r - (r[:, :1] + (r[:, -1:] - r[:, :1]) * self.line)
+        return self.mlp(x)
 
 
-def decoder_inputs(x_norm: torch.Tensor, isi_ms: torch.Tensor, drive: torch.Tensor, v_start_mV: torch.Tensor,
-                   index: torch.Tensor, cfg: APRenderConfig) -> torch.Tensor:
+def decoder_inputs(x_norm: torch.Tensor, isi_ms: torch.Tensor, drive: torch.Tensor, index: torch.Tensor,
+                   cfg: APRenderConfig) -> torch.Tensor:
     """The decoder's input rows: normalised features (S, F), then log ISI (the first spike's ISI is the
-    cap), the drive (stimulus / stim scale), the take-off voltage and log(1 + spike index), all O(1)."""
+    cap), the drive (stimulus / stim scale) and log(1 + spike index), all O(1)."""
     isi = torch.clamp(isi_ms, min=0.5, max=cfg.isi_cap_ms)
-    extra = torch.stack([torch.log(isi / 20.0), drive, (v_start_mV + 60.0) / 20.0, torch.log1p(index) / 3.0], 1)
+    extra = torch.stack([torch.log(isi / 20.0), drive, torch.log1p(index) / 3.0], 1)
     return torch.cat([x_norm, extra], dim=1)
 
 
@@ -155,7 +169,7 @@ def phase_spikes(phi: torch.Tensor, dt_ms: float, spike_phase: float, isi_cap_ms
     linear interpolation between the samples around each passage (differentiable in phi)."""
     B, T = phi.shape
     run = torch.cummax(phi, dim=-1).values
-    top = float(run[:, -1].max()) if T else 0.0
+    top = float(run[:, -1].max().detach()) if T else 0.0
     n_max = int(math.floor(top - spike_phase)) + 1 if top >= spike_phase else 0
     empty = torch.zeros(0, dtype=torch.long, device=phi.device)
     if n_max <= 0:
@@ -193,14 +207,14 @@ def sample_at(x: torch.Tensor, rows: torch.Tensor, t_ms: torch.Tensor, dt_ms: fl
     return x[rows, i0] * (1 - fr) + x[rows, i0 + 1] * fr
 
 
-def paste_aps(base: torch.Tensor, spikes: Spikes, residual: torch.Tensor, dt_ms: float,
+def paste_aps(base: torch.Tensor, spikes: Spikes, ap_mV: torch.Tensor, dt_ms: float,
               cfg: APRenderConfig) -> torch.Tensor:
-    """base (B, T) on the output grid plus each spike's template residual (S, n_template) placed at its
-    peak time by linear interpolation of the template."""
+    """base (B, T) on the output grid with each spike's AP voltage (S, n_template) placed at its peak time by
+    linear interpolation of the template and cross-faded in at the window edges (blend_weight)."""
     if len(spikes.time_ms) == 0:
         return base
     B, T = base.shape
-    W = residual.shape[1]
+    W = ap_mV.shape[1]
     n_out = int(math.ceil((cfg.pre_ms + cfg.post_ms) / dt_ms)) + 1
     start = spikes.time_ms - cfg.pre_ms
     i0 = torch.ceil(start.detach() / dt_ms).long()
@@ -209,6 +223,8 @@ def paste_aps(base: torch.Tensor, spikes: Spikes, residual: torch.Tensor, dt_ms:
     ok = (u >= 0) & (u <= W - 1) & (idx >= 0) & (idx < T)
     u0 = torch.floor(u.detach()).long().clamp(0, W - 2)
     fr = u - u0.to(u.dtype)
-    val = residual.gather(1, u0) * (1 - fr) + residual.gather(1, u0 + 1) * fr
-    flat = (spikes.trace[:, None] * T + idx.clamp(0, T - 1))[ok]
-    return base.reshape(-1).index_add(0, flat, val[ok]).reshape(B, T)
+    ap = ap_mV.gather(1, u0) * (1 - fr) + ap_mV.gather(1, u0 + 1) * fr
+    flat = (spikes.trace[:, None] * T + idx.clamp(0, T - 1))
+    w = blend_weight(u * cfg.template_dt_ms - cfg.pre_ms, cfg)
+    delta = w * (ap - base.reshape(-1)[flat])
+    return base.reshape(-1).index_add(0, flat[ok], delta[ok]).reshape(B, T)

@@ -26,7 +26,7 @@ from .config import APRenderConfig, SurrogateConfig, TrainConfig
 from .data import TraceSet, load_traces, split_models
 from .embedding import normalise
 from .model import NobleOperator
-from .render import ap_windows, decoder_inputs, excise_aps, peak_times_ms, phase_target
+from .render import ap_windows, decoder_inputs, excise_aps, peak_times_ms, phase_target, stimulus_changes_ms
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
     t_op = np.arange(T_op) * rc.coarse_dt_ms
     t = np.arange(fine.n_time) * dt
     p = fine.protocol
-    onset, end = p["start_ms"], p["start_ms"] + p["duration_ms"]
+    end = p["start_ms"] + p["duration_ms"]
     sub = np.empty((len(fine.v_mV), T_op), dtype=np.float32)
     phi = np.empty_like(sub)
     counts = np.zeros(len(fine.v_mV), dtype=np.int64)
@@ -64,7 +64,7 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
         peaks = peaks[(peaks > rc.pre_ms) & (peaks < t[-1] - rc.post_ms)]
         s = excise_aps(v, dt, peaks, rc.pre_ms, rc.post_ms)
         sub[r] = s[::step][:T_op]
-        phi[r] = phase_target(peaks, t_op, onset, end, spike_phase)
+        phi[r] = phase_target(peaks, t_op, stimulus_changes_ms(fine.stim_pA[r], dt), end, spike_phase)
         counts[r] = len(peaks)
         if len(peaks):
             rows.append(np.full(len(peaks), r))

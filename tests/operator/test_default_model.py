@@ -13,6 +13,10 @@ pytestmark = pytest.mark.skipif(not (default_surrogate_path() / "weights.safeten
                                 reason="default checkpoint not built")
 
 
+def _ix(sur):  # noqa: ANN001, ANN202 - ms -> sample index on the surrogate's grid
+    return lambda t_ms: int(round(t_ms / sur.config.dt_ms))
+
+
 @pytest.fixture(scope="module")
 def sur():
     return load_surrogate(default_surrogate_path())
@@ -24,11 +28,11 @@ def test_default_checkpoint_contract(sur) -> None:
     cfg = sur.config
     assert sur.name == "hh_fs" and cfg.family == "hh" and cfg.preset == "fast_spiking"
     assert cfg.feature_names[:2] == ["I_thr_pA", "s_thr_Hz_per_pA"]
-    assert cfg.dt_ms == 0.2 and cfg.n_time == 6000
+    assert cfg.dt_ms <= 0.05 and cfg.n_time * cfg.dt_ms == pytest.approx(1200.0)  # APs on a <= 0.05 ms grid
     assert (cfg.stimulus.start_ms, cfg.stimulus.duration_ms) == (100.0, 1000.0)
     assert len(cfg.heldout_model_ids) >= 10 and not set(cfg.heldout_model_ids) & set(cfg.train_model_ids)
     lo, hi = cfg.feature_ranges["I_thr_pA"]
-    assert 40 < lo < 95 < hi < 170  # the FS population's rheobase around the preset's ~95 pA
+    assert 25 < lo < 68 < hi < 170  # the FS population's rheobase around the preset's ~68 pA (diam 56.9 um)
     card = sur.card
     assert card["metrics_heldout"]["n_models"] >= 10 and card["metrics_heldout"]["n_amplitudes"] >= 8
     assert card["training_data"]["dataset_config"]["preset"] == "fast_spiking"
@@ -41,16 +45,17 @@ def test_default_model_rest_subthreshold_and_spiking(sur) -> None:
     feats = np.array(sur.config.population[:n])
     stim = np.stack([sur.step_stimulus(a) for a in (-50.0, 390.0)])
     v = sur.predict(np.repeat(feats, 2, axis=0), np.tile(stim, (n, 1)))
-    assert v.shape == (2 * n, 6000) and np.all(np.isfinite(v))
+    assert v.shape == (2 * n, sur.config.n_time) and np.all(np.isfinite(v))
+    ix = _ix(sur)
     j = sur.config.feature_names.index("v_rest_mV")
-    pre = v[:, 50:450].mean(axis=1)  # 10-90 ms, before the step
+    pre = v[:, ix(10):ix(90)].mean(axis=1)  # 10-90 ms, before the step
     err = np.abs(pre - np.repeat(feats[:, j], 2))  # rest at the neuron's v_rest (the FNO is not causal:
     assert np.median(err) <= 1.5 and np.percentile(err, 90) <= 3.0, err  # a step can leak a few mV before it)
     p = sur.config.stimulus
     amps = np.tile([-50.0, 390.0], n)
-    counts = trace_features(v, 0.2, p.start_ms, p.end_ms, amps)["spike_count"]
+    counts = trace_features(v, sur.config.dt_ms, p.start_ms, p.end_ms, amps)["spike_count"]
     assert np.all(counts[amps < 0] == 0) and np.all(counts[amps > 0] >= 5)
-    assert np.all(v[amps < 0, 600:5000].mean(axis=1) < pre[amps < 0] - 3)  # hyperpolarised by -50 pA
+    assert np.all(v[amps < 0, ix(120):ix(1000)].mean(axis=1) < pre[amps < 0] - 3)  # hyperpolarised by -50 pA
     assert np.all(v[amps > 0].max(axis=1) > 20)  # full-height APs
 
 
@@ -76,12 +81,13 @@ def test_default_model_rests_at_v_rest_for_every_step_in_its_range(sur) -> None:
     v = sur.predict(np.repeat(feats, len(amps), axis=0), np.tile(stim, (n, 1)))
     j = sur.config.feature_names.index("v_rest_mV")
     rest = np.repeat(feats[:, j], len(amps))
-    err = (v[:, 50:450].mean(axis=1) - rest).reshape(n, len(amps))  # 10-90 ms, before the step
+    ix = _ix(sur)
+    err = (v[:, ix(10):ix(90)].mean(axis=1) - rest).reshape(n, len(amps))  # 10-90 ms, before the step
     for k, a in enumerate(amps):
         assert np.median(np.abs(err[:, k])) <= 1.5 and np.percentile(np.abs(err[:, k]), 90) <= 3.0, (a, err[:, k])
     zero = amps.index(0.0)
-    during = v.reshape(n, len(amps), -1)[:, zero, 1000:5500].mean(axis=1)  # 200-1100 ms, inside the step
+    during = v.reshape(n, len(amps), -1)[:, zero, ix(200):ix(1100)].mean(axis=1)  # 200-1100 ms, inside the step
     assert np.median(np.abs(during - feats[:, j])) <= 1.5, during - feats[:, j]
     # and the subthreshold response is monotone in the current: steady voltage rises with the step
-    steady = v.reshape(n, len(amps), -1)[:, :, 4000:5500].mean(axis=2)
+    steady = v.reshape(n, len(amps), -1)[:, :, ix(800):ix(1100)].mean(axis=2)
     assert np.all(np.diff(np.median(steady, axis=0)) > 0), np.median(steady, axis=0)

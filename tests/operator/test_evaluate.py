@@ -99,7 +99,7 @@ def test_shipped_heldout_neurons_and_settings() -> None:
     np.testing.assert_array_equal(neurons.params, hof.params[rows])
     np.testing.assert_array_equal(neurons.features, hof.select(sur.config.feature_names).features[rows])
     sim = sim_settings_for(sur, ckpt)
-    assert (sim.dt_ms, sim.record_dt_ms, sim.noise_sigma_pA, sim.noise_tau_ms) == (0.025, 0.1, 2.0, 5.0)
+    assert (sim.dt_ms, sim.record_dt_ms, sim.noise_sigma_pA, sim.noise_tau_ms) == (0.025, 0.025, 0.0, 5.0)  # noise-free data
 
 
 def test_heldout_report_and_figures(tiny_checkpoint: Path, tiny_dataset: Path, tmp_path: Path) -> None:

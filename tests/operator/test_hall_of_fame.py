@@ -90,7 +90,7 @@ def test_shipped_hall_of_fame_names_its_members() -> None:
 
     cfg = read_config(default_surrogate_path())
     hof = read_hall_of_fame(default_surrogate_path())
-    assert hof.model_ids is not None and len(hof.model_ids) == len(hof.params) == 96
+    assert hof.model_ids is not None and len(hof.model_ids) == len(hof.params) == 192  # configs/hh_fs.yaml n_models
     assert sorted(hof.model_ids) == sorted(cfg.heldout_model_ids + cfg.train_model_ids)
     feats = hof.select(cfg.feature_names).features
     rows = [hof.model_ids.index(m) for m in cfg.train_model_ids]

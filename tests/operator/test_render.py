@@ -59,7 +59,7 @@ def test_split_and_render_reproduce_a_solver_trace(fs_trace: np.ndarray) -> None
 def test_phase_target_gives_the_spike_times_back(fs_trace: np.ndarray) -> None:
     peaks = peak_times_ms(fs_trace, DT)
     t_op = np.arange(int(TOTAL_MS / 0.2)) * 0.2
-    phi = phase_target(peaks, t_op, onset_ms=50.0, end_ms=TOTAL_MS, spike_phase=0.5)
+    phi = phase_target(peaks, t_op, changes_ms=np.array([50.0]), end_ms=TOTAL_MS, spike_phase=0.5)
     assert np.all(np.diff(phi) >= -1e-12) and phi[t_op < 50].max() == 0.0
     got = phase_spikes(torch.as_tensor(phi[None]), 0.2, 0.5, RC.isi_cap_ms)
     assert len(got.time_ms) == len(peaks)  # no phantom spike after the last one
@@ -67,6 +67,10 @@ def test_phase_target_gives_the_spike_times_back(fs_trace: np.ndarray) -> None:
     assert got.isi_ms[0] == pytest.approx(RC.isi_cap_ms)
     np.testing.assert_allclose(got.isi_ms[1:].numpy(), np.diff(peaks), atol=0.2)
     assert len(phase_spikes(torch.zeros(1, 100), 0.2, 0.5, 300.0).time_ms) == 0
+    # a rebound spike after a hyperpolarising step: the phase waits for the step's offset, not its onset
+    rebound = phase_target(np.array([420.0]), t_op, changes_ms=np.array([50.0, 400.0]), end_ms=400.0,
+                           spike_phase=0.5)
+    assert rebound[t_op < 400.0].max() == 0.0 and rebound[t_op >= 420.0].min() == pytest.approx(0.5)
 
 
 def test_placing_an_ap_is_differentiable_in_its_time() -> None:
@@ -96,7 +100,9 @@ def test_training_targets_count_every_ap_and_the_phase_agrees(fs_trace: np.ndarr
 
     quiet = np.full_like(fs_trace, fs_trace[:100].mean())
     traces = TraceSet(v_mV=np.stack([fs_trace, quiet]).astype(np.float32),
-                      stim_pA=np.zeros((2, len(fs_trace)), dtype=np.float32), features=np.zeros((2, 1)),
+                      stim_pA=np.zeros((2, len(fs_trace)), dtype=np.float32) + np.where(
+                          np.arange(len(fs_trace)) * DT >= 50.0, 150.0, 0.0).astype(np.float32) * [[1], [0]],
+                      features=np.zeros((2, 1)),
                       feature_names=["I_thr_pA"], feature_units=["pA"], model_id=np.array([0, 1]),
                       amp_pA=np.array([150.0, 0.0]), dt_ms=DT, dataset_dt_ms=DT, family="hh", preset=None,
                       protocol={"start_ms": 50.0, "duration_ms": 400.0, "amplitudes_pA": [150.0, 0.0]}, manifest={})

@@ -3,6 +3,13 @@
 import { api, saveBlob, showError } from "./api.js";
 import { FIPlot, RasterPlot, TracePlot } from "./plots.js";
 
+/** The plotted grid: the surrogate's own, thinned to >= 0.1 ms (a 0.05 ms trace is 24000 points per neuron;
+ * spike counts and times still come from the full grid, server-side). */
+export function displayDt(model) {
+  const k = Math.max(1, Math.round(0.1 / model.dt_ms));
+  return k * model.dt_ms;
+}
+
 const GT_MAX_NEURONS = 8;
 const FI_CONCURRENCY = 3; // F-I requests in flight at once: leaves the browser's connections to the traces
 
@@ -221,7 +228,7 @@ export class PopulationView {
     const seed = Number(this.el.seed.value);
     const stimulus = kind === "step" ? { kind: "step", amplitude_pA: amp }
       : { kind: "waveform", values_pA: waveform(kind, amp, m, seed), dt_ms: m.dt_ms };
-    const body = { surrogate: m.name, n_samples: n, stimulus, seed };
+    const body = { surrogate: m.name, n_samples: n, stimulus, seed, output_dt_ms: displayDt(m) };
     if (features) body.features = features;
     return body;
   }
@@ -324,7 +331,7 @@ export class PopulationView {
         timed(api.sample(body)),
         timed(api.simulate({ family: pop.family, preset: pop.preset, params: members.map((mb) => mb.params),
           n_neurons: members.length, stimulus: stim, duration_ms: m.duration_ms, dt_ms: 0.025,
-          record_dt_ms: m.dt_ms, seed })),
+          record_dt_ms: displayDt(m), seed })),
       ]);
       const vOnGrid = sim.v_mV.map((v) => v.slice(0, sur.n_time));
       const held = members.filter((mb) => mb.heldout).length;
