@@ -22,7 +22,7 @@ run: $(STAMP)
 	$(BIN)/noble serve --host $(HOST) --port $(PORT)
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q tests
+	$(BIN)/python -m pytest -q --durations=30 tests
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/datagen.py --quick

@@ -23,7 +23,9 @@ from noble.operator import default_surrogate_path
 from noble.operator.checkpoint import read_config
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
-FILES = ["171116sh_0018.abf", "2019_07_24_0055_fsi.abf", "17o05028_ic_steps.abf"]
+# a quiescent cell and a spontaneously active one (17o05028_ic_steps, the third development recording, is fitted
+# by benchmarks/fit.py; here it doubled the CI time of this test for no path the other two do not take)
+FILES = ["171116sh_0018.abf", "2019_07_24_0055_fsi.abf"]
 
 
 def _r(x: float | None, nd: int = 1) -> str:
