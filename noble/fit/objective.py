@@ -6,6 +6,25 @@ step, at most tail_ms after it), and the targets are recomputed on that cut reco
 and the simulations go through the same code (`noble.fit.targets`): eFEL per sweep, then rheobase, rest and
 spontaneous rate per cell. The stimulus is the recorded command minus its holding level.
 
+Spikes: the spike count, rate, latency and ISI features are those of APs as the physiology checks define them
+(`noble.fit.spikes`: peak above -10 mV, prominence >= 20 mV), not eFEL's -20 mV crossings, for the recording and
+the candidates alike. A model in depolarisation block (a burst at the onset, then a plateau near -20 mV whose
+ringing eFEL counted as spikes) now shows the few APs it really fires.
+
+Stops early: `last_spike_fraction`, the last AP's time in the step as a fraction of the step, scored on every
+sweep where the recording fires >= `last_spike_min_aps` (3) APs (the physiology check's 'fires to the end'
+minimum; with fewer the last AP is the first-spike latency again). A model without an AP there counts 0 (it stopped
+at the onset, a slope towards firing as for the latency). Its scale is `spikes.last_spike_sd`: half the recording's
+mean interspike interval in that step, as a fraction of the step (a model as regular as the cell, with the same
+count, can put its last AP anywhere in the final interval: no penalty for that), floored at 0.05 (25 ms of a
+0.5 s step) and capped at 0.125: the physiology check fails a model whose last AP comes before the step's middle
+while the cell fires into its last quarter, a difference of >= 0.25, i.e. >= 2 sds at the cap (the same
+`tolerance_sds` = 2 the acceptance tolerances use). So a model in block from the first 10 % of a step the cell
+fires to its end is >= 7 sds off on that sweep, and with weight 2 (between the latency's 1 and the counts' 3)
+each blocked sweep costs >= 2 x (2 x 3 x 7 - 9) = 66 (Huber, c = 3), what a spike-count term pays 5 sds off: the
+search can no longer trade a blocked high-current sweep for shape or passive terms. The count alone does not see it where the burst holds as many APs
+as the cell fires over the whole step.
+
 Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
 variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target, or, in a
 phase-aligned sweep of a pacemaker, its ISI jitter); a feature
@@ -44,13 +63,13 @@ from typing import Sequence
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from noble.datagen.features import TRACE_FEATURES
 from noble.datagen.simulate import SimResult, simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
 from .hhmodel import IDX, HHFit, split_holding
 from .tolerances import COUNT_SD_FLOOR, Tolerances
-from .targets import (RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
+from .spikes import last_spike_sd
+from .targets import (FIT_FEATURES, RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
                       spike_count_between, sweep_features)
 
 # Spike counts carry the F-I curve (rheobase, gain), the primary target of a step-protocol fit; with their
@@ -62,6 +81,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # AP shape: the single-compartment model has a near-fixed spike shape and recorded spikes are filtered
     # by the electrode, so shape terms inform little and get a small weight.
     "ap_amplitude_mV": 0.1, "ap_half_width_ms": 0.1, "ahp_depth_mV": 0.1,
+    # "Stops early" (module docstring): 2, between the latency's 1 and the counts' 3, so that a model in
+    # depolarisation block pays more on each blocked sweep than any shape or passive term can give back.
+    "last_spike_fraction": 2.0,
 }
 CELL_TERMS = ("rheobase_pA", "rest_mV", "spontaneous_rate_Hz")
 
@@ -84,6 +106,8 @@ class ObjectiveConfig(BaseModel):
     huber_c: float = Field(3.0, gt=0, description="quadratic up to |z| = c, linear beyond")
     near_rheobase_latency_weight: float = Field(3.0, ge=0, description="latency weight at the 2 lowest "
                                                 "supra-threshold sweeps")
+    last_spike_min_aps: int = Field(3, ge=1, description="the last-spike ('stops early') term is scored on the "
+                                                         "sweeps where the recording fires at least this many APs")
     tolerances: Tolerances = Field(default_factory=Tolerances)
     tolerance_sds: float = Field(2.0, ge=0, description="each tolerance is at least this many sds of the term it "
                                                         "judges (0: sds from the data's scatter alone)")
@@ -112,9 +136,9 @@ class ObjectiveConfig(BaseModel):
     @field_validator("weights")
     @classmethod
     def _known(cls, v: dict[str, float]) -> dict[str, float]:
-        bad = [k for k in v if k not in TRACE_FEATURES]
+        bad = [k for k in v if k not in FIT_FEATURES]
         if bad:
-            raise ValueError(f"unknown features {bad}; allowed: {list(TRACE_FEATURES)}")
+            raise ValueError(f"unknown features {bad}; allowed: {list(FIT_FEATURES)}")
         if any(w < 0 for w in v.values()):
             raise ValueError("weights must be >= 0")
         return v
@@ -217,9 +241,16 @@ class FitProblem:
                 continue
             tgt = self.targets.feature_array(name)
             fsd = self.targets.feature_sd[name]
+            counts = self.targets.feature_array("spike_count")
             for k, val in enumerate(tgt):
+                if name == "last_spike_fraction" and not counts[k] >= self.config.last_spike_min_aps:
+                    continue
                 if math.isfinite(val):
                     sd = float(fsd.sd_at(val))
+                    if name == "last_spike_fraction":
+                        sw = self.recording.sweeps[k]
+                        sd = last_spike_sd(counts[k], self.targets.feature_array("first_spike_latency_ms")[k],
+                                           float(val), sw.stim_end_ms - sw.stim_start_ms)
                     if name == "first_spike_latency_ms" and k in jitter:
                         sd = jitter[k]
                     sd = self._bounded_sd(name, k, float(val), sd)
@@ -465,7 +496,7 @@ class FitProblem:
             for k, s in enumerate(rec.sweeps):
                 s.index = c * S + k
                 big.append(s)
-        per = {n: np.full((C, S), np.nan) for n in TRACE_FEATURES}
+        per = {n: np.full((C, S), np.nan) for n in FIT_FEATURES}
         if big:
             feats = sweep_features(Recording(big, "candidates", "simulated"))
             rows = np.flatnonzero(usable)
@@ -504,6 +535,9 @@ class FitProblem:
             if name == "first_spike_latency_ms":
                 s = self.recording.sweeps[k]
                 m[missing] = s.stim_end_ms - s.stim_start_ms
+                z = (m - tgt) / sd
+            elif name == "last_spike_fraction":
+                m[missing] = 0.0  # no AP in the step: it stopped at the onset
                 z = (m - tgt) / sd
             else:
                 z = np.where(missing, cfg.z_missing, (m - tgt) / sd)

@@ -1,8 +1,12 @@
 """Fit targets from a recording: per-sweep eFEL features, per-recording rheobase / F-I slope / rest, and
 per-feature experimental variability (sd) for scaling an objective.
 
-Per-sweep features come from `noble.datagen.features.trace_features`, the same extractor the datagen
-uses, so a simulated and a recorded trace are measured identically. Each sweep is cut at the next change
+Per-sweep features (`FIT_FEATURES`) come from `noble.datagen.features.trace_features`, the same eFEL extractor
+the datagen uses, except the spike-train features (spike count, rate, first-spike latency, ISI CV, adaptation
+index) and the last AP's time in the step (`last_spike_fraction`), which come from `noble.fit.spikes`: APs as the
+physiology checks define them (peak above -10 mV, prominence >= 20 mV), so a depolarisation-block plateau and its
+ringing, which eFEL's -20 mV threshold counts as spikes, never count. A simulated and a recorded trace are
+measured identically. Each sweep is cut at the next change
 of its command after the test step (e.g. the fixed -100 pA step of the pyABF protocols), so later epochs
 cannot leak into post-stimulus features.
 
@@ -35,12 +39,18 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.features import TRACE_FEATURES, trace_features
 from noble.io.recording import Recording, Sweep, holding_level
 
+from .spikes import spike_train_features
+
 REL_SD_FLOOR = 0.05  # BluePyEModel threshold_efeature_std default
 ABS_SD_FLOOR: dict[str, float] = {
     "spike_count": 1.0, "rate_Hz": 2.0, "first_spike_latency_ms": 1.0, "isi_cv": 0.02,
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
+    "last_spike_fraction": 0.05,
 }
+# The per-sweep features a fit measures: eFEL's (the dataset's columns), then the last AP's time in the step.
+FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction")
+FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1"}
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
 NO_RELATIVE_FLOOR = {"v_rest_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
@@ -129,9 +139,10 @@ def spike_count_between(v_mV: np.ndarray, dt_ms: float, t0_ms: float, t1_ms: flo
 
 
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
-    """eFEL features of every sweep (recording order), each trace cut at its analysis end."""
+    """`FIT_FEATURES` of every sweep (recording order), each trace cut at its analysis end: eFEL's (at
+    threshold_mV), the spike-train ones replaced by `spikes.spike_train_features` (module docstring)."""
     n = len(rec)
-    out = {name: np.full(n, np.nan) for name in TRACE_FEATURES}
+    out = {name: np.full(n, np.nan) for name in FIT_FEATURES}
     groups: dict[tuple[float, int, float, float], list[int]] = {}
     for k, s in enumerate(rec.sweeps):
         assert s.dt_ms is not None
@@ -141,6 +152,7 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
         v = np.stack([rec.sweeps[k].v_mV[:T] for k in members])
         amps = np.array([rec.sweeps[k].stim_amplitude_pA for k in members])
         feats = trace_features(v, dt, start, end, amps, threshold_mV=threshold_mV)
+        feats.update(spike_train_features(v, dt, start, end))
         for name, vals in feats.items():
             if name in out:
                 out[name][members] = vals

@@ -205,7 +205,7 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
     every check passes, and it grows with the distance beyond a tolerance."""
     if not DATA.is_dir():
         pytest.skip(f"real recordings folder {DATA} is absent")
-    from noble.datagen.features import TRACE_FEATURES
+    from noble.fit.targets import FIT_FEATURES
     from noble.fit.api import acceptance_checks
     from noble.fit.objective import FitProblem, ObjectiveConfig
 
@@ -213,7 +213,7 @@ def test_tolerance_penalty_is_zero_exactly_when_the_acceptance_checks_pass(name:
     t = prob.targets
     C = 400
     rng = np.random.default_rng(7)
-    per = {n: np.repeat(t.feature_array(n)[None, :], C, axis=0).astype(float) for n in TRACE_FEATURES}
+    per = {n: np.repeat(t.feature_array(n)[None, :], C, axis=0).astype(float) for n in FIT_FEATURES}
     cell = {"rheobase_pA": np.full(C, t.rheobase_pA), "rest_mV": np.full(C, t.rest_mV),
             "spontaneous_rate_Hz": np.full(C, t.spontaneous_rate_Hz)}
     sup = prob.supra_threshold_sweeps
@@ -242,14 +242,14 @@ def test_tolerance_margin_starts_the_penalty_inside_the_latency_rest_and_rheobas
     (integers: no margin) is not."""
     if not DATA.is_dir():
         pytest.skip(f"real recordings folder {DATA} is absent")
-    from noble.datagen.features import TRACE_FEATURES
+    from noble.fit.targets import FIT_FEATURES
     from noble.fit.api import acceptance_checks
     from noble.fit.objective import FitProblem, ObjectiveConfig
 
     rec = read_recording(DATA / RS)
     prob = FitProblem.from_recording(rec, ObjectiveConfig(tolerance_margin=0.8))
     t = prob.targets
-    per = {n: t.feature_array(n)[None, :].astype(float) for n in TRACE_FEATURES}
+    per = {n: t.feature_array(n)[None, :].astype(float) for n in FIT_FEATURES}
     cell = {"rheobase_pA": np.array([t.rheobase_pA]), "rest_mV": np.array([t.rest_mV]),
             "spontaneous_rate_Hz": np.array([t.spontaneous_rate_Hz])}
     low, top = prob.supra_threshold_sweeps[0], prob.supra_threshold_sweeps[-1]
