@@ -33,7 +33,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
-from .hhmodel import DEFAULT_FREE, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
+from .hhmodel import DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
 from .polish import PolishConfig, polish_feasibility
@@ -112,6 +112,10 @@ class FitResult(BaseModel):
     stage1: dict[str, Any]
     warm_start: dict[str, Any]
     parameters: dict[str, dict[str, Any]]
+    free_parameters: list[dict[str, Any]] = Field(
+        default_factory=list, description="the search box: each free coordinate (name, unit, low, high, transform: "
+                                          "'log' or 'linear' in the unit cube CMA-ES moves in; the family's "
+                                          "declared range beside it), E_leak as 'solved' when the rest is pinned")
     equivalent_bias_pA: float = Field(..., description="the fitted model as the preset's E_leak + this holding current")
     holding_current_pA: float = Field(0.0, description="holding current simulated when E_leak is beyond its range")
     objective: float = Field(..., description="mean (Huber) squared z of the reported fit at the final dt, plus the "
@@ -265,6 +269,30 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     return ParamSpace(free=tuple(cfg.free), base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
+
+
+def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
+    """fit.json's `free_parameters`: what the search could move and within which box."""
+    HH = get_family("hh")
+    out: list[dict[str, Any]] = []
+    for name in space.free:
+        lo, hi, log = space.bounds[name]
+        spec = HH.param_spec(name)
+        out.append({"name": name, "unit": spec.unit, "low": float(lo), "high": float(hi),
+                    "transform": "log" if log else "linear",
+                    "family_low": float(spec.low), "family_high": float(spec.high)})
+    if space.leak_shift_mV is not None:
+        lo, hi = space.leak_shift_mV
+        out.append({"name": "leak_shift_mV", "unit": "mV", "low": float(lo), "high": float(hi), "transform": "linear",
+                    "description": "E_leak shift from the value that pins the recorded median voltage"})
+    if pinned:
+        lo, hi = EFFECTIVE_E_LEAK_MV
+        spec = HH.param_spec("E_leak")
+        out.append({"name": "E_leak", "unit": spec.unit, "low": float(lo), "high": float(hi), "transform": "solved",
+                    "family_low": float(spec.low), "family_high": float(spec.high),
+                    "description": "not searched: solved per candidate so the steady state sits at the recorded rest "
+                                   "(beyond the family's range: its edge plus a holding current)"})
+    return out
 
 
 def _stage1(problem: FitProblem, cfg: FitConfig, notes: list[str]) -> tuple[Any, SurrogateFit | None, dict[str, Any]]:
@@ -480,7 +508,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         sweeps=[{"index": s.index, "amplitude_pA": s.stim_amplitude_pA, "stim_start_ms": s.stim_start_ms + c0,
                  "stim_end_ms": s.stim_end_ms + c0}
                 for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],
-        stage1=s1info, warm_start=wsinfo, parameters=params_out, equivalent_bias_pA=bias, holding_current_pA=holding,
+        stage1=s1info, warm_start=wsinfo, parameters=params_out,
+        free_parameters=free_parameters(space, pinned=pin is not None),
+        equivalent_bias_pA=bias, holding_current_pA=holding,
         objective=float(ev.objective[0]), objective_search=objective_search, chi2=float(ev.chi2[0]),
         tolerance_excess=float(problem.tolerance_excess(ev.z)[0]),
         n_terms=len(problem.term_labels), per_feature_rms_z=problem.per_feature_rms_z(z),
