@@ -20,6 +20,7 @@ batch-256 surrogate call; for Brian2 the number of integration steps x state var
     .venv/bin/python benchmarks/surrogate.py --quick            # fewer repeats / smaller Brian2 group
     .venv/bin/python benchmarks/surrogate.py --ckpt runs/x --threads 2 --json out.json
     .venv/bin/python benchmarks/surrogate.py --device cuda --n 4096 --batch-size 512 --json gpu.json
+    .venv/bin/python benchmarks/surrogate.py --ckpt noble/assets/hh_mc_fs --brian-n 16 --standalone   # + cpp_standalone
 """
 
 from __future__ import annotations
@@ -137,6 +138,44 @@ def bench_brian2(sur, amps: np.ndarray, n_big: int, seed: int, dt_ms: float, tar
     }
 
 
+def bench_brian2_standalone(sur, amps: np.ndarray, n_big: int, seed: int, dt_ms: float) -> dict[str, Any]:
+    """Brian2 cpp_standalone for a multi-compartment family: ONE project of n_big neurons compiled once
+    (`StandaloneMC`), then re-run with new channel parameters and stimuli through `run_args` (what a batch job
+    re-running a population does); the compile is reported apart, the run time is the figure."""
+    from noble.datagen.models import get
+    from noble.datagen.simulate import steps_matrix
+    from noble.datagen.simulate_mc import StandaloneMC
+
+    fam = get(sur.config.family)
+    rng = np.random.default_rng(seed)
+    p = sur.config.stimulus
+    total, rec = sur.config.duration_ms, sur.config.dt_ms
+    names = fam.param_names()
+    fixed = [i for i, nm in enumerate(names) if nm.endswith("_um") or nm in ("Ri", "cm")]
+    base = fam.sample_params(n_big, rng, sur.config.preset)
+
+    def params() -> np.ndarray:
+        q = fam.sample_params(n_big, rng, sur.config.preset)
+        q[:, fixed] = base[:, fixed]  # the compiled morphologies
+        return q
+
+    stim = steps_matrix(amps[:n_big], p.start_ms, p.duration_ms, total, rec)
+    t0 = time.perf_counter()
+    sa = StandaloneMC(fam, base, duration_ms=total, stim_dt_ms=rec, dt_ms=dt_ms, record_dt_ms=rec)
+    build = time.perf_counter() - t0
+    try:
+        sa.run(params(), stim)  # first run: loads the binary's pages
+        tb = _timed(lambda: sa.run(params(), stim), 2)
+    finally:
+        sa.close()
+        import shutil
+
+        shutil.rmtree(sa.directory, ignore_errors=True)
+    return {"target": "cpp_standalone (run_args)", "dt_ms": dt_ms, "compile_s": build,
+            f"batch{n_big}_s_per_call": float(np.median(tb)),
+            f"batch{n_big}_traces_per_s": n_big / float(np.median(tb))}
+
+
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--ckpt", type=Path, default=None, help="checkpoint (default: the shipped hh_fs)")
@@ -153,6 +192,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--quick", action="store_true", help="1 repeat, Brian2 large batch 64")
     ap.add_argument("--brian-n", type=int, default=None, help="Brian2 group size for the large batch (default "
                     "--n; a multi-compartment group of 256 takes minutes, and throughput per trace is flat in n)")
+    ap.add_argument("--standalone", action="store_true", help="multi-compartment families: also Brian2 "
+                    "cpp_standalone, compiled once for a group of --brian-n and re-run through run_args")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
@@ -169,8 +210,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     repeats = 1 if args.quick else args.repeats
     s = bench_surrogate(sur, args.n, repeats, args.seed)
     n_brian = args.brian_n or (min(args.n, 64) if args.quick else args.n)
-    b = bench_brian2(sur, s.pop("amps"), n_brian, args.seed, args.brian_dt_ms, args.brian_target)
+    b = bench_brian2(sur, s["amps"], n_brian, args.seed, args.brian_dt_ms, args.brian_target)
+    sa = (bench_brian2_standalone(sur, s["amps"], n_brian, args.seed, args.brian_dt_ms)
+          if args.standalone else None)
     s.pop("feats")
+    s.pop("amps")
     out = {
         "checkpoint": str(args.ckpt or default_surrogate_path()), "trace": {
             "duration_ms": sur.config.duration_ms, "dt_ms": sur.config.dt_ms, "samples": sur.config.n_time},
@@ -182,6 +226,9 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "speedup_batch1": s["batch1_traces_per_s"] / b["batch1_traces_per_s"],
         "speedup_large_batch": s[f"batch{args.n}_traces_per_s"] / b[f"batch{n_brian}_traces_per_s"],
     }
+    if sa is not None:
+        out["brian2_standalone"] = sa
+        out["speedup_large_batch_vs_standalone"] = s[f"batch{args.n}_traces_per_s"] / sa[f"batch{n_brian}_traces_per_s"]
     where = (f"{out['machine']['gpu']} ({args.device}), torch {torch.__version__}" if out["machine"]["gpu"]
              else f"{s['threads']} CPU thread(s)")
     print(f"trace: {sur.config.duration_ms:g} ms at {sur.config.dt_ms} ms ({sur.config.n_time} samples); "
@@ -192,6 +239,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     print(f"{'surrogate':>12} {s['batch1_traces_per_s']:>18.2f} {big_s:>22.2f}  (batch {args.n})")
     print(f"{'brian2':>12} {b['batch1_traces_per_s']:>18.2f} {big_b:>22.2f}  (group of {n_brian})")
     print(f"{'ratio':>12} {out['speedup_batch1']:>17.1f}x {out['speedup_large_batch']:>21.1f}x")
+    if sa is not None:
+        big_sa = sa[f"batch{n_brian}_traces_per_s"]
+        print(f"{'standalone':>12} {'':>18} {big_sa:>22.2f}  (group of {n_brian}, run_args; compile "
+              f"{sa['compile_s']:.0f} s apart)")
+        print(f"{'ratio':>12} {'':>18} {out['speedup_large_batch_vs_standalone']:>21.1f}x")
     print(f"surrogate time by operator (batch call, {s['profile_time']}): "
           + ", ".join(f"{t['op']} {100 * t['share']:.0f}%" for t in s["profile_top_ops"]))
     print(f"brian2: {b['steps_per_trace']} integration steps per trace; first run incl. compile "

@@ -120,6 +120,10 @@ class APRenderConfig(BaseModel):
     layers: int = Field(3, ge=1, le=8, description="AP decoder hidden layers")
     isi_cap_ms: float = Field(300.0, gt=0, description="longer ISIs (and the first spike's) enter as this")
     phase_weight: float = Field(1.0, ge=0, description="weight of the phase MSE next to the voltage rel L2")
+    phase_tail_cap: float = Field(0.9, gt=0, lt=1, description=(
+        "after a trace's last spike the target phase creeps on at the last ISI's pace by at most this much of a "
+        "turn (render.phase_target); the next AP fires at 1.0, so 1 - cap is the margin an operator error must "
+        "cross to draw a phantom AP after the step (0.9, the first weights: ~8 % of traces; 0.5 from hh_mc_fs)"))
     decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
     decoder_batch: int = Field(512, ge=1, le=65536)
     decoder_lr: float = Field(2e-3, gt=0, le=1)

@@ -352,11 +352,15 @@ def simulate_steps(family: str, params: np.ndarray, amps_pA: Sequence[float], *,
     total_ms = n_time * dt_out_ms
     stim = steps_matrix(np.tile(amps, M), start_ms, duration_ms, total_ms, sim.record_dt_ms)
     rng = np.random.default_rng(seed)
+    noise_free = sim.noise_sigma_pA == 0.0  # a noise-free dataset: the 'noisy' trial is the same run
     noisy = stim + ou_noise(len(stim), stim.shape[1], sim.record_dt_ms, sim.noise_tau_ms, sim.noise_sigma_pA, rng)
-    res = simulate(get_family(family), np.concatenate([rows, rows]), np.concatenate([stim, noisy]),
+    res = simulate(get_family(family), rows if noise_free else np.concatenate([rows, rows]),
+                   stim if noise_free else np.concatenate([stim, noisy]),
                    stim_dt_ms=sim.record_dt_ms, duration_ms=total_ms, dt_ms=sim.dt_ms,
                    record_dt_ms=sim.record_dt_ms, seed=seed, target=sim.target)
     v = res.v_mV[:, ::step][:, :n_time]
+    if noise_free:
+        return np.ascontiguousarray(v), np.array(v, copy=True)
     return np.ascontiguousarray(v[: M * A]), np.ascontiguousarray(v[M * A:])
 
 

@@ -64,7 +64,8 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
         peaks = peaks[(peaks > rc.pre_ms) & (peaks < t[-1] - rc.post_ms)]
         s = excise_aps(v, dt, peaks, rc.pre_ms, rc.post_ms)
         sub[r] = s[::step][:T_op]
-        phi[r] = phase_target(peaks, t_op, stimulus_changes_ms(fine.stim_pA[r], dt), end, spike_phase)
+        phi[r] = phase_target(peaks, t_op, stimulus_changes_ms(fine.stim_pA[r], dt), end, spike_phase,
+                              cap=rc.phase_tail_cap)
         counts[r] = len(peaks)
         if len(peaks):
             rows.append(np.full(len(peaks), r))
