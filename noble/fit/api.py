@@ -33,7 +33,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, read_recording
 
-from .hhmodel import DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding
+from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
+                      split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
 from .polish import PolishConfig, polish_feasibility

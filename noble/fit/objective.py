@@ -20,10 +20,10 @@ count, can put its last AP anywhere in the final interval: no penalty for that),
 0.5 s step) and capped at 0.125: the physiology check fails a model whose last AP comes before the step's middle
 while the cell fires into its last quarter, a difference of >= 0.25, i.e. >= 2 sds at the cap (the same
 `tolerance_sds` = 2 the acceptance tolerances use). So a model in block from the first 10 % of a step the cell
-fires to its end is >= 7 sds off on that sweep, and with weight 2 (between the latency's 1 and the counts' 3)
-each blocked sweep costs >= 2 x (2 x 3 x 7 - 9) = 66 (Huber, c = 3), what a spike-count term pays 5 sds off: the
-search can no longer trade a blocked high-current sweep for shape or passive terms. The count alone does not see it where the burst holds as many APs
-as the cell fires over the whole step.
+fires to its end is about 7 sds off on that sweep, and with weight 2 (between the latency's 1 and the counts' 3)
+each blocked sweep costs about 2 x (2 x 3 x 7 - 9) = 66 (Huber, c = 3), what a spike-count term pays 5 sds off: the
+search can no longer trade a blocked high-current sweep for shape or passive terms. The count alone does not see
+it where the burst holds as many APs as the cell fires over the whole step.
 
 Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the feature's sweep-to-sweep
 variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target, or, in a

@@ -122,7 +122,7 @@ def test_models_in_depolarisation_block_score_far_worse_than_the_truth(block_eva
     assert n_efel > ev.features["spike_count"][1, 3]
 
 
-def test_the_last_spike_term_penalises_a_model_that_stops_early_even_with_the_right_count(block_eval) -> None:  # noqa: ANN001
+def test_the_last_spike_term_penalises_a_model_that_stops_early_with_the_right_count(block_eval) -> None:  # noqa: ANN001
     """A candidate with the truth's every feature but its last AP early in the 800 pA step (a burst of as many APs
     as the cell fires in the whole step): only the last-spike term sees it, and strongly."""
     prob, ev, _ = block_eval
