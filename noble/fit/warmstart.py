@@ -75,7 +75,7 @@ def hall_of_fame(surrogate: Any, dataset: str | Path | None = None) -> HallOfFam
     for c in cand:
         if c.is_file():
             hof = read_hall_of_fame(c).select(names)
-            if hof is not None and len(hof.params):
+            if hof is not None and len(hof.params) and hof.family == "hh":  # the fit's model is hh
                 return hof
     dirs: list[Path] = []
     if dataset is not None:
@@ -91,7 +91,7 @@ def hall_of_fame(surrogate: Any, dataset: str | Path | None = None) -> HallOfFam
             except Exception as exc:  # unreadable shards: fall back
                 log.warning("hall of fame from %s failed: %s", d, exc)
                 hof = None
-            if hof is not None and len(hof.params):
+            if hof is not None and len(hof.params) and hof.family == "hh":
                 return hof
     p = cfg.stimulus
     P, Fm = _preset_features(tuple(names), float(p.start_ms), float(p.duration_ms),

@@ -315,8 +315,7 @@ def heldout_neurons(sur: Surrogate, ckpt: Path, dataset: Path | None = None) -> 
         raise ValueError(f"{ckpt}: config.json lists no heldout_model_ids")
     which = "held-out models of the training dataset"
     hof_path = ckpt / FILENAME
-    if cfg.family == "hh" and hof_path.is_file():
-        hof = read_hall_of_fame(hof_path)
+    if hof_path.is_file() and (hof := read_hall_of_fame(hof_path)).family == cfg.family:
         sel = hof.select(cfg.feature_names)
         if hof.model_ids is not None and sel is not None and set(ids) <= set(hof.model_ids):
             rows = [hof.model_ids.index(m) for m in ids]

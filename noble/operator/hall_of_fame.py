@@ -1,7 +1,9 @@
-"""The hall of fame: the population a surrogate was trained on, as hh parameters + features per model.
+"""The hall of fame: the population a surrogate was trained on, as model parameters + features per model.
 
-`hall_of_fame.json` beside a checkpoint (written by `noble train` for hh surrogates) lets the fit warm-start
-from the training neurons without the (large, unshipped) training dataset. It holds `param_names`,
+`hall_of_fame.json` beside a checkpoint (written by `noble train`) lets the fit warm-start from the training
+neurons (hh surrogates), and `noble evaluate`, the tests and `/v1/models/{name}/population` reach the held-out
+neurons, without the (large, unshipped) training dataset. It holds `family` (absent in files written before
+other families had one: hh), `param_names`,
 `feature_names`, `params` (M, P), `features` (M, F), `source` (the dataset) and, from files written since
 the model ids were added, `model_ids` (M,): the dataset's model id of every member, so a caller can tell
 the checkpoint's `heldout_model_ids` (never trained on) from its `train_model_ids`. Older files have no
@@ -18,7 +20,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..datagen.models.hh import HH
+from ..datagen.models import get as get_family
 from ..io._atomic import atomic_path
 
 FILENAME = "hall_of_fame.json"
@@ -26,13 +28,18 @@ FILENAME = "hall_of_fame.json"
 
 @dataclass
 class HallOfFame:
-    """Parameter rows (M, P) in today's hh order, their features (M, F) and, when known, model ids (M,)."""
+    """Parameter rows (M, P) in the family's order of today, their features (M, F) and, when known, model ids."""
 
     params: np.ndarray
     features: np.ndarray
     feature_names: list[str]
     source: str
     model_ids: list[int] | None = None
+    family: str = "hh"
+
+    @property
+    def param_names(self) -> list[str]:
+        return get_family(self.family).param_names()
 
     def select(self, feature_names: Sequence[str]) -> "HallOfFame | None":
         """The same members with only `feature_names` as feature columns (in that order); None if one is missing."""
@@ -44,18 +51,24 @@ class HallOfFame:
 
 
 def hh_param_names() -> list[str]:
-    return HH.param_names()
+    return get_family("hh").param_names()
+
+
+def in_family_order(params: np.ndarray, names: Sequence[str], family: str = "hh") -> np.ndarray:
+    """Rows stored under `names` as (M, P) in the family's order of today; a parameter the store predates
+    (hh's I_D: g_D, tau_D) takes the family default, i.e. the model the rows were simulated with."""
+    names = list(names)
+    fam = get_family(family)
+    order = fam.param_names()
+    out = np.empty((params.shape[0], len(order)))
+    for j, name in enumerate(order):
+        out[:, j] = params[:, names.index(name)] if name in names else fam.param_spec(name).default
+    return out
 
 
 def in_hh_order(params: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """Rows stored under `names` as (M, P) in today's hh order; a parameter the store predates (I_D's
-    g_D, tau_D) takes the family default, i.e. the model the rows were simulated with."""
-    names = list(names)
-    order = hh_param_names()
-    out = np.empty((params.shape[0], len(order)))
-    for j, name in enumerate(order):
-        out[:, j] = params[:, names.index(name)] if name in names else HH.param_spec(name).default
-    return out
+    """`in_family_order` for the hh family."""
+    return in_family_order(params, names, "hh")
 
 
 def read_hall_of_fame(path: str | Path) -> HallOfFame:
@@ -65,15 +78,16 @@ def read_hall_of_fame(path: str | Path) -> HallOfFame:
     if p.is_dir():
         p = p / FILENAME
     doc = json.loads(p.read_text())
-    names = doc.get("param_names", hh_param_names())
-    params = in_hh_order(np.asarray(doc["params"], dtype=np.float64), names)
+    family = str(doc.get("family", "hh"))
+    names = doc.get("param_names", get_family(family).param_names())
+    params = in_family_order(np.asarray(doc["params"], dtype=np.float64), names, family)
     feats = np.asarray(doc["features"], dtype=np.float64)
     ids = doc.get("model_ids")
     if ids is not None:
         ids = [int(m) for m in ids]
         if len(ids) != len(params):
             raise ValueError(f"{p}: {len(ids)} model_ids for {len(params)} members")
-    return HallOfFame(params, feats, list(doc["feature_names"]), str(p), ids)
+    return HallOfFame(params, feats, list(doc["feature_names"]), str(p), ids, family)
 
 
 def hall_of_fame_from_dataset(directory: str | Path, feature_names: Sequence[str]) -> HallOfFame | None:
@@ -82,11 +96,12 @@ def hall_of_fame_from_dataset(directory: str | Path, feature_names: Sequence[str
     feature are dropped."""
     import h5py
 
-    from ..datagen.dataset import open_dataset
+    from ..datagen.dataset import open_dataset, read_manifest
     from ..datagen.features import NEURON_FEATURES
     from .data import DERIVED_FEATURES, derived_feature
 
     feature_names = list(feature_names)
+    family = str(((read_manifest(Path(directory)) or {}).get("config") or {}).get("family", "hh"))
     rows_p: list[np.ndarray] = []
     rows_f: list[list[float]] = []
     ids: list[int] = []
@@ -114,24 +129,25 @@ def hall_of_fame_from_dataset(directory: str | Path, feature_names: Sequence[str
                     col = feats[rows, cols[name]]
                     col = col[np.isfinite(col)]
                     vec.append(float(np.median(col)) if len(col) else math.nan)
-            rows_p.append(in_hh_order(params[rows[0]][None, :], pnames)[0])
+            rows_p.append(in_family_order(params[rows[0]][None, :], pnames, family)[0])
             rows_f.append(vec)
             ids.append(int(m))
     if not rows_p:
         return None
     P, Fm = np.stack(rows_p), np.asarray(rows_f)
     ok = np.all(np.isfinite(Fm), axis=1)
-    return HallOfFame(P[ok], Fm[ok], feature_names, str(directory), [m for m, k in zip(ids, ok) if k])
+    return HallOfFame(P[ok], Fm[ok], feature_names, str(directory), [m for m, k in zip(ids, ok) if k], family)
 
 
 def write_hall_of_fame(dataset: str | Path, feature_names: Sequence[str], path: str | Path) -> int:
-    """Write the dataset's population (hh parameters, features and model ids per model) as
+    """Write the dataset's population (model parameters, features and model ids per model) as
     `hall_of_fame.json` at path, so a shipped checkpoint warm-starts fits without its training data.
     Returns the number of members; ValueError when the dataset has no such population."""
     hof = hall_of_fame_from_dataset(Path(dataset), list(feature_names))
     if hof is None or not len(hof.params):
-        raise ValueError(f"no hh population with features {list(feature_names)} in {dataset}")
-    doc = {"source": str(dataset), "param_names": hh_param_names(), "feature_names": list(feature_names),
+        raise ValueError(f"no population with features {list(feature_names)} in {dataset}")
+    doc = {"source": str(dataset), "family": hof.family, "param_names": hof.param_names,
+           "feature_names": list(feature_names),
            "params": hof.params.tolist(), "features": hof.features.tolist(), "model_ids": hof.model_ids}
     with atomic_path(path) as tmp:
         tmp.write_text(json.dumps(doc) + "\n")

@@ -348,20 +348,21 @@ def epoch_start(cfg: TrainConfig, rows: np.ndarray, epoch: int, steps: int, prog
 def finish(out: Path, scfg: SurrogateConfig, dataset: str | Path, history: list[dict[str, float]],
            validated: bool, traces: TraceSet, held_ids: np.ndarray, evaluate_at_end: bool, selected_by: str) -> None:
     """End of a run: the validation-selected epoch becomes the checkpoint, hall_of_fame.json is written beside
-    it (hh), and the held-out metrics go into the card."""
+    it, and the held-out metrics go into the card."""
     if validated and history:
         net = load_network(out / STATE_DIR / "best", scfg)
         card = json.loads((out / CARD).read_text())
         card["training"]["selected_epoch"] = best_epoch(history)
         card["training"]["selected_by"] = selected_by
         save_checkpoint(out, net, scfg, card)
-    if scfg.family == "hh":  # the fit's warm start reads the population from beside the checkpoint
-        from .hall_of_fame import write_hall_of_fame
+    # the fit's warm start (hh), noble evaluate and /v1/models/{name}/population read the population from beside
+    # the checkpoint
+    from .hall_of_fame import write_hall_of_fame
 
-        try:
-            write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
-        except ValueError as exc:  # a dataset without some feature: fits fall back to the presets
-            log.warning("no hall_of_fame.json written: %s", exc)
+    try:
+        write_hall_of_fame(dataset, scfg.feature_names, out / "hall_of_fame.json")
+    except ValueError as exc:  # a dataset without some feature: fits fall back to the presets
+        log.warning("no hall_of_fame.json written: %s", exc)
     if evaluate_at_end:
         from .checkpoint import load_surrogate
         from .evaluate import evaluate_surrogate

@@ -13,18 +13,18 @@ from noble.operator.hall_of_fame import HallOfFame, read_hall_of_fame, write_hal
 AMPS = [-50.0, 100.0, 200.0]
 
 
-def _fake_hh_dataset(directory: Path) -> tuple[np.ndarray, np.ndarray]:
-    """An hh dataset of 2 shards x 2 models whose traces are zeros and whose features are made up (no
+def _fake_hh_dataset(directory: Path, family: str = "hh") -> tuple[np.ndarray, np.ndarray]:
+    """An hh (or other family's) dataset of 2 shards x 2 models whose traces are zeros and whose features are made up (no
     simulation: the hall of fame reads only the small tables). Model 1000001 has a NaN v_rest_mV."""
     from noble.datagen.config import parse_config
     from noble.datagen.dataset import (ShardData, feature_names, shard_name, shard_record, write_manifest,
                                        write_shard)
     from noble.datagen.models import get
 
-    cfg = parse_config({"name": "fake_hh", "family": "hh", "n_models": 4, "models_per_shard": 2, "seed": 0,
+    cfg = parse_config({"name": "fake_hh", "family": family, "n_models": 4, "models_per_shard": 2, "seed": 0,
                         "protocol": {"kind": "fi_sweep", "amplitudes_pA": AMPS, "start_ms": 20, "duration_ms": 50},
                         "duration_ms": 100, "dt_ms": 0.1, "record_dt_ms": 0.1, "brian_target": "numpy"})
-    fam = get("hh")
+    fam = get(family)
     directory.mkdir(parents=True)
     rng = np.random.default_rng(0)
     names = feature_names()
@@ -98,3 +98,13 @@ def test_shipped_hall_of_fame_names_its_members() -> None:
     population = {tuple(r) for r in np.asarray(cfg.population).tolist()}
     held = [hof.model_ids.index(m) for m in cfg.heldout_model_ids]
     assert not any(tuple(r) in population for r in feats[held].tolist())
+
+
+def test_a_multi_compartment_population_keeps_its_family_and_parameter_order(tmp_path: Path) -> None:
+    from noble.datagen.models import get
+
+    params, _ = _fake_hh_dataset(tmp_path / "ds", family="hh_mc")
+    write_hall_of_fame(tmp_path / "ds", ["I_thr_pA"], tmp_path / "hall_of_fame.json")
+    hof = read_hall_of_fame(tmp_path)
+    assert hof.family == "hh_mc" and hof.param_names == get("hh_mc").param_names()
+    np.testing.assert_array_equal(hof.params, params)  # I_thr is finite for all four models

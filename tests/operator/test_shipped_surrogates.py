@@ -14,10 +14,11 @@ from noble.operator.evaluate import compare_traces, heldout_neurons, sim_setting
 SHIPPED = shipped_surrogate_paths()
 
 
-def test_the_default_and_at_least_two_other_cell_classes_are_shipped() -> None:
-    assert "hh_fs" in SHIPPED and len(SHIPPED) >= 3, sorted(SHIPPED)
-    presets = {load_surrogate(p).config.preset for p in SHIPPED.values()}
-    assert len(presets) == len(SHIPPED)  # one population per cell class
+def test_the_default_three_cell_classes_and_a_multi_compartment_cell_are_shipped() -> None:
+    assert "hh_fs" in SHIPPED and len(SHIPPED) >= 4, sorted(SHIPPED)
+    kinds = {(load_surrogate(p).config.family, load_surrogate(p).config.preset) for p in SHIPPED.values()}
+    assert len(kinds) == len(SHIPPED)  # one population per cell class and family
+    assert any(family == "hh_mc" for family, _ in kinds), kinds
 
 
 @pytest.fixture(scope="module", params=sorted(SHIPPED))

@@ -38,7 +38,7 @@ def population_members(loaded: LoadedSurrogate, n: int, seed: int) -> dict[str, 
     """n members of the surrogate's training population (hall_of_fame.json beside its checkpoint) whose features
     lie inside its trained ranges: held-out members (never trained on) first, then training members, each group
     in a seeded random order. FileNotFoundError when the checkpoint ships no population."""
-    from ...operator.hall_of_fame import hh_param_names, read_hall_of_fame
+    from ...operator.hall_of_fame import read_hall_of_fame
 
     path = loaded.path / "hall_of_fame.json"
     if not path.is_file():
@@ -54,7 +54,7 @@ def population_members(loaded: LoadedSurrogate, n: int, seed: int) -> dict[str, 
     lo = np.array([ranges[f][0] for f in names])
     hi = np.array([ranges[f][1] for f in names])
     inside = np.all((feats >= lo) & (feats <= hi), axis=1)
-    param_names = hh_param_names()  # read_hall_of_fame returns the parameters in the hh family's order
+    param_names = hof.param_names  # read_hall_of_fame returns the parameters in the family's order
     ids = hof.model_ids
     held_ids = set(int(m) for m in (getattr(loaded.config, "heldout_model_ids", None) or []))
     held = np.array([ids is not None and int(ids[i]) in held_ids for i in range(len(feats))])
