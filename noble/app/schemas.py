@@ -70,6 +70,9 @@ class SurrogateOut(BaseModel):
         description="[low, high] of trained_amplitudes_pA: /v1/sample refuses a step amplitude outside it (and a "
                     "waveform value outside it widened to 0 pA) unless extrapolate is true; null if unrecorded")
     heldout_metrics: dict[str, Any] = Field(description="metrics on held-out neurons, from the model card")
+    speed: dict[str, Any] | None = Field(None, description=(
+        "traces/s of the surrogate and of Brian2 on the same traces, and their ratios (benchmarks/surrogate.py, "
+        "from the model card; null where not measured)"))
     card: dict[str, Any]
 
 

@@ -175,6 +175,7 @@ class LoadedSurrogate:
             "trained_amplitudes_pA": trained_amplitudes(cfg),
             "amplitude_range_pA": list(rng) if rng is not None else None,
             "heldout_metrics": metrics,
+            "speed": card.get("speed"),
             "card": card,
         })
 

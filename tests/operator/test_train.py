@@ -239,7 +239,10 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
     h = [{"epoch": 1, "val_frac_count_within_1": 0.5, "val_geomean_rel_l2_per_amplitude": 0.2},
          {"epoch": 2, "val_frac_count_within_1": 0.5, "val_geomean_rel_l2_per_amplitude": 0.1},
          {"epoch": 3, "val_frac_count_within_1": 0.4, "val_geomean_rel_l2_per_amplitude": 0.05}]
-    assert best_epoch(h) == 2  # none meets the count target: most counts, then lowest error
+    assert best_epoch(h) == 2  # none meets the count target: lowest error + the count shortfall's cost
+    flat = [{"epoch": 1, "val_frac_count_within_1": 0.82, "val_geomean_rel_l2_per_amplitude": 0.16},
+            {"epoch": 2, "val_frac_count_within_1": 0.80, "val_geomean_rel_l2_per_amplitude": 0.04}]
+    assert best_epoch(flat) == 2  # 2 % fewer counts within +-1 does not buy a 4x worse voltage (hh_mc_fs)
     h += [{"epoch": 4, "val_frac_count_within_1": 0.95, "val_geomean_rel_l2_per_amplitude": 0.3},
           {"epoch": 5, "val_frac_count_within_1": 0.91, "val_geomean_rel_l2_per_amplitude": 0.15},
           {"epoch": 6, "val_frac_count_within_1": 1.0, "val_geomean_rel_l2_per_amplitude": 0.2}]
