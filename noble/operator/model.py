@@ -20,7 +20,7 @@ from torch import nn
 from .config import SurrogateConfig
 from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
-from .render import APDecoder, decoder_inputs, paste_aps, phase_spikes, sample_at, upsample_linear
+from .render import APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, sample_at, upsample_linear
 
 
 def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
@@ -129,6 +129,13 @@ class NobleOperator(nn.Module):
         rc = self.render_cfg
         base = upsample_linear(v_op_mV, self.coarse)
         spikes = phase_spikes(phi, self.op_dt_ms, self.embedding_cfg.spike_phase, rc.isi_cap_ms)
+        # The phase targets hold no AP whose window [-pre_ms, +post_ms] overruns the trace (train_render.
+        # build_targets), so the phase is unconstrained there: a passage in the last post_ms (where the FFT's
+        # wrap-around bends it) drew a phantom AP at the trace's end in ~10 % of traces. Drop those as training did.
+        end_ms = phi.shape[1] * self.op_dt_ms
+        keep = (spikes.time_ms > rc.pre_ms) & (spikes.time_ms < end_ms - rc.post_ms)
+        if not bool(keep.all()):
+            spikes = Spikes(spikes.trace[keep], spikes.time_ms[keep], spikes.index[keep], spikes.isi_ms[keep])
         if len(spikes.time_ms) == 0:
             return base
         e = self.embedding_cfg
