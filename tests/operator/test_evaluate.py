@@ -4,6 +4,7 @@ against itself is perfect) and the held-out report / figures / CLI work end to e
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -146,8 +147,15 @@ def test_cli_train_evaluate_sample(tiny_dataset: Path, tiny_checkpoint: Path, tm
                             str(tmp_path / "ev")])
     assert r.exit_code == 0, r.output
     assert (tmp_path / "ev" / "evaluation_gallery.png").is_file()
-    # a LIF checkpoint has no hall of fame: without the dataset the held-out neurons are unknown
+    # the checkpoint's hall of fame (any family, LIF here) names the held-out neurons without the dataset ...
+    assert json.loads((tiny_checkpoint / "hall_of_fame.json").read_text())["family"] == "lif"
     r = runner.invoke(app, ["evaluate", str(tiny_checkpoint)])
+    assert r.exit_code == 0 and "all>0" in r.output, r.output
+    # ... and without one (a checkpoint from before) the dataset is asked for
+    bare = tmp_path / "bare"
+    shutil.copytree(tiny_checkpoint, bare)
+    (bare / "hall_of_fame.json").unlink()
+    r = runner.invoke(app, ["evaluate", str(bare)])
     assert r.exit_code == 2 and "--dataset" in r.output
     npz = tmp_path / "s.npz"
     r = runner.invoke(app, ["sample", str(tiny_checkpoint), "--amplitude-pA", "320", "--n", "5", "--seed", "2",
