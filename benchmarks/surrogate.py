@@ -29,6 +29,7 @@ import argparse
 import json
 import os
 import platform
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -168,8 +169,6 @@ def bench_brian2_standalone(sur, amps: np.ndarray, n_big: int, seed: int, dt_ms:
         tb = _timed(lambda: sa.run(params(), stim), 2)
     finally:
         sa.close()
-        import shutil
-
         shutil.rmtree(sa.directory, ignore_errors=True)
     return {"target": "cpp_standalone (run_args)", "dt_ms": dt_ms, "compile_s": build,
             f"batch{n_big}_s_per_call": float(np.median(tb)),
