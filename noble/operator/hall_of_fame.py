@@ -50,10 +50,6 @@ class HallOfFame:
         return replace(self, features=self.features[:, cols], feature_names=names)
 
 
-def hh_param_names() -> list[str]:
-    return get_family("hh").param_names()
-
-
 def in_family_order(params: np.ndarray, names: Sequence[str], family: str = "hh") -> np.ndarray:
     """Rows stored under `names` as (M, P) in the family's order of today; a parameter the store predates
     (hh's I_D: g_D, tau_D) takes the family default, i.e. the model the rows were simulated with."""
@@ -64,11 +60,6 @@ def in_family_order(params: np.ndarray, names: Sequence[str], family: str = "hh"
     for j, name in enumerate(order):
         out[:, j] = params[:, names.index(name)] if name in names else fam.param_spec(name).default
     return out
-
-
-def in_hh_order(params: np.ndarray, names: Sequence[str]) -> np.ndarray:
-    """`in_family_order` for the hh family."""
-    return in_family_order(params, names, "hh")
 
 
 def read_hall_of_fame(path: str | Path) -> HallOfFame:
