@@ -31,12 +31,13 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from noble.datagen.models import get as get_family
-from noble.io import Recording, RecordingError, read_recording
+from noble.io import Recording, RecordingError, Sweep, read_recording
 
 from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
                       split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
+from .targets import prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
@@ -101,6 +102,10 @@ class FitTraces(BaseModel):
     stim_end_ms: list[float] = []
     amplitudes_pA: list[float] = []
     sweep_index: list[int] = []
+    rest_end_ms: list[float] = []  # per sweep: end of the resting baseline (before any pre-step)
+    prestep_ms: list[tuple[float, float] | None] = []  # per sweep: the pre-step window nearest the step, if any
+    whole_sweeps: list[Any] | None = None  # per sweep, a Sweep: the model's response to the whole recorded command
+    # on the recording's own time base (start, sampling, command): what the fit's NWB file holds
 
 
 class FitResult(BaseModel):
@@ -455,6 +460,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                                                notes)
         t_polish = time.perf_counter() - t4
     best = res.best_params[None, :]
+    whole = _whole_sweep_responses(problem, rec, best, cfg.final_dt_ms, hint, notes)
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)
     HH = get_family("hh")
     params_out = {}
@@ -497,6 +503,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         stim_start_ms=[s.stim_start_ms for s in problem.recording.sweeps],
         stim_end_ms=[s.stim_end_ms for s in problem.recording.sweeps],
         amplitudes_pA=problem.amplitudes_pA.tolist(), sweep_index=[s.index for s in problem.recording.sweeps],
+        rest_end_ms=[s.rest_end_ms for s in problem.recording.sweeps],
+        prestep_ms=[prestep_window(s) for s in problem.recording.sweeps], whole_sweeps=whole,
     )
     physiology = of_traces(traces) or {}
     if not physiology:
@@ -533,6 +541,22 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                   "neuron_runs": float(problem.n_simulated)},
         notes=notes, traces=traces,
     )
+
+
+def _whole_sweep_responses(problem: FitProblem, rec: Recording, best: np.ndarray, dt_ms: float,
+                           hint: np.ndarray | None, notes: list[str]) -> list[Sweep] | None:
+    """The fitted model's response to every recorded sweep's whole command, as Sweeps on the recording's own time
+    base (start, sampling, command, step window), for the NWB output; None (and a note) if it cannot be run."""
+    try:
+        v = problem.simulate_whole_sweeps(best, dt_ms, rec, hint)
+        return [Sweep(v_mV=np.clip(vk, -150.0, 150.0), i_pA=s.command_pA(), dt_ms=s.dt_ms, t0_ms=s.t0_ms,
+                      stim_amplitude_pA=s.stim_amplitude_pA, stim_start_ms=s.stim_start_ms,
+                      stim_end_ms=s.stim_end_ms, index=s.index, metadata={"model_of_sweep": s.index})
+                for vk, s in zip(v, rec.sweeps)]
+    except (RecordingError, ValueError, MemoryError) as exc:
+        notes.append(f"whole-sweep responses not produced ({type(exc).__name__}: {exc}); the NWB file holds "
+                     "the fitted window only")
+        return None
 
 
 def _term_values(problem: FitProblem, ev: Any) -> list[tuple[float | None, float | None]]:

@@ -84,6 +84,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # "Stops early" (module docstring): 2, between the latency's 1 and the counts' 3, so that a model in
     # depolarisation block pays more on each blocked sweep than any shape or passive term can give back.
     "last_spike_fraction": 2.0,
+    # A pre-step's steady deflection and sag (only where the protocol has one): input resistance and I_h on every
+    # sweep, as the passive terms of hyperpolarising test steps are.
+    "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
 }
 CELL_TERMS = ("rheobase_pA", "rest_mV", "spontaneous_rate_Hz")
 
@@ -165,13 +168,14 @@ def huber(z: np.ndarray, c: float) -> np.ndarray:
 
 
 def crop_recording(rec: Recording, pre_ms: float, tail_ms: float) -> tuple[Recording, list[float]]:
-    """Each sweep cut to [onset - pre_ms, min(analysis end, offset + tail_ms)]; (cut recording, cut starts)."""
+    """Each sweep cut to [start - pre_ms, min(analysis end, offset + tail_ms)], start the first departure of the
+    command from holding (the step's onset, or a pre-step's); (cut recording, cut starts)."""
     out: list[Sweep] = []
     starts: list[float] = []
     for s in rec.sweeps:
         assert s.dt_ms is not None
         dt = s.dt_ms
-        a = max(0, int(round((s.stim_start_ms - pre_ms) / dt)))
+        a = max(0, int(round((s.rest_end_ms - pre_ms) / dt)))  # a pre-step is simulated, as recorded
         b = min(s.n_samples, int(round(min(analysis_end_ms(s), s.stim_end_ms + tail_ms) / dt)))
         cmd = s.command_pA()
         out.append(Sweep(v_mV=s.v_mV[a:b], i_pA=cmd[a:b], dt_ms=dt, stim_amplitude_pA=s.stim_amplitude_pA,
@@ -444,6 +448,23 @@ class FitProblem:
         v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
         return v, rec_dt
 
+    def simulate_whole_sweeps(self, params: np.ndarray, dt_ms: float, recording: Recording,
+                              v_hint_mV: np.ndarray | None = None) -> list[np.ndarray]:
+        """One model's (a full hh parameter row) response to each sweep's WHOLE recorded command, from the sweep's
+        first sample, on the sweep's own sampling grid (what a user overlays on the recording, every epoch of the
+        protocol included). `recording`: the uncut sweeps this problem was cut from, in the same order."""
+        whole = copy.copy(self)
+        whole.recording = recording
+        whole.__dict__.pop("prestep_spike_ms", None)  # the phase target, re-read on the whole sweeps
+        v, rec_dt = whole.simulate(np.atleast_2d(params)[:1], dt_ms, v_hint_mV)
+        self.sim_seconds, self.n_simulated = whole.sim_seconds, whole.n_simulated
+        t_model = np.arange(v.shape[2]) * rec_dt
+        out = []
+        for k, s in enumerate(recording.sweeps):
+            t = s.time_ms
+            out.append(np.interp(t, t_model, v[0, k].astype(np.float64)) if len(t_model) else np.full(len(t), np.nan))
+        return out
+
     @staticmethod
     def _run(family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
              rec_dt: float, record_state: bool = False) -> SimResult:
@@ -511,10 +532,11 @@ class FitProblem:
             rheo[c] = r
             base, pre_spikes, pre_s = [], 0, 0.0
             for k, s in enumerate(self.recording.sweeps):
-                a = max(1, int(round(s.stim_start_ms / dt_ms)))
+                rest_end = s.rest_end_ms
+                a = max(1, int(round(rest_end / dt_ms)))
                 base.append(float(np.median(v[c, k, :a])))
-                pre_spikes += spike_count_between(v[c, k], dt_ms, 0.0, s.stim_start_ms)
-                pre_s += s.stim_start_ms / 1000.0
+                pre_spikes += spike_count_between(v[c, k], dt_ms, 0.0, rest_end)
+                pre_s += rest_end / 1000.0
             rest[c] = float(np.median(base))
             spont[c] = pre_spikes / pre_s if pre_s > 0 else 0.0
         bad = ~np.all(finite, axis=1) | ~usable

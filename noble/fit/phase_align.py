@@ -26,7 +26,7 @@ def last_prestep_spike_ms(rec: Recording, threshold_mV: float = -20.0) -> list[f
     out: list[float | None] = []
     for s in rec.sweeps:
         assert s.dt_ms is not None
-        n = int(round(s.stim_start_ms / s.dt_ms))
+        n = int(round(s.rest_end_ms / s.dt_ms))  # before any pre-step, which may silence the cell
         idx = upward_crossings(s.v_mV[:n], threshold_mV)
         out.append(float(idx[-1] * s.dt_ms) if len(idx) else None)
     return out

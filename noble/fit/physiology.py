@@ -17,8 +17,12 @@ Per sweep (a check appears on a sweep where its condition holds):
 * stops_early: where one of them fires >= 3 APs and into the last quarter of the step, the other's last AP
   (in the step) must come after the step's middle (no AP: stops at onset). Values: last AP peak (ms after
   onset); tolerance: the step's middle (ms after onset).
-* deflection: steady-state deflection = mean of the last 20 % of the step minus the pre-step baseline (median
-  of the trace before onset), within max(2 mV, 15 % of |data|); on sweeps where neither fires.
+* deflection: steady-state deflection = mean of the last 20 % of the step minus the resting baseline (median
+  of the trace before the command first leaves holding: before the onset, or before a pre-step where the
+  protocol has one), within max(2 mV, 15 % of |data|); on sweeps where neither fires.
+* prestep_deflection: the same in a pre-step (a constant command epoch >= 20 ms before the test step, e.g. the
+  -100 pA step some protocols put right before it): its last 20 % minus the resting baseline, within
+  max(2 mV, 15 %); on sweeps with a pre-step where neither fires in it. Input resistance on every sweep.
 * latency: first AP peak after onset, at the two lowest-amplitude sweeps where the recording fires, within
   max(5 ms, 20 % of data); a model with no AP there fails.
 * ap_peak (median AP peak, within 8 mV), ap_half_width (median half-width, within 30 % of data), ahp_trough
@@ -27,7 +31,7 @@ Per sweep (a check appears on a sweep where its condition holds):
 
 Per cell:
 
-* rest: median over sweeps of each sweep's pre-step baseline, within 2 mV.
+* rest: median over sweeps of each sweep's resting baseline, within 2 mV.
 * rheobase: the bracket the steps allow, [highest silent step, lowest spiking step], the lowest spiking step
   being the lowest amplitude from which every larger step fires (a step fires when any of its sweeps has an AP
   in the step), for data and model. Judged only where the data's bracket is narrower than the tolerance (20
@@ -51,10 +55,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from noble.operator.ap_metrics import find_aps
 
-SWEEP_CHECKS = ("spike_count", "stops_early", "deflection", "latency", "ap_peak", "ap_half_width", "ahp_trough")
+SWEEP_CHECKS = ("spike_count", "stops_early", "deflection", "prestep_deflection", "latency", "ap_peak",
+                "ap_half_width", "ahp_trough")
 CELL_CHECKS = ("rest", "rheobase")
 # short names for the overlay PNG and the explorer's captions
-SHORT = {"spike_count": "n", "stops_early": "stops early", "deflection": "ΔV", "latency": "lat", "ap_peak": "peak",
+SHORT = {"spike_count": "n", "stops_early": "stops early", "deflection": "ΔV", "prestep_deflection": "ΔV pre",
+         "latency": "lat", "ap_peak": "peak",
          "ap_half_width": "hw", "ahp_trough": "AHP"}
 
 
@@ -103,24 +109,34 @@ def _check(data: Any, model: Any, tol: Any, unit: str, ok: bool | None, reason: 
     return out
 
 
+def _steady(v: np.ndarray, dt_ms: float, start_ms: float, end_ms: float, fraction: float) -> float:
+    """Mean voltage over the last `fraction` of [start, end)."""
+    a = max(0, int(round((end_ms - fraction * (end_ms - start_ms)) / dt_ms)))
+    b = min(len(v), int(round(end_ms / dt_ms)))
+    return float(np.mean(v[a:b])) if b > a else math.nan
+
+
 def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_end_ms: float,
-                   steady_fraction: float = 0.2) -> dict[str, Any]:
+                   steady_fraction: float = 0.2, rest_end_ms: float | None = None,
+                   prestep_ms: tuple[float, float] | None = None) -> dict[str, Any]:
     """What the checks read from one trace (t = k dt): the APs in the step (peak times after onset, peaks,
-    half-widths, troughs between consecutive APs of the step), the pre-step baseline and the steady state."""
+    half-widths, troughs between consecutive APs of the step), the resting baseline (before rest_end_ms, default
+    the onset), the step's steady state and, with a pre-step window, its steady state and APs."""
     v = np.asarray(v_mV, dtype=np.float64)
     finite = bool(np.all(np.isfinite(v)))
-    n0 = max(1, min(len(v), int(round(stim_start_ms / dt_ms))))
-    dur = stim_end_ms - stim_start_ms
-    a = max(0, int(round((stim_end_ms - steady_fraction * dur) / dt_ms)))
-    b = min(len(v), int(round(stim_end_ms / dt_ms)))
+    n0 = max(1, min(len(v), int(round((stim_start_ms if rest_end_ms is None else rest_end_ms) / dt_ms))))
     out: dict[str, Any] = {"finite": finite, "baseline_mV": float(np.median(v[:n0])) if finite else math.nan,
-                           "steady_mV": float(np.mean(v[a:b])) if finite and b > a else math.nan}
+                           "steady_mV": _steady(v, dt_ms, stim_start_ms, stim_end_ms, steady_fraction)
+                           if finite else math.nan, "prestep_deflection_mV": math.nan, "prestep_n": 0}
     out["deflection_mV"] = out["steady_mV"] - out["baseline_mV"]
     if not finite:
         out.update(n=0, times_ms=np.zeros(0), peaks_mV=np.zeros(0), half_widths_ms=np.zeros(0),
                    troughs_mV=np.zeros(0))
         return out
     aps = find_aps(v, dt_ms)
+    if prestep_ms is not None:
+        out["prestep_deflection_mV"] = _steady(v, dt_ms, *prestep_ms, steady_fraction) - out["baseline_mV"]
+        out["prestep_n"] = int(np.count_nonzero(aps.within(*prestep_ms)))
     inside = aps.within(stim_start_ms, stim_end_ms)
     idx = np.flatnonzero(inside)
     pairs = idx[:-1][np.diff(idx) == 1] if len(idx) > 1 else np.zeros(0, dtype=np.int64)  # consecutive, both in
@@ -187,9 +203,11 @@ def rheobase_check(amplitudes_pA: np.ndarray, data_fires: np.ndarray, model_fire
 def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[float], model: Sequence[np.ndarray],
                       model_dt_ms: float, stim_start_ms: Sequence[float], stim_end_ms: Sequence[float],
                       amplitudes_pA: Sequence[float], sweep_index: Sequence[int] | None = None,
-                      tol: PhysiologyTolerances | None = None) -> dict[str, Any]:
+                      tol: PhysiologyTolerances | None = None, rest_end_ms: Sequence[float] | None = None,
+                      prestep_ms: Sequence[tuple[float, float] | None] | None = None) -> dict[str, Any]:
     """Every check of the module docstring, for a recording (per sweep, on its own dt) and a model's responses
-    (per sweep, on model_dt_ms), both on the same timeline (t = 0 at each trace's first sample)."""
+    (per sweep, on model_dt_ms), both on the same timeline (t = 0 at each trace's first sample). rest_end_ms:
+    per sweep, the end of the resting baseline (default: the onset); prestep_ms: per sweep, a pre-step window."""
     tol = tol or PhysiologyTolerances()
     S = len(recorded)
     idx = list(range(S)) if sweep_index is None else [int(i) for i in sweep_index]
@@ -199,8 +217,10 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
         dt = float(recorded_dt_ms[k])
         vd = np.asarray(recorded[k], dtype=np.float64)
         vm = _on_grid(model[k], model_dt_ms, len(vd), dt)
-        D.append(sweep_measures(vd, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction))
-        M.append(sweep_measures(vm, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction))
+        extra = {"rest_end_ms": None if rest_end_ms is None else rest_end_ms[k],
+                 "prestep_ms": None if prestep_ms is None else prestep_ms[k]}
+        D.append(sweep_measures(vd, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction, **extra))
+        M.append(sweep_measures(vm, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction, **extra))
     order = [int(k) for k in np.argsort(amps, kind="stable")]
     latency_sweeps = [k for k in order if D[k]["n"] > 0][: tol.latency_sweeps]
     rows = []
@@ -233,6 +253,10 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
             ok = bool(math.isfinite(dv) and math.isfinite(mv) and abs(mv - dv) <= t)
             checks["deflection"] = _check(dv, mv, t, "mV", ok if math.isfinite(dv) else None,
                                           note if math.isfinite(dv) else "no deflection measurable in the recording")
+        if math.isfinite(d["prestep_deflection_mV"]) and d["prestep_n"] == 0 and m["prestep_n"] == 0:
+            dv, mv = d["prestep_deflection_mV"], m["prestep_deflection_mV"]
+            t = max(tol.deflection_mV, tol.deflection_rel * abs(dv))
+            checks["prestep_deflection"] = _check(dv, mv, t, "mV", bool(math.isfinite(mv) and abs(mv - dv) <= t), note)
         if k in latency_sweeps:
             dl = float(d["times_ms"][0])
             ml = float(m["times_ms"][0]) if m["n"] else math.nan
@@ -312,7 +336,8 @@ def of_traces(traces: Any, tol: PhysiologyTolerances | None = None) -> dict[str,
         return None
     return physiology_checks(traces.recorded, traces.recorded_dt_ms, list(traces.simulated_v_mV),
                              traces.simulated_dt_ms, traces.stim_start_ms, traces.stim_end_ms, traces.amplitudes_pA,
-                             traces.sweep_index, tol)
+                             traces.sweep_index, tol, rest_end_ms=traces.rest_end_ms or None,
+                             prestep_ms=traces.prestep_ms or None)
 
 
 def table(doc: dict[str, Any]) -> str:

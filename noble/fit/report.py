@@ -106,8 +106,11 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
 
 
 def fitted_sweeps(result: FitResult) -> list[Sweep]:
-    """The simulated responses as Sweeps (cut timeline, rendered step commands)."""
+    """The simulated responses as Sweeps: to each whole recorded sweep on the recording's own time base when the
+    fit produced them (`FitTraces.whole_sweeps`), else on the fitted window's timeline with the step rendered."""
     tr = result.traces
+    if tr is not None and tr.whole_sweeps:
+        return list(tr.whole_sweeps)
     if tr is None or tr.simulated_v_mV is None:
         raise ValueError("the result carries no simulated traces")
     out = []

@@ -210,7 +210,8 @@ def _data_targets(problem: FitProblem, sel: list[int], trained_ms: float, cfg: S
         mean_v[j] = float(np.mean(s.v_mV[a0:a0 + max(1, int(round(w / s.dt_ms)))]))
         if s.stim_amplitude_pA < 0:
             a = int(round(s.stim_start_ms / s.dt_ms))
-            base = float(np.median(s.v_mV[max(0, a - int(50 / s.dt_ms)):a]))
+            r = max(1, int(round(s.rest_end_ms / s.dt_ms)))  # the resting baseline, before any pre-step
+            base = float(np.median(s.v_mV[max(0, r - int(50 / s.dt_ms)):r]))
             b = int(round((s.stim_start_ms + w) / s.dt_ms))
             ss = float(np.median(s.v_mV[max(a, b - int(100 / s.dt_ms)):b]))
             defl[j] = ss - base

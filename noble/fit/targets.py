@@ -39,6 +39,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.features import TRACE_FEATURES, trace_features
 from noble.io.recording import Recording, Sweep, holding_level
 
+from noble.operator.ap_metrics import PEAK_MIN_MV
+
 from .spikes import spike_train_features
 
 REL_SD_FLOOR = 0.05  # BluePyEModel threshold_efeature_std default
@@ -46,11 +48,16 @@ ABS_SD_FLOOR: dict[str, float] = {
     "spike_count": 1.0, "rate_Hz": 2.0, "first_spike_latency_ms": 1.0, "isi_cv": 0.02,
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
-    "last_spike_fraction": 0.05,
+    "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
 }
-# The per-sweep features a fit measures: eFEL's (the dataset's columns), then the last AP's time in the step.
-FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction")
-FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1"}
+# The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
+# pre-step window's (PRESTEP_FEATURES).
+PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
+FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", *PRESTEP_FEATURES)
+FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
+                                 "prestep_deflection_mV": "mV", "prestep_sag_mV": "mV"}
+PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
+STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
 NO_RELATIVE_FLOOR = {"v_rest_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
@@ -138,6 +145,30 @@ def spike_count_between(v_mV: np.ndarray, dt_ms: float, t0_ms: float, t1_ms: flo
     return int(len(upward_crossings(v_mV[a:b], threshold_mV)))
 
 
+def prestep_window(sweep: Sweep) -> tuple[float, float] | None:
+    """(start, end) ms of the pre-step nearest the test step (>= PRESTEP_MIN_MS), None without one."""
+    steps = sweep.presteps(PRESTEP_MIN_MS)
+    return (float(steps[-1].start_ms), float(steps[-1].end_ms)) if steps else None
+
+
+def prestep_features(sweep: Sweep) -> tuple[float, float]:
+    """(deflection, sag) in mV of the pre-step window: its steady state (mean of the last 20 %) minus the resting
+    baseline (median before the command leaves holding), and, for a hyperpolarising pre-step, steady state minus
+    the window's minimum (I_h sag; 0 without one). NaN without a pre-step or where an AP fires in it."""
+    w = prestep_window(sweep)
+    if w is None:
+        return math.nan, math.nan
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    v = sweep.v_mV
+    a, b = int(round(w[0] / dt)), min(len(v), int(round(w[1] / dt)))
+    if b - a < 4 or float(np.max(v[a:b])) > PEAK_MIN_MV:
+        return math.nan, math.nan
+    base = float(np.median(v[: max(1, int(round(sweep.rest_end_ms / dt)))]))
+    steady = float(np.mean(v[b - max(1, int(STEADY_FRACTION * (b - a))): b]))
+    hyper = steady < base
+    return steady - base, (steady - float(np.min(v[a:b]))) if hyper else math.nan
+
+
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
     """`FIT_FEATURES` of every sweep (recording order), each trace cut at its analysis end: eFEL's (at
     threshold_mV), the spike-train ones replaced by `spikes.spike_train_features` (module docstring)."""
@@ -156,6 +187,8 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
         for name, vals in feats.items():
             if name in out:
                 out[name][members] = vals
+    for k, s in enumerate(rec.sweeps):
+        out["prestep_deflection_mV"][k], out["prestep_sag_mV"][k] = prestep_features(s)
     return out
 
 
@@ -245,8 +278,8 @@ def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -2
     pre_spikes, pre_s = 0, 0.0
     for s in rec.sweeps:
         assert s.dt_ms is not None
-        pre_spikes += spike_count_between(s.v_mV, s.dt_ms, 0.0, s.stim_start_ms, threshold_mV)
-        pre_s += s.stim_start_ms / 1000.0
+        pre_spikes += spike_count_between(s.v_mV, s.dt_ms, 0.0, s.rest_end_ms, threshold_mV)
+        pre_s += s.rest_end_ms / 1000.0
     spont = pre_spikes / pre_s if pre_s > 0 else 0.0
     if not math.isfinite(rheo):
         notes.append("no sweep fires: rheobase above the largest step")
@@ -255,7 +288,7 @@ def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -2
     if spont > 0:
         notes.append(f"spontaneously active ({spont:.1f} Hz before the step)")
     neg = amps < 0
-    base = np.array([float(np.median(s.v_mV[: max(1, int(round(s.stim_start_ms / s.dt_ms)))]))  # type: ignore[operator]
+    base = np.array([float(np.median(s.v_mV[: max(1, int(round(s.rest_end_ms / s.dt_ms)))]))  # type: ignore[operator]
                      for s in rec.sweeps])
 
     def med(name: str, mask: np.ndarray | None = None) -> float | None:

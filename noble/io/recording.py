@@ -205,8 +205,10 @@ class Sweep:
         a = int(round(self.stim_start_ms / self.dt_ms))
         b = int(round(self.stim_end_ms / self.dt_ms))
         inner = i[a + (b - a) // 10: b - (b - a) // 10 or None] if b - a >= 10 else i[a:b]
+        # amplitudes are relative to the holding level (the sweep's first ms), as every reader defines them: a
+        # pre-step that abuts the test step (-100 pA, then the step) is not the step's baseline
         if a > 0:
-            base = float(np.median(i[max(0, a - int(round(5.0 / self.dt_ms))): a]))
+            base = holding_level(i[:a], self.dt_ms)
         else:
             base = float(np.median(i[b:])) if b < len(i) else 0.0
         seen = float(np.median(inner)) - base
@@ -239,6 +241,29 @@ class Sweep:
     @property
     def stim_duration_ms(self) -> float:
         return self.stim_end_ms - self.stim_start_ms
+
+    @property
+    def rest_end_ms(self) -> float:
+        """End of the resting baseline: where the command first leaves its holding level, the test step's onset
+        unless an earlier epoch (a pre-step) comes first. Rest, spontaneous firing and deflections are measured
+        before it, never inside a pre-step."""
+        assert self.dt_ms is not None
+        a = int(round(self.stim_start_ms / self.dt_ms))
+        if self.i_pA is None or a <= 1:
+            return self.stim_start_ms
+        c = self.i_pA[:a]
+        thr = max(1.0, 6.0 * _noise_sd(c))
+        away = np.flatnonzero(np.abs(c - holding_level(c, self.dt_ms)) > thr)
+        return float(away[0]) * self.dt_ms if len(away) else self.stim_start_ms
+
+    def presteps(self, min_ms: float = 20.0) -> list[StepInfo]:
+        """Constant command epochs before the test step lasting >= min_ms (e.g. a -100 pA pre-step), amplitudes
+        relative to holding: windows where input resistance, sag and the history of the test step are measured."""
+        assert self.dt_ms is not None
+        if self.i_pA is None or self.rest_end_ms >= self.stim_start_ms - min_ms:
+            return []
+        a = int(round(self.stim_start_ms / self.dt_ms))
+        return [st for st in detect_steps(self.i_pA[:a], self.dt_ms) if st.end_ms - st.start_ms >= min_ms]
 
     def command_pA(self) -> np.ndarray:
         """The command current: the recorded one if any, else the square step rendered on the grid."""

@@ -61,6 +61,14 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
     back = read_recording(out / "cell_fit.nwb")  # the fitted responses, as an NWB the readers accept
     assert len(back) == 3
     np.testing.assert_allclose(back.amplitudes_pA, [-50.0, 80.0, 160.0])
+    # ... each the model's response to the whole recorded sweep, on its time base: same start, sampling, length,
+    # step window and command, so it overlays the recording sample for sample
+    src = read_recording(small_npz)
+    for m, r in zip(back.sweeps, [src.sweeps[k] for k in (0, 2, 3)]):
+        assert (m.n_samples, m.dt_ms, m.t0_ms) == (r.n_samples, pytest.approx(r.dt_ms), pytest.approx(r.t0_ms))
+        assert (m.stim_start_ms, m.stim_end_ms) == (pytest.approx(r.stim_start_ms), pytest.approx(r.stim_end_ms))
+        np.testing.assert_allclose(m.command_pA(), r.command_pA())
+        assert abs(float(np.median(m.v_mV[:100])) - float(np.median(r.v_mV[:100]))) < 2.0  # rests where the cell rests
     assert "traces" not in doc
     assert "surrogate_nwb" not in doc["files"] and not (out / "cell_surrogate.nwb").exists()  # no stage 1, no file
     # overlay.json (the explorer's overlay): every fitted sweep, the recording on its own time base, the model's

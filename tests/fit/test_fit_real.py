@@ -95,6 +95,8 @@ def test_fit_every_real_recording_modest_budget(tmp_path: Path) -> None:
         rec = read_recording(DATA / name)
         back = read_recording(files["nwb"])
         np.testing.assert_allclose(back.amplitudes_pA, rec.amplitudes_pA)
+        for m, r in zip(back.sweeps, rec.sweeps):  # whole sweeps on the recording's time base
+            assert (m.n_samples, m.dt_ms, m.t0_ms) == (r.n_samples, pytest.approx(r.dt_ms), pytest.approx(r.t0_ms))
         if res.stage1["status"] == "ok":  # the surrogate's traces too, on its grid, aligned with the recording's steps
             sur = read_recording(files["surrogate_nwb"])
             np.testing.assert_allclose(sur.amplitudes_pA, rec.amplitudes_pA)

@@ -1,0 +1,74 @@
+"""Protocols with a pre-step (a -100 pA step right before the test step, as many labs run them): the fit measures
+the rest before the pre-step, simulates the pre-step as recorded, and takes the pre-step's deflection and sag
+as features on every sweep; the physiology checks judge the pre-step deflection (input resistance) on every
+sweep, so a 4x input-resistance error fails even on sweeps that fire.
+
+A synthetic 'cell' from the hh model with known parameters (OU current noise), 4 sweeps of
+[50 ms rest, 150 ms at -100 pA, 200 ms test step, 50 ms]."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noble.datagen.models import get as get_family
+from noble.fit.hhmodel import IDX, params_row, pin_rest, resting_potential
+from noble.fit.objective import FitProblem
+from noble.fit.physiology import physiology_checks
+from noble.fit.targets import prestep_window
+
+from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
+
+HH = get_family("hh")
+TRUTH = HH.preset_values("regular_spiking", {})
+AMPS = [0.0, 100.0, 200.0, 300.0]
+REST_END, PRE, START, DUR, TAIL = 50.0, 150.0, 200.0, 200.0, 50.0
+
+
+@pytest.fixture(scope="module")
+def problem() -> FitProblem:
+    rec = synthetic_recording(TRUTH, AMPS, start_ms=START, duration_ms=DUR, tail_ms=TAIL, prestep_pA=-100.0,
+                              prestep_ms=PRE, noise_pA=2.0, seed=2)
+    return FitProblem.from_recording(rec)
+
+
+def test_the_rest_is_read_before_the_prestep_and_the_prestep_is_simulated(problem: FitProblem) -> None:
+    sw = problem.recording.sweeps[1]
+    # the cut keeps the pre-step and the baseline before it (pre_ms 150 reaches back to the trace's start)
+    assert problem.crop_start_ms == [0.0] * len(AMPS)
+    assert sw.rest_end_ms == pytest.approx(REST_END) and sw.stim_start_ms == pytest.approx(START)
+    assert prestep_window(sw) == pytest.approx((REST_END, START))
+    true_rest = float(resting_potential(params_row(TRUTH)[None])[0][0])
+    t = problem.targets
+    assert t.rest_mV == pytest.approx(true_rest, abs=1.0)
+    defl = t.feature_array("prestep_deflection_mV")
+    # -100 pA hyperpolarises the RS cell by ~15-20 mV: a baseline read over the whole pre-onset stretch (as
+    # before) would have put the 'rest' there
+    assert np.all(defl < -10.0) and np.ptp(defl) < 3.0
+    assert np.all(np.isfinite(t.feature_array("prestep_sag_mV")))
+    labels = [f for _s, f in problem.term_labels]
+    assert labels.count("prestep_deflection_mV") == len(AMPS) and labels.count("prestep_sag_mV") == len(AMPS)
+
+
+def test_the_prestep_terms_tell_a_4x_input_resistance_error_on_every_sweep(problem: FitProblem) -> None:
+    truth = params_row(TRUTH)
+    wrong = truth.copy()
+    wrong[IDX["g_leak"]] *= 4.0
+    rest = float(resting_potential(truth[None])[0][0])
+    wrong = pin_rest(wrong[None], rest)[0][0]  # same rest: only the input resistance is wrong
+    ev = problem.evaluate(np.stack([truth, wrong]), 0.025, keep_traces=True)
+    cols = [j for j, (_s, f) in enumerate(problem.term_labels) if f == "prestep_deflection_mV"]
+    z = ev.z[:, cols]
+    assert np.all(np.abs(z[0]) < 2.0), z[0]
+    assert np.all(np.abs(z[1]) > 5.0), z[1]
+    assert ev.objective[0] < ev.objective[1]
+    # the physiology check on the same traces: the truth passes it on every sweep, the wrong model fails it
+    rec = problem.recording
+    args = ([s.v_mV for s in rec.sweeps], [s.dt_ms for s in rec.sweeps])
+    kw = dict(rest_end_ms=[s.rest_end_ms for s in rec.sweeps], prestep_ms=[prestep_window(s) for s in rec.sweeps])
+    win = ([s.stim_start_ms for s in rec.sweeps], [s.stim_end_ms for s in rec.sweeps], AMPS)
+    for row, expect in ((0, "ok"), (1, "fail")):
+        doc = physiology_checks(*args, list(ev.v_mV[row]), ev.dt_ms, *win, **kw)
+        status = [r["checks"]["prestep_deflection"]["status"] for r in doc["sweeps"]]
+        assert status == [expect] * len(AMPS), (row, status)
+        assert doc["cell"]["rest"]["status"] == "ok"
