@@ -110,11 +110,14 @@ def trace_features(
     amp_pA: float | Sequence[float],
     threshold_mV: float = -20.0,
     interp_step: float | None = None,
+    names: Sequence[str] | None = None,
 ) -> dict[str, np.ndarray]:
     """eFEL features of n traces (rows of v_mV sampled at dt_ms); NaN where a feature is undefined
     (no spikes for AP features, depolarising steps for passive ones). `interp_step` (ms) overrides eFEL's
     interpolation step (default `interp_step_ms(dt_ms)`): a caller that only needs spike counts and times can
-    pass dt_ms and skip the fine grid AP shapes need (20x fewer samples for a 0.2 ms trace)."""
+    pass dt_ms and skip the fine grid AP shapes need (20x fewer samples for a 0.2 ms trace). `names`: only
+    these TRACE_FEATURES (default all; the others are absent from the result)."""
+    wanted = list(TRACE_FEATURES) if names is None else [n for n in TRACE_FEATURES if n in set(names)]
     v = np.atleast_2d(np.asarray(v_mV, dtype=np.float64))
     n, T = v.shape
     starts = np.broadcast_to(np.asarray(stim_start_ms, dtype=float), (n,))
@@ -126,7 +129,7 @@ def trace_features(
          "stimulus_current": [float(amps[k]) * 1e-3]}  # eFEL wants nA
         for k in range(n)
     ]
-    names = sorted({spec[0] for spec in TRACE_FEATURES.values()})
+    efel_names = sorted({TRACE_FEATURES[name][0] for name in wanted})
     with _EFEL_LOCK, warnings.catch_warnings():
         warnings.simplefilter("ignore")
         efel.reset()
@@ -135,10 +138,11 @@ def trace_features(
         # Spikes before the step (spontaneous firing) or rebound spikes after it must not count as the
         # response: restrict spike-based features to the stimulus window.
         efel.set_setting("strict_stiminterval", True)
-        raw = efel.get_feature_values(traces, names, raise_warnings=False)
-    out = {name: np.full(n, np.nan) for name in TRACE_FEATURES}
+        raw = efel.get_feature_values(traces, efel_names, raise_warnings=False)
+    out = {name: np.full(n, np.nan) for name in wanted}
     for k, values in enumerate(raw):
-        for name, (efel_name, how, _unit) in TRACE_FEATURES.items():
+        for name in wanted:
+            efel_name, how, _unit = TRACE_FEATURES[name]
             if name in HYPERPOLARISING_ONLY and amps[k] >= 0:
                 continue
             val = values.get(efel_name)
