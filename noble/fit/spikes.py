@@ -25,6 +25,10 @@ neighbours, as `find_aps`) lies in [stim_start, stim_end]:
   (ISI_i - ISI_i-1) / (ISI_i + ISI_i-1); needs >= 4 APs.
 * last_spike_fraction: (last AP peak - stim_start) / step duration, in [0, 1]; NaN without an AP. Near 1 for a cell
   that fires to the end of the step, small for a model that stops early (depolarisation block).
+* ap_peak_mV: median AP peak (mV, the parabola's vertex); NaN without an AP.
+* isi_trough_mV: median of the lowest voltage between consecutive APs of the step (both in it): where the cell
+  sits between spikes, what the physiology check's interspike trough compares (a regular-spiking cell near
+  -45 mV between spikes against a model that dips to -64 mV passed every count); NaN with < 2 APs.
 """
 
 from __future__ import annotations
@@ -38,20 +42,23 @@ from scipy.signal import find_peaks
 from noble.operator.ap_metrics import PEAK_MIN_MV, PROMINENCE_MV
 
 SPIKE_FEATURES: tuple[str, ...] = ("spike_count", "rate_Hz", "first_spike_latency_ms", "isi_cv",
-                                   "adaptation_index", "last_spike_fraction")
+                                   "adaptation_index", "last_spike_fraction", "ap_peak_mV", "isi_trough_mV")
 _SENTINEL_MV = 1e9  # above any membrane potential (traces are finite; the fit clips candidates to +-150 mV)
 
 
 def ap_peaks(v_mV: np.ndarray, dt_ms: float, *, peak_min_mV: float = PEAK_MIN_MV,
-             prominence_mV: float = PROMINENCE_MV) -> tuple[np.ndarray, np.ndarray]:
+             prominence_mV: float = PROMINENCE_MV, with_shape: bool = False
+             ) -> tuple[np.ndarray, np.ndarray] | tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """(row, peak time ms) of every AP of every row of v_mV (N, T), rows in order, times ascending within a row.
-    Peak times are parabola-refined as in `find_aps` (|correction| <= dt / 2)."""
+    Peak times are parabola-refined as in `find_aps` (|correction| <= dt / 2). with_shape: also (peak mV, the
+    vertex of that parabola; trough mV, the lowest sample between this AP and the next one of its row, NaN for
+    a row's last AP)."""
     v = np.asarray(v_mV, dtype=np.float64)
     if v.ndim != 2:
         raise ValueError("ap_peaks takes traces as rows (N, T)")
     N, T = v.shape
     if N == 0 or T < 3:
-        return np.zeros(0, dtype=np.int64), np.zeros(0)
+        return (np.zeros(0, dtype=np.int64), np.zeros(0)) + ((np.zeros(0), np.zeros(0)) if with_shape else ())
     flat = np.empty((N, T + 1))
     flat[:, :T] = v
     flat[:, T] = _SENTINEL_MV
@@ -61,15 +68,25 @@ def ap_peaks(v_mV: np.ndarray, dt_ms: float, *, peak_min_mV: float = PEAK_MIN_MV
     keep = k < T  # (the sentinels are excluded by the height bound; this is belt and braces)
     peaks, row, k = peaks[keep], row[keep], k[keep]
     off = np.zeros(len(peaks))
+    height = flat[peaks].copy()
     inner = (k > 0) & (k < T - 1)
     if inner.any():
         p = peaks[inner]
         a, b, c = flat[p - 1], flat[p], flat[p + 1]
         den = a - 2 * b + c
         with np.errstate(divide="ignore", invalid="ignore"):
-            o = np.where(den < 0, 0.5 * (a - c) / den, 0.0)
-        off[inner] = np.clip(o, -0.5, 0.5)
-    return row.astype(np.int64), (k + off) * dt_ms
+            o = np.clip(np.where(den < 0, 0.5 * (a - c) / den, 0.0), -0.5, 0.5)
+        off[inner] = o
+        height[inner] = b - 0.25 * (a - c) * o
+    if not with_shape:
+        return row.astype(np.int64), (k + off) * dt_ms
+    trough = np.full(len(peaks), np.nan)
+    if len(peaks) > 1:
+        # min over flat[p_i : p_i+1] for consecutive APs in one pass; a pair across two rows is discarded
+        seg = np.minimum.reduceat(flat, peaks)[:-1]
+        same = row[1:] == row[:-1]
+        trough[:-1][same] = seg[same]
+    return row.astype(np.int64), (k + off) * dt_ms, height, trough
 
 
 def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | Sequence[float],
@@ -79,9 +96,12 @@ def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | 
     N = v.shape[0]
     starts = np.broadcast_to(np.asarray(stim_start_ms, dtype=np.float64), (N,))
     ends = np.broadcast_to(np.asarray(stim_end_ms, dtype=np.float64), (N,))
-    row, t = ap_peaks(v, dt_ms)
+    row, t, peak, trough = ap_peaks(v, dt_ms, with_shape=True)
     inside = (t >= starts[row]) & (t <= ends[row])
-    row, t = row[inside], t[inside]
+    # a trough counts between two consecutive APs of the step (the next AP inside too), as the physiology check
+    nxt_inside = np.r_[inside[1:], False] & np.r_[row[1:] == row[:-1], False]
+    trough = np.where(nxt_inside, trough, np.nan)
+    row, t, peak, trough = row[inside], t[inside], peak[inside], trough[inside]
     dur = np.maximum(ends - starts, 1e-12)
     count = np.bincount(row, minlength=N).astype(np.float64)
     out = {name: np.full(N, np.nan) for name in SPIKE_FEATURES}
@@ -93,6 +113,13 @@ def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | 
     last = np.r_[row[1:] != row[:-1], True]
     out["first_spike_latency_ms"][row[first]] = t[first] - starts[row[first]]
     out["last_spike_fraction"][row[last]] = (t[last] - starts[row[last]]) / dur[row[last]]
+    # medians per trace (the physiology checks' AP peak and interspike trough): rows are contiguous runs
+    bounds = np.r_[np.flatnonzero(first), len(row)]
+    for a, b in zip(bounds[:-1], bounds[1:]):
+        out["ap_peak_mV"][row[a]] = float(np.median(peak[a:b]))
+        tr = trough[a:b][np.isfinite(trough[a:b])]
+        if len(tr):
+            out["isi_trough_mV"][row[a]] = float(np.median(tr))
     # ISI features without a loop over traces: j = position of each AP in its trace; interval j (j >= 1) ends
     # at AP j; eFEL drops the first interval (j = 1), so a trace with n >= 4 APs has n - 2 intervals (j >= 2)
     start = np.flatnonzero(first)

@@ -48,19 +48,22 @@ ABS_SD_FLOOR: dict[str, float] = {
     "spike_count": 1.0, "rate_Hz": 2.0, "first_spike_latency_ms": 1.0, "isi_cv": 0.02,
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
-    "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
+    "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5, "ap_peak_mV": 2.0,
+    "isi_trough_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
 }
 # The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
-FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", *PRESTEP_FEATURES)
+FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
+                                 *PRESTEP_FEATURES)
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
-                                 "prestep_deflection_mV": "mV", "prestep_sag_mV": "mV"}
+                                 "ap_peak_mV": "mV", "isi_trough_mV": "mV", "prestep_deflection_mV": "mV",
+                                 "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
 STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
-NO_RELATIVE_FLOOR = {"v_rest_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
+NO_RELATIVE_FLOOR = {"v_rest_mV", "ap_peak_mV", "isi_trough_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
 
 
 def _f(x: float) -> float | None:

@@ -151,3 +151,27 @@ def test_free_parameters_block_lists_the_search_box() -> None:
     # the box reaches well beyond the presets (the issue's cells fitted g_Kd ~1-4; the RS preset has 6)
     assert by["g_Kd"]["low"] <= 0.5 and by["g_Kd"]["high"] >= 30.0
     assert by["E_leak"]["transform"] == "solved" and by["leak_shift_mV"]["transform"] == "linear"
+
+
+def test_peak_and_interspike_trough_are_the_physiology_checks_measures(block_eval) -> None:  # noqa: ANN001
+    """ap_peak_mV and isi_trough_mV (the objective's) equal the physiology checks' median AP peak and interspike
+    trough on the same traces, and the trough tells a too-weak K+ model (shallow troughs) from the truth."""
+    from noble.fit.physiology import sweep_measures
+
+    prob, ev, _ = block_eval
+    for c in range(ev.v_mV.shape[0]):
+        for k, s in enumerate(prob.recording.sweeps):
+            m = sweep_measures(ev.v_mV[c, k], ev.dt_ms, s.stim_start_ms, s.stim_end_ms)
+            peak, trough = ev.features["ap_peak_mV"][c, k], ev.features["isi_trough_mV"][c, k]
+            if m["n"]:
+                assert peak == pytest.approx(float(np.median(m["peaks_mV"])), abs=0.2)
+            else:
+                assert np.isnan(peak)
+            if len(m["troughs_mV"]):
+                assert trough == pytest.approx(float(np.median(m["troughs_mV"])), abs=1e-9)
+            else:
+                assert np.isnan(trough)
+    # g_Kd x 0.5 at 200 pA (before it blocks): the trough sits well above the truth's, and the term says so
+    k = prob.term_labels.index(("sweep 2 (+200 pA)", "isi_trough_mV"))
+    assert ev.features["isi_trough_mV"][1, 2] > ev.features["isi_trough_mV"][0, 2] + 5.0
+    assert abs(ev.z[0, k]) < 1.0 < 3.0 < abs(ev.z[1, k])
