@@ -40,6 +40,7 @@ from .physiology import finite_or_none, of_traces
 from .targets import prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
+from .screen import screen_for_fit
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
 from .surrogate_stage import (SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, choose_population,
                               fit_embedding, load)
@@ -384,7 +385,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     t0 = time.perf_counter()
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)
-    notes: list[str] = []
+    rec, notes = screen_for_fit(rec)  # sweeps a fit cannot use are set aside, each with a note
     problem = FitProblem.from_recording(rec, cfg.objective)
     t = problem.targets
     notes.extend(t.notes)

@@ -93,10 +93,12 @@ def _options(raw: str) -> FitOptions:
 
 
 def _check_recording(path: Path) -> int:
-    """Number of usable sweeps; RecordingError if the file is not a usable recording."""
+    """Number of sweeps a fit can use; RecordingError if the file is not a recording a fit can use (unreadable,
+    mixed sampling rates, no sweep with a long enough step, a baseline and unclipped voltage)."""
+    from noble.fit.screen import screen_for_fit
     from noble.io import read_recording
 
-    rec = read_recording(path)
+    rec, _notes = screen_for_fit(read_recording(path))
     return len(rec.sweeps)
 
 
