@@ -16,6 +16,7 @@ import numpy as np
 MIN_SAMPLING_RATE_HZ = 5_000.0  # an AP lasts ~1 ms: below 5 kHz its peak and width are not resolved
 MAX_ABS_CURRENT_PA = 100_000.0  # 100 nA: beyond anything injected in whole-cell current clamp
 MIN_STEP_MS = 0.5  # shortest constant segment accepted as a 'step'
+MIN_REST_MS = 50.0  # shortest stretch at the holding level that counts as a resting baseline
 
 
 class RecordingError(ValueError):
@@ -244,17 +245,24 @@ class Sweep:
 
     @property
     def rest_end_ms(self) -> float:
-        """End of the resting baseline: where the command first leaves its holding level, the test step's onset
-        unless an earlier epoch (a pre-step) comes first. Rest, spontaneous firing and deflections are measured
-        before it, never inside a pre-step."""
+        """End of the resting baseline: the end of the last stretch at the holding level lasting >= MIN_REST_MS
+        before the test step: the step's onset, or the onset of the epochs leading into it (a pre-step). An
+        earlier excursion the cell recovers from (a test pulse at the sweep's start) is not in the way; without
+        such a stretch, where the command first leaves holding. Rest, spontaneous firing and deflections are
+        measured before it, never inside a pre-step."""
         assert self.dt_ms is not None
         a = int(round(self.stim_start_ms / self.dt_ms))
         if self.i_pA is None or a <= 1:
             return self.stim_start_ms
         c = self.i_pA[:a]
         thr = max(1.0, 6.0 * _noise_sd(c))
-        away = np.flatnonzero(np.abs(c - holding_level(c, self.dt_ms)) > thr)
-        return float(away[0]) * self.dt_ms if len(away) else self.stim_start_ms
+        at = np.r_[False, np.abs(c - holding_level(c, self.dt_ms)) <= thr, False]
+        edges = np.flatnonzero(np.diff(at.astype(np.int8)))
+        runs = list(zip(edges[::2], edges[1::2]))  # c[r0:r1] at holding
+        if not runs:
+            return 0.0
+        long_enough = [r for r in runs if (r[1] - r[0]) * self.dt_ms >= MIN_REST_MS]
+        return float((long_enough[-1] if long_enough else runs[0])[1]) * self.dt_ms
 
     def presteps(self, min_ms: float = 20.0) -> list[StepInfo]:
         """Constant command epochs before the test step lasting >= min_ms (e.g. a -100 pA pre-step), amplitudes
@@ -263,7 +271,9 @@ class Sweep:
         if self.i_pA is None or self.rest_end_ms >= self.stim_start_ms - min_ms:
             return []
         a = int(round(self.stim_start_ms / self.dt_ms))
-        return [st for st in detect_steps(self.i_pA[:a], self.dt_ms) if st.end_ms - st.start_ms >= min_ms]
+        rest_end = self.rest_end_ms - self.dt_ms
+        return [st for st in detect_steps(self.i_pA[:a], self.dt_ms)
+                if st.end_ms - st.start_ms >= min_ms and st.start_ms >= rest_end]
 
     def command_pA(self) -> np.ndarray:
         """The command current: the recorded one if any, else the square step rendered on the grid."""

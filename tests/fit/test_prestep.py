@@ -72,3 +72,19 @@ def test_the_prestep_terms_tell_a_4x_input_resistance_error_on_every_sweep(probl
         status = [r["checks"]["prestep_deflection"]["status"] for r in doc["sweeps"]]
         assert status == [expect] * len(AMPS), (row, status)
         assert doc["cell"]["rest"]["status"] == "ok"
+
+
+def test_rest_end_skips_an_early_test_pulse_and_keeps_a_nearby_prestep() -> None:
+    """The resting baseline ends where the last >= 50 ms stretch at holding before the step ends: an Allen-style
+    test pulse at the sweep's start is not in the way; a pre-step 20 ms before the step is part of the protocol."""
+    from noble.io import Sweep
+
+    dt = 0.05
+    t = np.arange(int(2500 / dt)) * dt
+    v = -70.0 + 0.1 * np.random.default_rng(0).standard_normal(len(t))
+    i = np.where((t >= 10) & (t < 20), -50.0, 0.0) + np.where((t >= 1020) & (t < 2020), 100.0, 0.0)
+    s = Sweep(v_mV=v, i_pA=i, dt_ms=dt, stim_amplitude_pA=100.0, stim_start_ms=1020.0, stim_end_ms=2020.0)
+    assert s.rest_end_ms == pytest.approx(1020.0) and s.presteps() == [] and prestep_window(s) is None
+    i2 = i + np.where((t >= 900) & (t < 1000), -100.0, 0.0)
+    s2 = Sweep(v_mV=v, i_pA=i2, dt_ms=dt, stim_amplitude_pA=100.0, stim_start_ms=1020.0, stim_end_ms=2020.0)
+    assert s2.rest_end_ms == pytest.approx(900.0) and prestep_window(s2) == pytest.approx((900.0, 1000.0))
