@@ -62,6 +62,11 @@ class FitConfig(BaseModel):
         "auto", description="fit a shift of E_leak from the value that pins the recorded median voltage (a bias "
                             "current; 'auto': for spontaneously active cells, whose median voltage is not a rest)")
     leak_shift_range_mV: tuple[float, float] = (-10.0, 30.0)
+    h_current: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit I_h (g_h, the hh family's h-current: sag and rebound); 'auto': when the recording "
+                            "sags (median sag ratio of its hyperpolarising steps >= sag_threshold, or a median "
+                            "pre-step sag >= 1 mV)")
+    sag_threshold: float = Field(0.05, ge=0, le=1, description="sag ratio from which 'auto' frees g_h")
     shift_starts_mV: tuple[float, ...] = Field(
         (6.0, 12.0, 18.0), description="when the leak shift is fitted, every start is also scored with these "
                                        "shifts (the pacemaking basin; see fit_recording)")
@@ -273,9 +278,25 @@ def _polish(problem: FitProblem, space: ParamSpace, res: SolverResult, ev: Evalu
     return res, ev2, checks2, info
 
 
-def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool) -> ParamSpace:
+def recording_sags(problem: FitProblem, threshold: float) -> tuple[bool, str]:
+    """(does the recording show I_h's sag, the evidence): the median sag ratio of its hyperpolarising test steps
+    (eFEL sag_ratio1) >= threshold, or the median sag of its pre-steps >= 1 mV."""
+    t = problem.targets
+    ratio = t.sag_ratio
+    pre = t.feature_array("prestep_sag_mV")
+    pre_med = float(np.median(pre[np.isfinite(pre)])) if np.any(np.isfinite(pre)) else None
+    if ratio is not None and ratio >= threshold:
+        return True, f"median sag ratio {ratio:.2f} of its hyperpolarising steps (>= {threshold:g})"
+    if pre_med is not None and pre_med >= 1.0:
+        return True, f"median pre-step sag {pre_med:.1f} mV (>= 1 mV)"
+    return False, ("median sag ratio " + (f"{ratio:.2f}" if ratio is not None else "not measurable")
+                   + (f", pre-step sag {pre_med:.1f} mV" if pre_med is not None else ""))
+
+
+def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
-    return ParamSpace(free=tuple(cfg.free), base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
+    free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
+    return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
 
 
 def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
@@ -409,7 +430,11 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         cold = params_row(get_family("hh").preset_values(cfg.cold_preset))[None, :]
         extra = cold if extra is None else np.concatenate([extra, cold])
         wsinfo["fallback_preset"] = cfg.cold_preset
-    space = _space(cfg, base, t.spontaneously_active)
+    sags, evidence = recording_sags(problem, cfg.sag_threshold)
+    with_h = cfg.h_current == "on" or (cfg.h_current == "auto" and sags)
+    if with_h:
+        notes.append(f"I_h fitted (g_h free): {evidence}" if sags else "I_h fitted (g_h free): h_current 'on'")
+    space = _space(cfg, base, t.spontaneously_active, with_h)
     solver_cfg = cfg.solver
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})

@@ -51,7 +51,8 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     i_t = col("g_T") * s_inf**2 * g["u"] * (v - col("E_Ca"))
     i_l = col("g_L") * g["q"] ** 2 * g["r"] * (v - col("E_Ca"))
     i_d = col("g_D") * g["a_D"] ** 3 * g["b_D"] * (v - col("E_K"))
-    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d)
+    i_h = col("g_h") * g["w_h"] * (v - col("E_h"))
+    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h)
 
 
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
@@ -193,6 +194,8 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "g_L": (0.01, 1.0, True),
     "g_D": (0.0, 2.5, False),  # linear: the lower edge is exactly "no I_D"
     "tau_D": (30.0, 1500.0, True),
+    "g_h": (0.0, 0.5, False),  # linear: the lower edge is exactly "no I_h"; 0.5 gives an RS cell a sag ratio ~0.3
+    "E_h": (-55.0, -25.0, False),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),
     "E_K": (-110.0, -70.0, False),

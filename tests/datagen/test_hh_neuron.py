@@ -119,3 +119,26 @@ def test_d_current_delays_firing_and_matches_neuron():
         lat_on = brian.spike_times_ms[on][0] - START_MS
         assert lat_on > 1.5 * lat_off, (amps[off], lat_off, lat_on)
         assert len(brian.spike_times_ms[on]) < len(brian.spike_times_ms[off])  # and it lowers the rate
+
+
+def test_h_current_gives_sag_and_rebound_and_matches_neuron():
+    """Kole et al. (2006) I_h: a -150 pA step sags back toward rest (the HCN current activates with a ~50-80 ms
+    time constant) and the offset rebounds above rest; without it there is neither; Brian2 and NEURON agree on
+    the whole trace."""
+    names = HH.param_names()
+    base = HH.preset_values("regular_spiking")
+    rows = np.array([[{**base, "g_h": g_h}[k] for k in names] for g_h in (0.0, 0.05)])
+    amps = np.array([-150.0, -150.0])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    a, b = int(round(START_MS / 0.1)), int(round((START_MS + STEP_MS) / 0.1))
+    sag, rebound = [], []
+    for k in range(2):
+        v = brian.v_mV[k].astype(float)
+        assert float(np.max(np.abs(v - ref.v_mV[k]))) < 0.1, k  # Brian2 vs NEURON, mV
+        rest = float(v[a - 1])
+        sag.append(float(v[b - 1] - v[a:b].min()))
+        rebound.append(float(v[b:].max() - rest))
+    assert sag[0] < 0.3 and sag[1] > 2.0, sag
+    assert rebound[1] > rebound[0] + 1.0, rebound

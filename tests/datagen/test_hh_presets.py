@@ -35,6 +35,8 @@ SHARED = {  # family defaults no preset overrides (except where the preset's row
     "g_L": (0.0, "no I_L in the paper's FS, RS and LTS cells"),
     "g_D": (0.0, "I_D is not Pospischil's (Golomb et al. 2007), off in every preset"),
     "tau_D": (150.0, "Golomb et al. 2007 tau_b = 150 ms"),
+    "g_h": (0.0, "I_h is not Pospischil's (Kole et al. 2006), off in every preset"),
+    "E_h": (-45.0, "Kole et al. 2006 / Hay et al. 2011 Ih.mod ehcn = -45 mV"),
 }
 
 TABLE: dict[str, dict[str, tuple[float, str]]] = {

@@ -4,7 +4,7 @@ Source: M. Pospischil, M. Toledo-Rodriguez, C. Monier, Z. Piwkowska, T. Bal, Y. 
 A. Destexhe (2008), "Minimal Hodgkin-Huxley type models for different classes of cortical and thalamic
 neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
 
-    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D + I_inj
+    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h + I_inj
 
 * I_Na = g_Na m^3 h (V - E_Na), I_Kd = g_Kd n^4 (V - E_K): Traub & Miles (1991) kinetics shifted by the
   threshold parameter V_T (alpha/beta below, V and V_T in mV, rates in 1/ms).
@@ -18,6 +18,12 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   Not in Pospischil's model (g_D = 0 in every preset, and then it is not integrated at all): it is what
   delays the first spike of many FS and pyramidal cells by 100s of ms above rheobase (the outward current
   inactivates slowly during the step), which the fit needs for real recordings.
+* I_h = g_h w (V - E_h): the hyperpolarisation-activated cation current (HCN) of Kole, Hallermann & Stuart
+  (2006), J. Neurosci. 26:1677, as in Hay et al. (2011) ModelDB 139653 (Ih.mod), the same kinetics as `hh_mc`'s:
+  alpha_w = 0.00643 (V+154.9) / (exp((V+154.9)/11.9) - 1), beta_w = 0.193 exp(V/33.1) (1/ms), E_h = -45 mV.
+  Not in Pospischil's model either (g_h = 0 in every preset, then not integrated): the sag and rebound of
+  pyramidal cells' hyperpolarising responses (w_inf 0.03 at -75 mV, 0.27 at -100 mV; tau_w 49 / 77 ms), which a
+  fit needs where a recording shows them.
 * Simplification (stated): E_Ca is a fixed 120 mV instead of the Nernst potential of a Ca2+ pool.
 
 Membrane: one cylinder with L = d (area pi d^2, no end caps), specific capacitance 1 uF/cm^2 (cm = 1 in every
@@ -77,7 +83,7 @@ paper's value is used); E_Ca 120 mV ([MDB] eca = 120 in sPYb/sPYr_template; [PYS
 in the paper: source not found); V_x 2 mV where g_T = 0, where it has no effect (source not found in the paper
 or [MDB]; the Brain Dynamics Toolbox's Pospischil2008.m, github.com/bdtoolbox-org/bdtoolbox models/, uses 2 mV
 for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g_D = 0 (not Pospischil's) and
-tau_D 150 ms (Golomb et al. 2007's tau_b). tests/datagen/test_hh_presets.py pins each value to this table.
+tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006). tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
 potentials around a preset; the acceptance window on features lives in the dataset config ('hall of fame').
@@ -94,7 +100,7 @@ import numpy as np
 from .base import BuiltGroup, ModelFamily, ParamSpec, assign_params
 
 _EQS = """
-dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D + I_inj) / Cm : volt
+dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h + I_inj) / Cm : volt
 area = pi * diam_um**2 : metre**2
 Cm = 1 * ufarad / cm**2 * area : farad
 I_inj = I_stim(t, i) : amp
@@ -105,6 +111,7 @@ I_M = g_M * area * p * (v - E_K) : amp
 I_T = g_T * area * s_inf**2 * u * (v - E_Ca) : amp
 I_L = g_L * area * q**2 * r * (v - E_Ca) : amp
 I_D = g_D * area * a_D**3 * b_D * (v - E_K) : amp
+I_h = g_h * area * w_h * (v - E_h) : amp
 vu = (v - V_T) / mV : 1
 dm/dt = (alpha_m * (1 - m) - beta_m * m) : 1
 dh/dt = (alpha_h * (1 - h) - beta_h * h) : 1
@@ -133,6 +140,9 @@ da_D/dt = (a_D_inf - a_D) / (2 * ms) : 1
 db_D/dt = (b_D_inf - b_D) / tau_D : 1
 a_D_inf = 1 / (1 + exp(-(v / mV + 50) / 20)) : 1
 b_D_inf = 1 / (1 + exp((v / mV + 70) / 6)) : 1
+dw_h/dt = alpha_w * (1 - w_h) - beta_w * w_h : 1
+alpha_w = 0.00643 * 11.9 / exprel((v / mV + 154.9) / 11.9) / ms : Hz
+beta_w = 0.193 * exp(v / mV / 33.1) / ms : Hz
 g_leak : siemens / metre**2 (constant)
 E_leak : volt (constant)
 g_Na : siemens / metre**2 (constant)
@@ -149,6 +159,8 @@ V_x : volt (constant)
 tau_max : second (constant)
 tau_D : second (constant)
 diam_um : metre (constant)
+g_h : siemens / metre**2 (constant)
+E_h : volt (constant)
 """
 
 
@@ -176,11 +188,22 @@ def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[s
         "r": ar / (ar + br),
         "a_D": 1 / (1 + np.exp(-(v_mV + 50) / 20)),
         "b_D": 1 / (1 + np.exp((v_mV + 70) / 6)),
+        "w_h": _w_inf(v_mV),
     }
 
 
+def _w_rates(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(alpha_w, beta_w) of I_h in 1/ms at v (mV)."""
+    return 0.00643 * _vtrap(np.asarray(v, dtype=np.float64) + 154.9, 11.9), 0.193 * np.exp(np.asarray(v) / 33.1)
+
+
+def _w_inf(v: np.ndarray) -> np.ndarray:
+    a, b = _w_rates(v)
+    return a / (a + b)
+
+
 # ---- steady state -----------------------------------------------------------------------------------
-_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D")
+_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h")
 _GATES = _STATE[1:]
 
 
@@ -203,6 +226,7 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
         an, bn = 0.032 * _vtrap(15 - vu, 5), 0.5 * np.exp((10 - vu) / 40)
         aq, bq = 0.055 * _vtrap(-27 - v, 3.8), 0.94 * np.exp((-75 - v) / 17)
         ar, br = 0.000457 * np.exp((-13 - v) / 50), 0.0065 / (np.exp((-15 - v) / 28) + 1)
+        aw, bw = _w_rates(v)
         tau_p = col["tau_max"] / (3.3 * np.exp((v + 35) / 20) + np.exp(-(v + 35) / 20))
         tau_u = (30.8 + (211.4 + np.exp((vx + 113.2) / 5)) / (1 + np.exp((vx + 84) / 3.2))) / 3.7
         out = {
@@ -215,6 +239,7 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
             "r": (ar / (ar + br), 1 / (ar + br)),
             "a_D": (1 / (1 + np.exp(-(v + 50) / 20)), np.full_like(v, 2.0)),
             "b_D": (1 / (1 + np.exp((v + 70) / 6)), np.broadcast_to(col["tau_D"], np.shape(v))),
+            "w_h": (aw / (aw + bw), 1 / (aw + bw)),
         }
     return out
 
@@ -233,11 +258,12 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
             + col["g_M"] * gates["p"] * (v - col["E_K"])
             + col["g_T"] * s_inf**2 * gates["u"] * (v - col["E_Ca"])
             + col["g_L"] * gates["q"] ** 2 * gates["r"] * (v - col["E_Ca"])
-            + col["g_D"] * gates["a_D"] ** 3 * gates["b_D"] * (v - col["E_K"]))
+            + col["g_D"] * gates["a_D"] ** 3 * gates["b_D"] * (v - col["E_K"])
+            + col["g_h"] * gates["w_h"] * (v - col["E_h"]))
 
 
 def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) -> np.ndarray:
-    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 10) in `_STATE` order, C = 1 uF/cm^2 and a
+    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 11) in `_STATE` order, C = 1 uF/cm^2 and a
     constant injected current density J_hold (uA/cm^2)."""
     v = y[..., 0]
     gates = {g: y[..., k + 1] for k, g in enumerate(_GATES)}
@@ -319,13 +345,14 @@ def steady_state(params: np.ndarray, holding_pA: np.ndarray | float = 0.0, v_lo_
 
 
 class HH(ModelFamily):
-    """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D)."""
+    """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D and
+    Kole 2006 I_h)."""
 
     name: ClassVar[str] = "hh"
     description: ClassVar[str] = (
         "Bio-realistic single-compartment conductance-based neuron of Pospischil et al. 2008 "
         "(Na, Kd, M, T-type and L-type Ca2+ currents), with an optional slowly inactivating d-type K+ "
-        "current (Golomb et al. 2007) for delayed firing."
+        "current (Golomb et al. 2007) for delayed firing and an optional h-current (Kole et al. 2006) for sag."
     )
     # RK4 at dt 0.025 ms: spike times within 0.05 ms of NEURON run to convergence. exponential_euler at the
     # same dt made ISIs ~5% too long (10 ms drift over a 300 ms train; benchmarks/datagen.py measures it).
@@ -362,6 +389,10 @@ class HH(ModelFamily):
                   description="inactivation time constant of I_D"),
         ParamSpec(name="diam_um", unit="um", default=56.9, low=10.0, high=200.0, variability="lognormal",
                   description="soma diameter = length of the cylinder"),
+        # Last and not varied, like I_D's: 0 in every preset, and a draw would change every dataset made before.
+        ParamSpec(name="g_h", unit="mS/cm2", default=0.0, low=0.0, high=2.0,
+                  description="h-current (HCN) conductance density: sag and rebound"),
+        ParamSpec(name="E_h", unit="mV", default=-45.0, low=-60.0, high=-20.0, description="I_h reversal"),
     )
     # Sources of every value: module docstring (pinned by tests/datagen/test_hh_presets.py).
     presets: ClassVar[dict[str, dict[str, float]]] = {
@@ -380,10 +411,12 @@ class HH(ModelFamily):
     settle_ms: ClassVar[float] = 300.0
 
     @classmethod
-    def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True) -> str:
-        """The model's equations; a Ca2+ or d-type current whose conductance is zero in the whole group is
+    def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True) -> str:
+        """The model's equations; a Ca2+, d-type or h current whose conductance is zero in the whole group is
         dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
         drop: set[str] = set()
+        if not with_h:
+            drop |= {"I_h", "dw_h/dt", "alpha_w", "beta_w"}
         if not with_D:
             drop |= {"I_D", "da_D/dt", "db_D/dt", "a_D_inf", "b_D_inf"}
         if not with_T:
@@ -394,7 +427,7 @@ class HH(ModelFamily):
         for line in _EQS.strip().splitlines():
             head = line.split("=")[0].strip()  # "I_T", "du/dt", ...
             if head in drop:
-                if head in ("I_T", "I_L", "I_D"):
+                if head in ("I_T", "I_L", "I_D", "I_h"):
                     lines.append(f"{head} = 0*amp : amp")
                 continue
             lines.append(line)
@@ -416,8 +449,9 @@ class HH(ModelFamily):
         with_T = bool(np.any(params[:, names.index("g_T")] > 0))
         with_L = bool(np.any(params[:, names.index("g_L")] > 0))
         with_D = bool(np.any(params[:, names.index("g_D")] > 0))
+        with_h = bool(np.any(params[:, names.index("g_h")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D), method=cls.method, threshold="v > -20*mV",
+            n, cls.equations(with_T, with_L, with_D, with_h), method=cls.method, threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
         assign_params(group, cls, params)
