@@ -489,12 +489,15 @@ class JobRunner:
                                   "--quiet", *spread], "fit", on_poll=relay)
         self.store.progress(job.id, self.owner, FIT_PROGRESS_TOTAL, FIT_PROGRESS_TOTAL, message="fitted")
         result: dict[str, Any] = {"type": "fit", "path": "fit", "name": f"fit-{job.id[:8]}"}
+        from noble.fit.api import FitSummary
+
         try:
-            fit = json.loads((out / "fit.json").read_text())
-            result.update(objective=fit.get("objective"), checks_all_ok=(fit.get("checks") or {}).get("all_ok"),
-                          parameters={k: (v or {}).get("value") for k, v in (fit.get("parameters") or {}).items()})
-        except (OSError, ValueError, AttributeError):
-            pass
+            summary = FitSummary.read(out)
+        except (OSError, ValueError) as exc:  # the files are the result; the summary is a convenience
+            log.warning("fit job %s: fit.json not summarised (%s)", job.id, exc)
+        else:
+            result.update(summary.model_dump(include={"objective", "checks_all_ok", "physiology_all_ok",
+                                                      "physiology_failed", "parameters", "free"}))
         return result
 
     # ---- results ----------------------------------------------------------------------------------------

@@ -157,6 +157,35 @@ class FitResult(BaseModel):
         return self.model_dump(mode="json", exclude={"traces"})
 
 
+class FitSummary(BaseModel):
+    """What a client of a finished fit needs at a glance, parsed (and validated) from its fit.json: the service's
+    job result. Failed checks are listed by name ('sweep 8 (+100 pA): ahp_trough')."""
+
+    model_config = ConfigDict(extra="ignore")
+    source: str
+    objective: float
+    checks_all_ok: bool
+    physiology_all_ok: bool | None = None
+    physiology_failed: list[str] = []
+    parameters: dict[str, float]
+    free: list[str] = []
+    notes: list[str] = []
+
+    @classmethod
+    def read(cls, path: str | os.PathLike[str]) -> "FitSummary":
+        """From a fit.json file (or the directory holding one); ValueError / OSError if it is not one."""
+        p = os.fspath(path)
+        if os.path.isdir(p):
+            p = os.path.join(p, "fit.json")
+        with open(p) as fh:
+            doc = FitResult.model_validate_json(fh.read())
+        phys = doc.physiology.get("summary") or {}
+        return cls(source=doc.source, objective=doc.objective, checks_all_ok=bool(doc.checks.get("all_ok")),
+                   physiology_all_ok=phys.get("all_ok"), physiology_failed=list(phys.get("failed", [])),
+                   parameters={k: float(v["value"]) for k, v in doc.parameters.items()},
+                   free=list(doc.solver.get("free", [])), notes=doc.notes)
+
+
 # ---- helpers ------------------------------------------------------------------------------------------------
 _f = finite_or_none
 

@@ -70,6 +70,13 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
         np.testing.assert_allclose(m.command_pA(), r.command_pA())
         assert abs(float(np.median(m.v_mV[:100])) - float(np.median(r.v_mV[:100]))) < 2.0  # rests where the cell rests
     assert "traces" not in doc
+    # the typed summary the service's fit jobs report, parsed from the same file
+    from noble.fit.api import FitSummary
+
+    summ = FitSummary.read(out)
+    assert summ.objective == doc["objective"] and summ.checks_all_ok == doc["checks"]["all_ok"]
+    assert summ.parameters == {k: v["value"] for k, v in doc["parameters"].items()}
+    assert summ.physiology_failed == doc["physiology"]["summary"]["failed"] and summ.free == doc["solver"]["free"]
     assert "surrogate_nwb" not in doc["files"] and not (out / "cell_surrogate.nwb").exists()  # no stage 1, no file
     # overlay.json (the explorer's overlay): every fitted sweep, the recording on its own time base, the model's
     # response thinned without losing an AP peak, the per-sweep checks.
