@@ -87,6 +87,8 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # A pre-step's steady deflection and sag (only where the protocol has one): input resistance and I_h on every
     # sweep, as the passive terms of hyperpolarising test steps are.
     "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
+    # the overshoot after a hyperpolarising step (I_h, I_T): with sag, what tells I_h's size and speed apart
+    "rebound_mV": 0.5,
     # Where the cell sits between spikes and how high its APs peak, as the physiology checks measure them: the
     # interspike trough at the counts' level of care below them (the regular-spiking recording's fit dipped to
     # -64 mV between spikes where the cell sits at -41..-48 mV, and only the 0.1-weight eFEL AHP depth saw it).

@@ -49,15 +49,16 @@ ABS_SD_FLOOR: dict[str, float] = {
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
     "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5, "ap_peak_mV": 2.0,
-    "isi_trough_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
+    "rebound_mV": 1.0, "isi_trough_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
 }
 # The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
 FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
-                                 *PRESTEP_FEATURES)
+                                 "rebound_mV", *PRESTEP_FEATURES)
+REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
-                                 "ap_peak_mV": "mV", "isi_trough_mV": "mV", "prestep_deflection_mV": "mV",
+                                 "ap_peak_mV": "mV", "isi_trough_mV": "mV", "rebound_mV": "mV", "prestep_deflection_mV": "mV",
                                  "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
 STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
@@ -185,6 +186,25 @@ def voltage_base(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float) -> np.nda
     return np.mean(np.atleast_2d(v_mV)[:, win], axis=1)
 
 
+def rebound(sweep: Sweep) -> float:
+    """After a hyperpolarising test step: the highest voltage in the REBOUND_WINDOW_MS after its end minus eFEL's
+    voltage_base before it, in mV (> 0: the cell overshoots its rest, I_h / I_T). A subthreshold measure: NaN
+    where an AP fires in that window or in the 100 ms before the step (a rebound burst or a pacemaker's spikes
+    are the spike features' business), for depolarising steps, or without half the window after the step."""
+    if sweep.stim_amplitude_pA >= 0:
+        return math.nan
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    a = int(round(sweep.stim_end_ms / dt))
+    b = min(sweep.n_samples, a + int(round(REBOUND_WINDOW_MS / dt)))
+    s0 = int(round(sweep.stim_start_ms / dt))
+    if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
+        return math.nan
+    peak = float(np.max(sweep.v_mV[a:b]))
+    if peak > PEAK_MIN_MV or float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
+        return math.nan
+    return peak - float(voltage_base(sweep.v_mV, dt, sweep.stim_start_ms)[0])
+
+
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
     """`FIT_FEATURES` of every sweep (recording order), each trace cut at its analysis end (module docstring).
 
@@ -216,6 +236,7 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
                     out[name][rows[mask]] = vals
     for k, s in enumerate(rec.sweeps):
         out["prestep_deflection_mV"][k], out["prestep_sag_mV"][k] = prestep_features(s)
+        out["rebound_mV"][k] = rebound(s)
     return out
 
 
