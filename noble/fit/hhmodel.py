@@ -157,7 +157,12 @@ class HHFit(HH):
     @classmethod
     def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
         cls.check_params(params)
-        group = b2.NeuronGroup(n, cls.equations(), method=cls.method, threshold="v > -20*mV",
+        # A current whose conductance is 0 in every neuron of the group is dropped (its gates not integrated), as
+        # `HH.build` does: exact (the current is 0 either way) and ~30 % faster for a fit whose search leaves
+        # I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s).
+        on = {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
+                                                                  ("with_D", "g_D"), ("with_h", "g_h"))}
+        group = b2.NeuronGroup(n, cls.equations(**on), method=cls.method, threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
         eff = np.array(params, dtype=np.float64)
@@ -169,10 +174,11 @@ class HHFit(HH):
         if init is not None:
             rows = np.isfinite(init["v"])
             v0 = np.where(rows, init["v"], v0)
-            gates = {key: np.where(rows, init[key], val) for key, val in gates.items()}
+            gates = {key: np.where(rows, init[key], val) if key in init else val for key, val in gates.items()}
         group.v = v0 * b2.mV
         for key, val in gates.items():
-            setattr(group, key, val)
+            if key in group.variables:  # (the gates of a dropped current are not)
+                setattr(group, key, val)
         return BuiltGroup(group=group)
 
 
