@@ -93,13 +93,18 @@ def test_rest_end_skips_an_early_test_pulse_and_keeps_a_nearby_prestep() -> None
 def test_sag_and_rebound_features_see_the_h_current() -> None:
     """The fit's sag ratio and rebound of a hyperpolarising step: near 0 without I_h, clearly positive with it (the
     features that make g_h identifiable when `h_current` frees it)."""
+    from noble.fit.api import FitConfig, _space, recording_sags
     from noble.fit.targets import sweep_features
 
     out = {}
     for g_h in (0.0, 0.1):
-        rec = synthetic_recording({**TRUTH, "g_h": g_h}, [-100.0], start_ms=50.0, duration_ms=300.0, tail_ms=200.0,
-                                  noise_pA=0.0)
+        rec = synthetic_recording({**TRUTH, "g_h": g_h}, [-100.0, 100.0], start_ms=50.0, duration_ms=300.0,
+                                  tail_ms=200.0, noise_pA=0.0)
         f = sweep_features(rec)
         out[g_h] = (float(f["sag_ratio"][0]), float(f["rebound_mV"][0]))
+        # h_current 'auto' frees g_h exactly where the recording sags
+        sags, why = recording_sags(FitProblem.from_recording(rec), FitConfig().sag_threshold)
+        assert sags == (g_h > 0), why
+        assert ("g_h" in _space(FitConfig(h_current="auto"), TRUTH, False, sags).free) == (g_h > 0)
     assert out[0.0][0] < 0.02 and out[0.1][0] > 0.1, out
     assert out[0.0][1] < 0.5 and out[0.1][1] > 1.0, out
