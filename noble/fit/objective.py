@@ -67,6 +67,7 @@ from noble.datagen.simulate import SimResult, simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
 from .hhmodel import IDX, HHFit, split_holding
+from .physiology import PhysiologyTolerances
 from .tolerances import COUNT_SD_FLOOR, Tolerances
 from .spikes import last_spike_sd
 from .targets import (FIT_FEATURES, RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
@@ -89,6 +90,11 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
     # the overshoot after a hyperpolarising step (I_h, I_T): with sag, what tells I_h's size and speed apart
     "rebound_mV": 0.5,
+    # The steady-state deflection of every step where the recording does not fire (the physiology checks'
+    # subthreshold measure, its sd bounded by their max(2 mV, 15 %) tolerance): eFEL's input resistance sees only
+    # hyperpolarising steps, and a fit traded the depolarising ones for spike terms (190619B_0003 at +60 pA: the
+    # cell sits 23 mV above rest without firing).
+    "deflection_mV": 2.0,
     # Where the cell sits between spikes and how high its APs peak, as the physiology checks measure them: the
     # interspike trough at the counts' level of care below them (the regular-spiking recording's fit dipped to
     # -64 mV between spikes where the cell sits at -41..-48 mV, and only the 0.1-weight eFEL AHP depth saw it).
@@ -255,6 +261,8 @@ class FitProblem:
             for k, val in enumerate(tgt):
                 if name == "last_spike_fraction" and not counts[k] >= self.config.last_spike_min_aps:
                     continue
+                if name == "deflection_mV" and not counts[k] == 0:
+                    continue  # a steady state only where the recording does not fire
                 if math.isfinite(val):
                     sd = float(fsd.sd_at(val))
                     if name == "last_spike_fraction":
@@ -332,6 +340,9 @@ class FitProblem:
             return float(tol.count_tol(target))
         if name == "first_spike_latency_ms" and k in self.supra_threshold_sweeps[:2]:
             return tol.latency_ms
+        if name in ("deflection_mV", "prestep_deflection_mV"):
+            phys = PhysiologyTolerances()  # the subthreshold checks' tolerance
+            return max(phys.deflection_mV, phys.deflection_rel * abs(target))
         return math.inf
 
     def tolerance_excess(self, z: np.ndarray) -> np.ndarray:
