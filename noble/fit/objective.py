@@ -261,8 +261,10 @@ class FitProblem:
             for k, val in enumerate(tgt):
                 if name == "last_spike_fraction" and not counts[k] >= self.config.last_spike_min_aps:
                     continue
-                if name == "deflection_mV" and not counts[k] == 0:
-                    continue  # a steady state only where the recording does not fire
+                if name == "deflection_mV" and (not counts[k] == 0 or self.targets.spontaneously_active):
+                    # a steady state only where the recording does not fire, and from a rest: a pacemaker's
+                    # baseline is its limit cycle's median, not a passive property
+                    continue
                 if math.isfinite(val):
                     sd = float(fsd.sd_at(val))
                     if name == "last_spike_fraction":
