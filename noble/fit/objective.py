@@ -327,7 +327,7 @@ class FitProblem:
 
     def _bounded_sd(self, name: str, k: int, target: float, sd: float) -> float:
         """A sweep term's sd bounded by the acceptance tolerance it is judged by (module docstring)."""
-        tol = self._tolerance(name, k, target)
+        tol = min(self._tolerance(name, k, target), self._check_tolerance(name, target))
         if not math.isfinite(tol):
             return sd
         if name == "spike_count":
@@ -342,8 +342,14 @@ class FitProblem:
             return float(tol.count_tol(target))
         if name == "first_spike_latency_ms" and k in self.supra_threshold_sweeps[:2]:
             return tol.latency_ms
+        return math.inf
+
+    @staticmethod
+    def _check_tolerance(name: str, target: float) -> float:
+        """The physiology check's tolerance of a subthreshold term (inf for the others): it bounds the term's sd
+        like an acceptance tolerance, but is not an acceptance check (the polish's feasibility ignores it)."""
         if name in ("deflection_mV", "prestep_deflection_mV"):
-            phys = PhysiologyTolerances()  # the subthreshold checks' tolerance
+            phys = PhysiologyTolerances()
             return max(phys.deflection_mV, phys.deflection_rel * abs(target))
         return math.inf
 
