@@ -90,8 +90,10 @@ def time_to_reach(history: list[dict[str, float]], target: float, offset_s: floa
 def _configs(args: argparse.Namespace, seed: int) -> tuple[FitConfig, FitConfig, FitConfig]:
     # no feasibility polish: the benchmark compares the searches (objective against wall time); the polish runs
     # after either one alike and only when its result misses an acceptance check
+    # no time budget (the variants run their generation budgets, whatever the machine) and one process per fit
+    # (each fit's own single-threaded process, as the docstring says)
     base = FitConfig(solver=SolverConfig(popsize=args.popsize, seed=seed, probe=False), restarts=args.restarts,
-                     polish={"generations": 0})
+                     polish={"generations": 0}, time_budget_s=None, workers=1)
     cold = base.model_copy(update={"stage1": "off", "solver": base.solver.model_copy(
         update={"max_generations": args.cold_generations, "sigma0": 0.25, "tolfun": 0.0})})
     warm = base.model_copy(update={"stage1": "on", "solver": base.solver.model_copy(

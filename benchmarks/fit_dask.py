@@ -36,7 +36,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "fit_dask.json")
     args = ap.parse_args()
     rec = read_recording(args.recording)
-    cfg = FitConfig()
+    # no time budget: each variant then runs the same generations and gives the same fit, so the wall times compare
+    # the same work (with the default budget, 1 worker would instead run fewer generations in its 3 minutes)
+    cfg = FitConfig(time_budget_s=None)
     if args.generations:
         cfg = cfg.model_copy(update={"solver": cfg.solver.model_copy(update={"max_generations": args.generations})})
     rows: list[dict[str, Any]] = []

@@ -64,17 +64,20 @@ def fit_cmd(
     popsize: Optional[int] = typer.Option(None, "--popsize", min=4, max=256),
     seed: int = typer.Option(0, "--seed", min=0),
     restarts: Optional[int] = typer.Option(None, "--restarts", min=1, max=16,
-                                           help="independent CMA-ES runs, best reported (default 2)"),
+                                           help="independent CMA-ES runs, best reported (default 1)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64,
-                                          help="processes for the restarts (default: one per restart up to the CPUs)"),
+                                          help="processes for the search (default: the CPUs; one run splits each generation over them)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help=(
-        "Dask scheduler address (tcp://host:port): run the restarts and polish runs on that cluster's workers")),
+        "Dask scheduler address (tcp://host:port): evaluate the search's candidates (and the polish runs) on that cluster's workers")),
     no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
     final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
                                              help="integration step (ms) of the reported fit (default 0.025)"),
     polish: Optional[int] = typer.Option(None, "--polish", min=0, max=1000,
                                          help="feasibility-polish generations when the fit misses an acceptance "
                                               "check (default 24; 0: off)"),
+    time_budget: Optional[float] = typer.Option(None, "--time-budget", min=0, max=86400, help=(
+        "wall-clock budget of the fit in seconds (default 160: 3 minutes on 2 cores with the outputs); 0: none, "
+        "the generation budgets alone (reproducible on any machine)")),
     config: Optional[Path] = typer.Option(None, "--config", help="FitConfig as JSON/YAML"),
     progress_file: Optional[Path] = typer.Option(None, "--progress-file",
                                                  help="keep a JSON file of the fit's stage and generation up to "
@@ -118,6 +121,8 @@ def fit_cmd(
             upd["workers"] = workers
         if scheduler is not None:
             upd["scheduler"] = scheduler
+        if time_budget is not None:
+            upd["time_budget_s"] = time_budget or None
         if polish is not None:
             upd["polish"] = cfg.polish.model_copy(update={"generations": polish}).model_dump()
         upd["solver"] = solver

@@ -72,17 +72,20 @@ class PolishResult:
 
 def polish_feasibility(problem: FitProblem, space: ParamSpace, unit0: np.ndarray, chi2_limit: float,
                        dt_ms: float, solver: SolverConfig, cfg: PolishConfig, rest_mV: float | None = None,
-                       workers: int | None = None, scheduler: str | None = None) -> PolishResult:
+                       workers: int | None = None, scheduler: str | None = None,
+                       time_limit_s: float | None = None) -> PolishResult:
     """Polish from unit-cube point unit0 (d,) (module docstring): `cfg.runs` CMA-ES runs (seeds apart; in up to
     `workers` processes, default one per run up to the CPU count) score candidates at dt_ms with the penalty at
     margin 1, so 'feasible' (penalised objective == chi2 / W) is exactly 'meets every acceptance check' at the dt
-    the fit is reported at; the feasible candidate with the lowest chi2 <= chi2_limit is chosen."""
+    the fit is reported at; the feasible candidate with the lowest chi2 <= chi2_limit is chosen. time_limit_s: wall time
+    of all the runs together (the fit's budget), None: generations only."""
     t0 = time.perf_counter()
     pp = problem.penalised(cfg.penalty, margin=1.0)
     base = solver.model_copy(update={"dt_ms": dt_ms, "sigma0": cfg.sigma0, "max_generations": cfg.generations,
                                      "probe": False, "popsize": cfg.popsize or solver.popsize, "time_limit_s": None})
     cfgs = [base.model_copy(update={"seed": solver.seed + 77 + 1000 * k}) for k in range(cfg.runs)]
-    out = run_many(pp, space, [unit0] * len(cfgs), cfgs, workers, rest_mV, tag="polish", scheduler=scheduler)
+    out = run_many(pp, space, [unit0] * len(cfgs), cfgs, workers, rest_mV, tag="polish", scheduler=scheduler,
+                   time_limit_s=time_limit_s)
     runs = [r for r, *_ in out]
     unit = np.concatenate([r.unit for r in runs])
     params = np.concatenate([r.params for r in runs])

@@ -14,6 +14,7 @@ Workers report every generation through a queue, so a caller's progress moves pe
 from __future__ import annotations
 
 import logging
+import math
 import multiprocessing
 import os
 import queue
@@ -25,6 +26,7 @@ import numpy as np
 
 from .hhmodel import ParamSpace
 from .objective import FitProblem
+from .pool import ParallelEvaluator
 from .solver import SolverConfig, SolverResult, acceptable, run_cmaes
 
 
@@ -142,16 +144,38 @@ def _on_dask(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs
         return [f.result() for f in futs]
 
 
+SPAWN_S = 3.0  # starting the worker processes (or shipping the problem to Dask) before a run's clock starts
+
+
+def _dask_slots(scheduler: str) -> int:
+    """Worker threads of the Dask cluster at `scheduler` (the runs that go side by side)."""
+    from distributed import Client
+
+    with Client(scheduler, timeout=30, set_as_default=False) as client:
+        return max(1, sum(client.nthreads().values()))
+
+
 def run_many(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
              workers: int | None, rest_mV: float | None, rest_sem_mV: float = 0.0,
              callback: Callable[[int, float], None] | None = None, tag: str = "restart",
-             scheduler: str | None = None) -> list[tuple[SolverResult, float, float, int]]:
+             scheduler: str | None = None, time_limit_s: float | None = None
+             ) -> list[tuple[SolverResult, float, float, int]]:
     """CMA-ES runs from x0s[k] with cfgs[k]: (result, simulation s, feature s, models simulated) per run.
 
     scheduler: a Dask scheduler address: the runs go to that cluster's workers. Otherwise workers: processes
     (default: one per run up to the CPU count); with one, the runs go one after another in this process.
     Either way the problem's effort counters end up including every run's effort, and the results are the
-    same (each run is deterministic in its seed)."""
+    same (each run is deterministic in its seed) unless time_limit_s, the wall time of all the runs together,
+    stops them: it is shared among the waves of runs the available slots (processes, Dask worker threads)
+    must run one after another."""
+    if time_limit_s is not None:
+        slots = _dask_slots(scheduler) if scheduler is not None else min(
+            len(x0s), workers if workers is not None else (os.cpu_count() or 1))
+        waves = math.ceil(len(x0s) / max(1, slots))
+        per_run = max(1.0, (time_limit_s - SPAWN_S) / waves)
+        cfgs = [c.model_copy(update={"time_limit_s": per_run if c.time_limit_s is None else min(c.time_limit_s,
+                                                                                                 per_run)})
+                for c in cfgs]
     if scheduler is not None:
         out = _on_dask(problem, space, x0s, cfgs, scheduler, rest_mV, rest_sem_mV, callback)
         for _res, sim_s, feat_s, n in out:
@@ -176,18 +200,25 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
                  workers: int | None = None, rest_mV: float | None = None, rest_sem_mV: float = 0.0,
                  min_distance: float = 0.05, callback: Callable[[int, float], None] | None = None,
                  choose: Callable[[list[SolverResult], float], int] | None = None,
-                 scheduler: str | None = None) -> tuple[SolverResult, list[dict[str, Any]]]:
+                 scheduler: str | None = None, deadline: float | None = None
+                 ) -> tuple[SolverResult, list[dict[str, Any]]]:
     """(merged result, one summary per run) of `restarts` CMA-ES runs from the best distinct of `starts` (m, d).
 
     workers: processes (default: min(restarts, CPU count)); 1 runs them one after another in this process;
-    scheduler: a Dask scheduler address to run them on instead (run_many).
+    scheduler: a Dask scheduler address to run them on instead (run_many). With restarts=1 the workers (or the
+    cluster) share each generation's candidates instead (pool.ParallelEvaluator).
     choose(runs, delta_chi2) picks the reported run (default: the lowest objective); delta_chi2 is the width of
     the acceptable region of the pooled evaluations. With restarts=1 this is `run_cmaes` from all the starts
-    (centred on the best)."""
+    (centred on the best). deadline: a time.perf_counter() instant the runs must end by (the fit's budget)."""
     starts = np.atleast_2d(starts)
     if restarts == 1:
-        res = run_cmaes(problem, space, starts[0], cfg, rest_mV=rest_mV, callback=callback,
-                        extra_starts=starts[1:] if len(starts) > 1 else None, rest_sem_mV=rest_sem_mV)
+        # one run: its generations' candidates split over the workers (pool.py), the same result as in one process
+        with ParallelEvaluator(problem, workers, scheduler) as evaluator:
+            if deadline is not None:
+                cfg = cfg.model_copy(update={"time_limit_s": max(1.0, deadline - time.perf_counter())})
+            res = run_cmaes(evaluator, space, starts[0], cfg, rest_mV=rest_mV,  # type: ignore[arg-type]
+                            callback=callback, extra_starts=starts[1:] if len(starts) > 1 else None,
+                            rest_sem_mV=rest_sem_mV)
         return res, [{"seed": cfg.seed, "objective": res.best_objective, "generations": res.generations,
                       "stop": res.stop, "wall_s": res.wall_s}]
     t0 = time.perf_counter()
@@ -197,8 +228,9 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     centres = distinct_best(scored.unit, scored.objective, restarts, min_distance)
     centres += [centres[k % len(centres)] for k in range(restarts - len(centres))]  # same start, other seed
     cfgs = [cfg.model_copy(update={"seed": cfg.seed + 1000 * k}) for k in range(len(centres))]
+    limit = None if deadline is None else max(1.0, deadline - time.perf_counter())
     out = run_many(problem, space, [scored.unit[i] for i in centres], cfgs, workers, rest_mV, rest_sem_mV, callback,
-                   scheduler=scheduler)
+                   scheduler=scheduler, time_limit_s=limit)
     runs = [r for r, *_ in out]
     best_run = int(np.argmin([r.best_objective for r in runs]))
     if choose is not None:

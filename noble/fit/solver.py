@@ -41,7 +41,9 @@ class SolverConfig(BaseModel):
     max_generations: int = Field(80, ge=0, le=10_000)
     sigma0: float = Field(0.15, gt=0, le=1.0, description="initial step size in the unit cube")
     dt_ms: float = Field(0.05, gt=0, le=0.1, description="integration step during the search")
-    time_limit_s: float | None = Field(None, gt=0)
+    time_limit_s: float | None = Field(None, gt=0, description=(
+        "wall-clock limit of the run, the posterior probe included: no generation is started that the measured "
+        "time per evaluation says would end past it (the fit's time budget sets it; None: generations only)"))
     tolfun: float = Field(1e-3, ge=0, description="stop when the objective's spread in recent generations is below")
     probe: bool = Field(True, description="probe the principal axes after the search (uncertainty)")
     probe_scales: tuple[float, ...] = Field((0.5, 1.0, 2.0, 4.0), min_length=1,
@@ -184,6 +186,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         x0 = first[int(np.argmin(np.where(np.isfinite(ev0.objective), ev0.objective, np.inf)))]
     es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, {k: v for k, v in opts.items() if v is not None})
     g = 0
+    t_loop, n_before_loop = time.perf_counter(), sum(len(o) for o in OBJ)
     stop = "budget"
     if cfg.max_generations == 0 and len(first) == 1:
         run(first, np.full(len(first), -1))
@@ -209,7 +212,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         if s:
             stop = ",".join(s)
             break
-        if cfg.time_limit_s is not None and time.perf_counter() - t_start > cfg.time_limit_s:
+        if cfg.time_limit_s is not None and _would_overrun(cfg, d, t_loop, time.perf_counter(), t_start,
+                                                         history[-1]["evals"] - n_before_loop):
             stop = "time_limit"
             break
     obj_all = np.concatenate(OBJ)
@@ -244,6 +248,16 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
                         wall_s=time.perf_counter() - t_start, history=history, stop=stop, cov_unit=cov_unit,
                         n_surface_points=n_fit, samples=samples,
                         unit_samples=draws if samples is not None else None)
+
+
+def _would_overrun(cfg: SolverConfig, d: int, t_loop: float, now: float, t_start: float, evals_in_loop: int
+                   ) -> bool:
+    """Would one more generation, then the posterior probe, end past cfg.time_limit_s? (Cost per evaluation as
+    measured in this run's generations so far: a generation is one Brian2 group, its cost ~ linear in its size.)"""
+    assert cfg.time_limit_s is not None
+    per_eval = (now - t_loop) / max(1, evals_in_loop)
+    n_probe = 2 * d * len(cfg.probe_scales) if cfg.probe and d > 0 else 0
+    return now - t_start + per_eval * (cfg.popsize + n_probe) > cfg.time_limit_s
 
 
 def posterior_draws(space: ParamSpace, unit_best: np.ndarray, cov_unit: np.ndarray, n: int,

@@ -37,7 +37,10 @@ class FitOptions(BaseModel):
     generations: int | None = Field(None, ge=0, le=1000, description="CMA-ES generations")
     popsize: int | None = Field(None, ge=4, le=256)
     seed: int = Field(0, ge=0, le=2**31 - 1)
-    restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs (processes), best reported")
+    restarts: int | None = Field(None, ge=1, le=8, description="independent CMA-ES runs, best reported (default 1: "
+                                                                "one run, its candidates spread over the cores)")
+    time_budget_s: float | None = Field(None, gt=0, le=3600, description="the fit's wall-clock budget in s (default "
+                                                                         "160: 3 min on 2 cores)")
     polish_generations: int | None = Field(None, ge=0, le=200, description="feasibility-polish generations when "
                                                                            "the fit misses an acceptance check "
                                                                            "(default 24; 0: off)")
@@ -53,6 +56,8 @@ class FitOptions(BaseModel):
         out: dict[str, Any] = {"stage1": self.stage1, "solver": solver}
         if self.restarts is not None:
             out["restarts"] = self.restarts
+        if self.time_budget_s is not None:
+            out["time_budget_s"] = self.time_budget_s
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         if self.tolerances is not None:
