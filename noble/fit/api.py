@@ -50,9 +50,15 @@ log = logging.getLogger(__name__)
 
 
 # kept back from the budget for the reported fit's evaluations at final_dt_ms (the fitted sweeps, then the whole
-# recorded sweeps): measured 3-14 s on the five recordings of ../shared/data, the most for the spontaneously active
-# cells (their run-in, phase search and every sweep at 0.025 ms for one candidate: overhead per time step)
-FINAL_RESERVE_S = 14.0
+# recorded sweeps): measured 3-9 s on the five recordings of ../shared/data, 13-17 s for the spontaneously active
+# cells (their run-in and phase search, every sweep at 0.025 ms for one candidate: overhead per time step)
+FINAL_RESERVE_S = 8.0
+PHASE_ALIGNED_RESERVE_S = 6.0  # more, where the sweeps start from a phase-aligned run-in
+
+
+def final_reserve_s(problem: FitProblem) -> float:
+    """Seconds the budget keeps back for the reported fit's final evaluations (see FINAL_RESERVE_S)."""
+    return FINAL_RESERVE_S + (PHASE_ALIGNED_RESERVE_S if problem.aligns_phase else 0.0)
 MIN_POLISH_S = 15.0  # a polish with less time than this cannot run a useful number of generations
 
 
@@ -529,7 +535,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     search_deadline = None
     if deadline is not None:
         now = time.perf_counter()
-        search_deadline = now + max(1.0, deadline - now - FINAL_RESERVE_S) * cfg.search_share
+        search_deadline = now + max(1.0, deadline - now - final_reserve_s(problem)) * cfg.search_share
     res, runs = run_restarts(problem, space, starts, solver_cfg, cfg.restarts, cfg.workers, rest_mV=pin,
                              rest_sem_mV=rest_sem, callback=cb, choose=choose, scheduler=cfg.scheduler,
                              deadline=search_deadline)
@@ -549,7 +555,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     t_final = time.perf_counter() - t3
     t_polish = 0.0
     polish_info: dict[str, Any] = {"ran": False}
-    polish_limit = None if deadline is None else deadline - time.perf_counter() - FINAL_RESERVE_S
+    polish_limit = None if deadline is None else deadline - time.perf_counter() - final_reserve_s(problem)
     if not checks["all_ok"] and cfg.polish.generations > 0 and polish_limit is not None \
             and polish_limit < MIN_POLISH_S:
         polish_info = {"ran": False, "why": f"time budget: {max(0.0, polish_limit):.0f} s left (< {MIN_POLISH_S:g})"}

@@ -261,9 +261,13 @@ class FitProblem:
             for k, val in enumerate(tgt):
                 if name == "last_spike_fraction" and not counts[k] >= self.config.last_spike_min_aps:
                     continue
-                if name == "deflection_mV" and (not counts[k] == 0 or self.targets.spontaneously_active):
-                    # a steady state only where the recording does not fire, and from a rest: a pacemaker's
-                    # baseline is its limit cycle's median, not a passive property
+                if name == "deflection_mV" and (not counts[k] == 0 or (
+                        self.targets.spontaneously_active and not self.recording.sweeps[k].stim_amplitude_pA < 0)):
+                    # a steady state only where the recording does not fire. A pacemaker's baseline is its limit
+                    # cycle's median, not a rest, so a small depolarising step's "deflection" is no passive
+                    # property; a hyperpolarising step silences it and its deflection is (both measured alike).
+                    # Without these terms a fit of 17o05028 (input resistance 1.4 GOhm) ended at 73 MOhm: eFEL's
+                    # input-resistance terms sat at the z cap, where the objective is flat.
                     continue
                 if math.isfinite(val):
                     sd = float(fsd.sd_at(val))

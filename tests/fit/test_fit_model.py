@@ -218,3 +218,22 @@ def test_leak_shift_is_a_bias_on_top_of_the_pinned_rest() -> None:
     bias = equivalent_bias_pA(rows, rows[0, IDX["E_leak"]])
     area_cm2 = math.pi * (rows[0, IDX["diam_um"]] * 1e-4) ** 2
     np.testing.assert_allclose(bias, rows[0, IDX["g_leak"]] * area_cm2 * 1e6 * np.array([0.0, 15.0, 30.0]))
+
+
+def test_a_pacemakers_deflection_is_fitted_on_hyperpolarising_steps_only() -> None:
+    """A spontaneously active cell's baseline is its firing cycle's median: a silent depolarising step's
+    'deflection' from it is no passive property, but a hyperpolarising step silences the cell and its
+    steady-state deflection is its input resistance (a fit without it ended 20x too leaky on 17o05028)."""
+    from noble.fit.objective import FitProblem, ObjectiveConfig
+
+    truth = HH.preset_values("fast_spiking")
+    truth["E_leak"] = -45.0  # fires on its own every ~170 ms
+    truth["diam_um"] = 30.0  # small: a few tens of pA move it by tens of mV
+    rec = _pacemaker_recording(truth, [-40.0, -20.0, 0.0, 10.0], [400.0, 470.0, 530.0, 610.0], start_ms=200.0,
+                               duration_ms=300.0, tail_ms=50.0)
+    prob = FitProblem.from_recording(rec, ObjectiveConfig(pre_ms=190.0, tail_ms=40.0, settle_ms=300.0))
+    assert prob.targets.spontaneously_active
+    defl = prob.targets.feature_array("deflection_mV")
+    assert defl[0] < defl[1] < -5.0  # silenced, deeper with more current
+    with_term = sorted(label for label, name in prob.term_labels if name == "deflection_mV")
+    assert with_term == ["sweep 0 (-40 pA)", "sweep 1 (-20 pA)"]
