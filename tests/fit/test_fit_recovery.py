@@ -27,8 +27,10 @@ def test_solver_recovers_known_hh_parameters_inside_its_uncertainty() -> None:
     # seed 0, as before 2026-12-03. The result depends on how finely eFEL measures AP shapes: at interp_step
     # 0.025 ms seeds 0 and 2 meet every assertion below and seed 1 misses V_T's interval by 0.02 mV; at
     # 0.01 ms seed 0 ended unconverged (objective 0.32). A 95 % interval misses sometimes by design.
-    cfg = FitConfig(stage1="off", free=FREE, cold_preset="fast_spiking", final_dt_ms=0.05,
-                    solver=SolverConfig(sigma0=0.12, popsize=8, max_generations=30, seed=0),
+    # Two restarts and no time budget: the configuration these assertions were set on (the default became one run
+    # under a wall-clock budget on 2026-12-04; with it, seed 0's diam_um interval was 0.268 of its box, > 0.25).
+    cfg = FitConfig(stage1="off", free=FREE, cold_preset="fast_spiking", final_dt_ms=0.05, restarts=2,
+                    time_budget_s=None, solver=SolverConfig(sigma0=0.12, popsize=8, max_generations=30, seed=0),
                     objective={"pre_ms": 100.0, "tail_ms": 100.0})
     res = fit_recording(rec, cfg)
     wall = time.perf_counter() - t0
