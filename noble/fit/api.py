@@ -5,9 +5,9 @@
 2. Solver stage (`solver`, `restarts`): CMA-ES on the Brian2 `hh` parameters against the same recording's
    feature targets, every generation one vectorised Brian2 run (its candidates split over the worker
    processes or a Dask cluster, `pool.py`; with `restarts` > 1, independent runs side by side from the best
-   distinct starts), stopping at the fit's wall-clock budget (`time_budget_s`), warm-started from the hall-of-fame members nearest
-   to stage 1's features (`warmstart`), with the cold preset scored beside them; E_leak pinned so the rest
-   matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also shifted (a fitted bias current;
+   distinct starts), stopping at the fit's wall-clock budget (`time_budget_s`), warm-started from the
+   hall-of-fame members nearest to stage 1's features (`warmstart`), with the cold preset scored beside them;
+   E_leak pinned so the rest matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also shifted (a fitted bias current;
    every start is also tried with depolarising shifts), and each sweep starts from a run-in, phase-aligned to
    the recording's last pre-step spike (`phase_align`).
 Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
@@ -54,12 +54,12 @@ log = logging.getLogger(__name__)
 # cells (their run-in and phase search, every sweep at 0.025 ms for one candidate: overhead per time step)
 FINAL_RESERVE_S = 8.0
 PHASE_ALIGNED_RESERVE_S = 6.0  # more, where the sweeps start from a phase-aligned run-in
+MIN_POLISH_S = 15.0  # a polish with less time than this cannot run a useful number of generations
 
 
 def final_reserve_s(problem: FitProblem) -> float:
     """Seconds the budget keeps back for the reported fit's final evaluations (see FINAL_RESERVE_S)."""
     return FINAL_RESERVE_S + (PHASE_ALIGNED_RESERVE_S if problem.aligns_phase else 0.0)
-MIN_POLISH_S = 15.0  # a polish with less time than this cannot run a useful number of generations
 
 
 class FitConfig(BaseModel):

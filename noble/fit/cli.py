@@ -66,9 +66,11 @@ def fit_cmd(
     restarts: Optional[int] = typer.Option(None, "--restarts", min=1, max=16,
                                            help="independent CMA-ES runs, best reported (default 1)"),
     workers: Optional[int] = typer.Option(None, "--workers", min=1, max=64,
-                                          help="processes for the search (default: the CPUs; one run splits each generation over them)"),
+                                          help="processes for the search (default: the CPUs; one run splits "
+                                               "each generation over them)"),
     scheduler: Optional[str] = typer.Option(None, "--scheduler", help=(
-        "Dask scheduler address (tcp://host:port): evaluate the search's candidates (and the polish runs) on that cluster's workers")),
+        "Dask scheduler address (tcp://host:port): evaluate the search's candidates (and the polish runs) on "
+        "that cluster's workers")),
     no_uncertainty: bool = typer.Option(False, "--no-uncertainty", help="skip the posterior probes (faster)"),
     final_dt: Optional[float] = typer.Option(None, "--final-dt", min=0.005, max=0.1,
                                              help="integration step (ms) of the reported fit (default 0.025)"),
