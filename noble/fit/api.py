@@ -7,9 +7,9 @@
    processes or a Dask cluster, `pool.py`; with `restarts` > 1, independent runs side by side from the best
    distinct starts), stopping at the fit's wall-clock budget (`time_budget_s`), warm-started from the
    hall-of-fame members nearest to stage 1's features (`warmstart`), with the cold preset scored beside them;
-   E_leak pinned so the rest matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also shifted (a fitted bias current;
-   every start is also tried with depolarising shifts), and each sweep starts from a run-in, phase-aligned to
-   the recording's last pre-step spike (`phase_align`).
+   E_leak pinned so the rest matches (`hhmodel.pin_rest`). For a spontaneously active cell E_leak is also
+   shifted (a fitted bias current; every start is also tried with depolarising shifts), and each sweep starts
+   from a run-in, phase-aligned to the recording's last pre-step spike (`phase_align`).
 Without a surrogate (`stage1="off"`, or "auto" when none is installed) stage 2 starts cold from a preset.
 
 The result carries the fitted features and parameters with uncertainty, per-sweep and per-feature z-scores,
