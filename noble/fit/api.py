@@ -556,17 +556,18 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     t_polish = 0.0
     polish_info: dict[str, Any] = {"ran": False}
     polish_limit = None if deadline is None else deadline - time.perf_counter() - final_reserve_s(problem)
-    if not checks["all_ok"] and cfg.polish.generations > 0 and polish_limit is not None \
-            and polish_limit < MIN_POLISH_S:
-        polish_info = {"ran": False, "why": f"time budget: {max(0.0, polish_limit):.0f} s left (< {MIN_POLISH_S:g})"}
-        notes.append(f"feasibility polish skipped: {polish_info['why']}")
-    elif not checks["all_ok"] and cfg.polish.generations > 0:
-        t4 = time.perf_counter()
-        if progress is not None:
-            progress("polish", 0.0)
-        res, ev, checks, polish_info = _polish(problem, space, res, ev, checks, cfg, solver_cfg, pin, rest_sem,
-                                               notes, polish_limit)
-        t_polish = time.perf_counter() - t4
+    if not checks["all_ok"] and cfg.polish.generations > 0:
+        if polish_limit is not None and polish_limit < MIN_POLISH_S:
+            polish_info = {"ran": False,
+                           "why": f"time budget: {max(0.0, polish_limit):.0f} s left (< {MIN_POLISH_S:g})"}
+            notes.append(f"feasibility polish skipped: {polish_info['why']}")
+        else:
+            t4 = time.perf_counter()
+            if progress is not None:
+                progress("polish", 0.0)
+            res, ev, checks, polish_info = _polish(problem, space, res, ev, checks, cfg, solver_cfg, pin, rest_sem,
+                                                   notes, polish_limit)
+            t_polish = time.perf_counter() - t4
     best = res.best_params[None, :]
     whole = _whole_sweep_responses(problem, rec, best, cfg.final_dt_ms, hint, notes)
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)

@@ -39,6 +39,11 @@ def _evaluate_chunk(problem: FitProblem | None, params: np.ndarray, dt_ms: float
     return ev, pr.sim_seconds - s0, pr.feature_seconds - f0, pr.n_simulated - n0
 
 
+def dask_threads(client: Any) -> int:
+    """Worker threads of a connected Dask client's cluster (the evaluations that go side by side), at least 1."""
+    return max(1, sum(client.nthreads().values()))
+
+
 def concat_evaluations(parts: list[Evaluation]) -> Evaluation:
     """Evaluations of consecutive row chunks -> the evaluation of all rows (row order kept)."""
     if len(parts) == 1:
@@ -77,7 +82,7 @@ class ParallelEvaluator:
             from distributed import Client
 
             self._client = Client(self.scheduler, timeout=30, set_as_default=False)
-            self.workers = max(1, sum(self._client.nthreads().values()))
+            self.workers = dask_threads(self._client)
             # the problem is shipped to every worker once, not with every generation's chunks
             self._remote_problem = self._client.scatter(self.problem, broadcast=True, hash=False)
         elif self.workers > 1:

@@ -26,7 +26,7 @@ import numpy as np
 
 from .hhmodel import ParamSpace
 from .objective import FitProblem
-from .pool import ParallelEvaluator
+from .pool import ParallelEvaluator, dask_threads
 from .solver import SolverConfig, SolverResult, acceptable, run_cmaes
 
 
@@ -152,7 +152,7 @@ def _dask_slots(scheduler: str) -> int:
     from distributed import Client
 
     with Client(scheduler, timeout=30, set_as_default=False) as client:
-        return max(1, sum(client.nthreads().values()))
+        return dask_threads(client)
 
 
 def run_many(problem: FitProblem, space: ParamSpace, x0s: list[np.ndarray], cfgs: list[SolverConfig],
@@ -214,7 +214,7 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     if restarts == 1:
         # one run: its generations' candidates split over the workers (pool.py), the same result as in one process
         with ParallelEvaluator(problem, workers, scheduler) as evaluator:
-            if deadline is not None:
+            if deadline is not None:  # after connecting to the cluster (the run's clock starts now)
                 cfg = cfg.model_copy(update={"time_limit_s": max(1.0, deadline - time.perf_counter())})
             res = run_cmaes(evaluator, space, starts[0], cfg, rest_mV=rest_mV,  # type: ignore[arg-type]
                             callback=callback, extra_starts=starts[1:] if len(starts) > 1 else None,
@@ -228,7 +228,7 @@ def run_restarts(problem: FitProblem, space: ParamSpace, starts: np.ndarray, cfg
     centres = distinct_best(scored.unit, scored.objective, restarts, min_distance)
     centres += [centres[k % len(centres)] for k in range(restarts - len(centres))]  # same start, other seed
     cfgs = [cfg.model_copy(update={"seed": cfg.seed + 1000 * k}) for k in range(len(centres))]
-    limit = None if deadline is None else max(1.0, deadline - time.perf_counter())
+    limit = None if deadline is None else max(1.0, deadline - time.perf_counter())  # after scoring the starts
     out = run_many(problem, space, [scored.unit[i] for i in centres], cfgs, workers, rest_mV, rest_sem_mV, callback,
                    scheduler=scheduler, time_limit_s=limit)
     runs = [r for r, *_ in out]
