@@ -379,8 +379,11 @@ def test_downloads_are_exactly_what_is_shown(site: LiveServer, browser: Any) -> 
     files: list[str] = []
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        files = sorted(p.name for p in browser.downloads.iterdir() if not p.name.endswith(".crdownload"))
-        if len(files) == 2:
+        # Chromium writes a download under a temporary name (*.crdownload, or a hidden .com.google.Chrome.* file)
+        # and renames it when complete: wait for both finished files, not for any two names
+        files = sorted(p.name for p in browser.downloads.iterdir()
+                       if not p.name.endswith(".crdownload") and not p.name.startswith("."))
+        if len(files) == 2 and {Path(f).suffix for f in files} == {".npz", ".nwb"}:
             break
         time.sleep(0.2)
     assert files and len(files) == 2, files
