@@ -275,19 +275,3 @@ def adaptation_ratio(spike_times_ms: np.ndarray) -> float:
         return math.nan
     isi = np.diff(spike_times_ms)
     return float(isi[-1] / isi[0])
-
-
-def spike_peak_times(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = -20.0,
-                     interp_step: float | None = None) -> list[np.ndarray]:
-    """Times (ms from the trace's start) of every AP peak of each trace, over the whole trace (a raster shows
-    spikes before and after the stimulus too); the same eFEL spike detection and threshold as `trace_features`."""
-    v = np.atleast_2d(np.asarray(v_mV, dtype=np.float64))
-    t = np.arange(v.shape[1]) * dt_ms
-    traces = [{"T": t, "V": row, "stim_start": [0.0], "stim_end": [float(t[-1])]} for row in v]
-    with _EFEL_LOCK, warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        efel.reset()
-        efel.set_setting("Threshold", float(threshold_mV))
-        efel.set_setting("interp_step", float(interp_step) if interp_step else interp_step_ms(dt_ms))
-        raw = efel.get_feature_values(traces, ["peak_time"], raise_warnings=False)
-    return [np.asarray(r.get("peak_time") if r.get("peak_time") is not None else [], dtype=np.float64) for r in raw]

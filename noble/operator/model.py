@@ -23,23 +23,39 @@ from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
 from .render import APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, sample_at, upsample_linear
 
 
-def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
+def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False,
+                       w_modes: torch.Tensor | None = None) -> torch.Tensor:
     """neuraloperator's dense 1-D spectral contraction einsum('bix,iox->box') done as ONE contiguous
     batched complex matmul over the modes. Same numbers; on CPU torch's einsum routes this through a
-    strided complex bmm that is ~10x slower (measured here), and it dominated training time."""
-    w = weight if torch.is_tensor(weight) else weight.to_tensor()
-    out = torch.bmm(x.permute(2, 0, 1).contiguous(), w.permute(2, 0, 1).contiguous())  # (modes, b, o)
+    strided complex bmm that is ~10x slower (measured here), and it dominated training time.
+    `w_modes` is the weight already laid out as (modes, i, o), if the caller has it."""
+    if w_modes is None:
+        w = weight if torch.is_tensor(weight) else weight.to_tensor()
+        w_modes = w.permute(2, 0, 1).contiguous()
+    out = torch.bmm(x.permute(2, 0, 1).contiguous(), w_modes)  # (modes, b, o)
     return out.permute(1, 2, 0)
 
 
 class FastSpectralConv(SpectralConv):
     """neuraloperator's SpectralConv (same weights, FFTs and mode truncation) with the contraction above
-    for the dense, non-separable 1-D case; any other case keeps neuraloperator's own contraction."""
+    for the dense, non-separable 1-D case; any other case keeps neuraloperator's own contraction.
+    Without autograd the weight's (modes, i, o) copy is kept until the weight changes: laying it out again
+    on every call was 54 % of a batch-1 forward pass (9 of 17 ms on hh_fs)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
+        self._w_modes: tuple[tuple[int, int], torch.Tensor] | None = None
         if self.order == 1 and not self.separable and kwargs.get("factorization") in (None, "dense"):
-            self._contract = _contract_dense_1d
+            self._contract = self._contract_dense
+
+    def _contract_dense(self, x: torch.Tensor, weight: Any, separable: bool = False) -> torch.Tensor:
+        w = weight if torch.is_tensor(weight) else weight.to_tensor()
+        if torch.is_grad_enabled():  # training, or gradients through the inputs (the fit's surrogate stage)
+            return _contract_dense_1d(x, w)
+        key = (w.data_ptr(), w._version)  # an optimiser step or load_state_dict bumps the version
+        if self._w_modes is None or self._w_modes[0] != key:
+            self._w_modes = (key, w.detach().permute(2, 0, 1).contiguous())
+        return _contract_dense_1d(x, w, w_modes=self._w_modes[1])
 
 
 class NobleOperator(nn.Module):
@@ -87,12 +103,12 @@ class NobleOperator(nn.Module):
                              e.first_spike_latency, e.spike_phase)
         return rate, torch.cumsum(rate, dim=-1) * (self.op_dt_ms / 1000.0)
 
-    def phase_channels(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
-        """(B, P, T): sin and cos of 2 pi phi(t), phi = the spikes the neuron's F-I features predict so far
-        (noble/operator/phase.py), then with `spike_clock` its 4 channels. Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients
-        that wind with phi and drifts (tried: 2x the spikes)."""
+    def phase_channels(self, rate: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
+        """(B, P, T) from the F-I prior's (rate, phi) (prior_phase): sin and cos of 2 pi phi(t), phi = the
+        spikes the neuron's F-I features predict so far (noble/operator/phase.py), then with `spike_clock` its
+        4 channels. Fixed, not learned: a rate learned through sin(2 pi phi) sees gradients that wind with phi
+        and drifts (tried: 2x the spikes)."""
         e = self.embedding_cfg
-        rate, phi = self.prior_phase(features, stim_pA)
         if not e.spike_clock:
             return fi_phase(rate, self.op_dt_ms)
         return torch.cat([phase_sin_cos(phi), spike_clock(phi, rate, e.spike_phase)], dim=1)
@@ -108,8 +124,10 @@ class NobleOperator(nn.Module):
         stim = self.in_normalizer.transform(stim_op)
         x = embed_inputs(features, stim[:, ::k], self.embedding_cfg)  # (B, 1 + C, T/k), emb constant in time
         parts = [stim.reshape(B, T_op // k, k).transpose(1, 2), x[:, 1:, :]]  # polyphase fold: j*k + r -> (r, j)
+        prior = None
         if self.embedding_cfg.fi_phase:
-            ph = self.phase_channels(features, stim_op)  # (B, P, T_op)
+            rate, prior = self.prior_phase(features, stim_op)
+            ph = self.phase_channels(rate, prior)  # (B, P, T_op)
             P = ph.shape[1]
             parts.append(ph.reshape(B, P, T_op // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T_op // k))
         raw = self.fno(torch.cat(parts, dim=1))  # (B, n_out k, T_op/k)
@@ -119,7 +137,8 @@ class NobleOperator(nn.Module):
             out = 0.25 * pad[:, :-2] + 0.5 * pad[:, 1:-1] + 0.25 * pad[:, 2:]
         if self.render_cfg is None:
             return out, None
-        _rate, prior = self.prior_phase(features, stim_op)
+        if prior is None:
+            _rate, prior = self.prior_phase(features, stim_op)
         return out, prior + raw[:, k:].transpose(1, 2).reshape(B, T_op)
 
     def render(self, features: torch.Tensor, stim_pA: torch.Tensor, v_op_mV: torch.Tensor,

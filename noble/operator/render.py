@@ -39,23 +39,22 @@ N_DECODER_EXTRA = 3  # log ISI, drive, log spike index
 
 def peak_times_ms(v_mV: np.ndarray, dt_ms: float, threshold_mV: float = SPIKE_THRESHOLD_MV) -> np.ndarray:
     """AP peak times (ms from the trace start): the maximum between each upward threshold crossing and the
-    next downward one, refined by a parabola through the three samples around it."""
+    next downward one (or the trace's end), refined by a parabola through the three samples around it."""
     v = np.asarray(v_mV, dtype=np.float64)
     above = v >= threshold_mV
     ups = np.flatnonzero(~above[:-1] & above[1:]) + 1
     downs = np.flatnonzero(above[:-1] & ~above[1:]) + 1
-    out = []
-    for u in ups:
-        d = downs[downs > u]
-        end = int(d[0]) if len(d) else len(v)
+    ends = np.append(downs, len(v))[np.searchsorted(downs, ups, side="right")]
+    out = np.empty(len(ups), dtype=np.float64)
+    for i, (u, end) in enumerate(zip(ups, ends)):
         k = u + int(np.argmax(v[u:end]))
         shift = 0.0
         if 0 < k < len(v) - 1:
             a, b, c = v[k - 1], v[k], v[k + 1]
             den = a - 2 * b + c
             shift = 0.5 * (a - c) / den if den < 0 else 0.0
-        out.append((k + float(np.clip(shift, -0.5, 0.5))) * dt_ms)
-    return np.asarray(out, dtype=np.float64)
+        out[i] = (k + float(np.clip(shift, -0.5, 0.5))) * dt_ms
+    return out
 
 
 def excise_aps(v_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, pre_ms: float, post_ms: float) -> np.ndarray:

@@ -18,8 +18,8 @@ from typing import Mapping, Sequence
 import numpy as np
 from scipy.stats import gaussian_kde
 
-from ..datagen.features import spike_peak_times
 from .model import Surrogate
+from .render import peak_times_ms
 
 MAX_SAMPLES = 100_000
 
@@ -153,6 +153,19 @@ def _stimulus_arg(sur: Surrogate,
     return wave, float(start), float(end), float(wave[nz].mean())
 
 
+def column_quantiles(v: np.ndarray, levels: Mapping[str, float]) -> dict[str, np.ndarray]:
+    """Quantiles over the rows of v (n, T) at each time, numpy's default (linear) definition, from ONE sort
+    (np.quantile partitions once per level: 8x slower on 16 x 24000)."""
+    srt = np.sort(v, axis=0)
+    out = {}
+    for name, q in levels.items():
+        pos = q * (len(srt) - 1)
+        lo = int(np.floor(pos))
+        hi = min(lo + 1, len(srt) - 1)
+        out[name] = srt[lo] + (pos - lo) * (srt[hi] - srt[lo])
+    return out
+
+
 def sample(surrogate: Surrogate, stimulus: float | Sequence[float] | np.ndarray, n: int, seed: int,
            features: object = None) -> SampleResult:
     """Decode n neurons of the trained class for one stimulus (step amplitude in pA, or a (T,) waveform on
@@ -166,16 +179,15 @@ def sample(surrogate: Surrogate, stimulus: float | Sequence[float] | np.ndarray,
     if feats is None:
         feats = draw_features(surrogate, n, rng, fixed)
     v = surrogate.predict(feats, stim[None, :])
-    # One eFEL pass on the surrogate's own grid: every AP peak of each trace; the counts and first-spike
-    # latencies are those peaks inside the stimulus window (eFEL's Spikecount / time_to_first_spike, which a
-    # second pass cost as much again: 0.15 s of a 0.31 s call for 16 traces at 0.05 ms).
+    # Every AP peak of each trace on the surrogate's own grid (peaks above -20 mV, as the renderer's training
+    # targets define them; eFEL's peak_time gives the same peaks to half a sample, at 10x the cost: 0.07 s of a
+    # 0.15 s call for 16 traces at 0.05 ms). Counts and latencies are the peaks inside the stimulus window.
     dt = surrogate.config.dt_ms
-    spikes = spike_peak_times(v, dt, interp_step=dt)
+    spikes = [peak_times_ms(row, dt) for row in v]
     inside = [s[(s >= start) & (s <= end)] for s in spikes]
     counts = np.array([len(s) for s in inside], dtype=np.int64)
     latency = np.array([s[0] - start if len(s) else np.nan for s in inside], dtype=np.float64)
-    bands = {"mean": v.mean(axis=0), "q05": np.quantile(v, 0.05, axis=0), "q50": np.quantile(v, 0.5, axis=0),
-             "q95": np.quantile(v, 0.95, axis=0)}
+    bands = {"mean": v.mean(axis=0), **column_quantiles(v, {"q05": 0.05, "q50": 0.5, "q95": 0.95})}
     return SampleResult(
         t_ms=surrogate.config.t_ms, v_mV=v, features=feats, bands={k: b.astype(np.float32) for k, b in bands.items()},
         spike_counts=counts, first_spike_latency_ms=latency,

@@ -21,6 +21,29 @@ def test_fast_spectral_conv_equals_neuraloperator() -> None:
     torch.testing.assert_close(g_fast, g_ref, rtol=1e-4, atol=1e-4)
 
 
+def test_cached_weight_layout_follows_the_weights() -> None:
+    """Without autograd the contraction reuses its weight layout; an optimiser step or a new state dict
+    must still be seen by the next inference call."""
+    torch.manual_seed(1)
+    ref = SpectralConv(8, 6, n_modes=(24,))
+    fast = FastSpectralConv(8, 6, n_modes=(24,))
+    fast.load_state_dict(ref.state_dict())
+    x = torch.randn(2, 8, 200)
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), ref(x), rtol=1e-5, atol=1e-5)
+    opt = torch.optim.SGD(fast.parameters(), lr=0.5)
+    fast(x).square().sum().backward()
+    opt.step()
+    with torch.no_grad():
+        moved = fast(x)
+    ref.load_state_dict(fast.state_dict())
+    torch.testing.assert_close(moved, ref(x).detach(), rtol=1e-5, atol=1e-5)
+    fresh = SpectralConv(8, 6, n_modes=(24,))
+    fast.load_state_dict(fresh.state_dict())
+    with torch.inference_mode():
+        torch.testing.assert_close(fast(x), fresh(x), rtol=1e-5, atol=1e-5)
+
+
 def test_time_fold_is_polyphase() -> None:
     """With time_fold k the FNO sees the stimulus as k polyphase channels on a k-times coarser grid and
     its k output channels are interleaved back onto the fine grid."""
