@@ -39,7 +39,7 @@ from .models.hh import HH
 from .simulate import SimResult, settle_steps
 
 NMODL_DIR = Path(__file__).with_name("nmodl")
-MECHANISMS = ("nb_na", "nb_kd", "nb_im", "nb_it", "nb_il", "nb_id", "nb_ih")
+MECHANISMS = ("nb_na", "nb_kd", "nb_im", "nb_it", "nb_il", "nb_id", "nb_ih", "nb_kir")
 SPIKE_THRESHOLD_mV = -20.0  # hh.py's threshold "v > -20*mV"
 
 _state: dict[str, Any] = {"h": None}
@@ -160,7 +160,7 @@ class _Cells:
             seg.pas.e = col["E_leak"][k]
             for mech, gname, erev in (("nb_na", "g_Na", "E_Na"), ("nb_kd", "g_Kd", "E_K"), ("nb_im", "g_M", "E_K"),
                                       ("nb_it", "g_T", "E_Ca"), ("nb_il", "g_L", "E_Ca"), ("nb_id", "g_D", "E_K"),
-                                      ("nb_ih", "g_h", "E_h")):
+                                      ("nb_ih", "g_h", "E_h"), ("nb_kir", "g_Kir", "E_K")):
                 g = float(col[gname][k])
                 # A zero conductance carries no current; leaving the channel out is what a NEURON user does.
                 if skip_zero_channels and g == 0.0:
@@ -177,6 +177,8 @@ class _Cells:
                     m.vx = float(col["V_x"][k])
                 elif mech == "nb_id":
                     m.taub = float(col["tau_D"][k])
+                elif mech == "nb_kir":
+                    m.vhalf = float(col["V_Kir"][k])
             seg.v = float(col["E_leak"][k])
             self.sections.append(sec)
             stim = h.IClamp(seg)

@@ -85,6 +85,13 @@ class FitConfig(BaseModel):
                            "sags (median sag ratio of its hyperpolarising steps >= sag_threshold, or a median "
                            "pre-step sag >= 1 mV); 'off' still notes when it sags")
     sag_threshold: float = Field(0.05, ge=0, le=1, description="sag ratio from which 'auto' frees g_h")
+    kir_current: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit I_Kir (g_Kir, the hh family's inward rectifier: input resistance that falls with "
+                            "hyperpolarisation, without sag); 'auto': when the recording's steady-state deflections "
+                            "rectify (rectification_threshold)")
+    rectification_threshold: float = Field(
+        1.3, gt=1, description="'auto' frees g_Kir when the smallest hyperpolarising step's deflection per pA is at "
+                               "least this many times the largest one's (a linear membrane gives 1)")
     shift_starts_mV: tuple[float, ...] = Field(
         (6.0, 12.0, 18.0), description="when the leak shift is fitted, every start is also scored with these "
                                        "shifts (the pacemaking basin; see fit_recording)")
@@ -357,9 +364,30 @@ def recording_sags(problem: FitProblem, threshold: float) -> tuple[bool, str]:
                    + (f", pre-step sag {pre_med:.1f} mV" if pre_med is not None else ""))
 
 
-def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False) -> ParamSpace:
+def recording_rectifies(problem: FitProblem, threshold: float) -> tuple[bool, str]:
+    """(do the recording's steady-state deflections rectify inwards, the evidence): deflection per pA of the
+    smallest hyperpolarising test step over that of the largest (at least twice the current) >= threshold.
+    I_Kir's signature; I_h's steady state rectifies too, but with a sag (`recording_sags` tells them apart)."""
+    amps = np.array([s.stim_amplitude_pA for s in problem.recording.sweeps], dtype=float)
+    defl = problem.targets.feature_array("deflection_mV")
+    ok = (amps < 0) & np.isfinite(defl) & (defl < 0)
+    if np.count_nonzero(ok) < 2:
+        return False, "fewer than two hyperpolarising steps: rectification not measurable"
+    a, d = amps[ok], defl[ok]
+    small, large = int(np.argmax(a)), int(np.argmin(a))
+    if a[large] > 2 * a[small]:
+        return False, f"hyperpolarising steps {a[small]:g}..{a[large]:g} pA: too close to measure rectification"
+    ratio = (d[small] / a[small]) / (d[large] / a[large])
+    evidence = (f"deflection {d[small]:.1f} mV at {a[small]:g} pA, {d[large]:.1f} mV at {a[large]:g} pA: "
+                f"rectification ratio {ratio:.2f}")
+    return bool(ratio >= threshold), evidence
+
+
+def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
+           with_kir: bool = False) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
+    free = free + (("g_Kir",) if with_kir and "g_Kir" not in free else ())
     return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
 
 
@@ -501,7 +529,15 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif sags:
         notes.append(f"the recording sags ({evidence}) and I_h is not fitted (h_current '{cfg.h_current}'; "
                      "'auto' or 'on' frees g_h): the model's hyperpolarising responses will not sag")
-    space = _space(cfg, base, t.spontaneously_active, with_h)
+    rectifies, rect_evidence = recording_rectifies(problem, cfg.rectification_threshold)
+    with_kir = cfg.kir_current == "on" or (cfg.kir_current == "auto" and rectifies)
+    if with_kir:
+        notes.append(f"I_Kir fitted (g_Kir free): {rect_evidence}" if rectifies else
+                     "I_Kir fitted (g_Kir free): kir_current 'on'")
+    elif rectifies:
+        notes.append(f"the recording's steady state rectifies ({rect_evidence}) and I_Kir is not fitted (kir_current "
+                     f"'{cfg.kir_current}')")
+    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir)
     solver_cfg = cfg.solver
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from noble.datagen.models.base import BuiltGroup, assign_params
-from noble.datagen.models.hh import HH, _gates_at_rest
+from noble.datagen.models.hh import HH, _gates_at_rest, kir_activation
 
 NAMES: list[str] = HH.param_names()
 IDX: dict[str, int] = {n: k for k, n in enumerate(NAMES)}
@@ -52,7 +52,8 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     i_l = col("g_L") * g["q"] ** 2 * g["r"] * (v - col("E_Ca"))
     i_d = col("g_D") * g["a_D"] ** 3 * g["b_D"] * (v - col("E_K"))
     i_h = col("g_h") * g["w_h"] * (v - col("E_h"))
-    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h)
+    i_kir = col("g_Kir") * kir_activation(v, col("V_Kir")) * (v - col("E_K"))
+    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h + i_kir)
 
 
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
@@ -161,7 +162,8 @@ class HHFit(HH):
         # `HH.build` does: exact (the current is 0 either way) and ~30 % faster for a fit whose search leaves
         # I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s).
         on = {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
-                                                                  ("with_D", "g_D"), ("with_h", "g_h"))}
+                                                                  ("with_D", "g_D"), ("with_h", "g_h"),
+                                                                  ("with_Kir", "g_Kir"))}
         group = b2.NeuronGroup(n, cls.equations(**on), method=cls.method, threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
@@ -201,6 +203,10 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "g_D": (0.0, 2.5, False),  # linear: the lower edge is exactly "no I_D"
     "tau_D": (30.0, 1500.0, True),
     "g_h": (0.0, 0.5, False),  # linear: the lower edge is exactly "no I_h"; 0.5 gives an RS cell a sag ratio ~0.3
+    # linear: the lower edge is exactly "no I_Kir"; at 1 mS/cm2 (V_Kir -100 mV) I_Kir's slope conductance at
+    # -95 mV is ~13x the leak of a fast-spiking cell (0.038), more than the striatal FSI recording asks for
+    "g_Kir": (0.0, 1.0, False),
+    "V_Kir": (-115.0, -80.0, False),
     "E_h": (-55.0, -25.0, False),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),

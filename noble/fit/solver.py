@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass, field, replace
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import cma
 import numpy as np
@@ -186,7 +186,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         x0 = first[int(np.argmin(np.where(np.isfinite(ev0.objective), ev0.objective, np.inf)))]
     es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, {k: v for k, v in opts.items() if v is not None})
     g = 0
-    t_loop, n_before_loop = time.perf_counter(), sum(len(o) for o in OBJ)
+    t_gen, n_gen_before = time.perf_counter(), sum(len(o) for o in OBJ)
+    per_eval_s: list[float] = []  # wall seconds per evaluation of each generation
     stop = "budget"
     if cfg.max_generations == 0 and len(first) == 1:
         run(first, np.full(len(first), -1))
@@ -201,6 +202,9 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
             f = ev.objective
         es.tell(list(X), [float(v) if np.isfinite(v) else 1e6 for v in f])
         g += 1
+        n_evals = sum(len(o) for o in OBJ)
+        per_eval_s.append((time.perf_counter() - t_gen) / max(1, n_evals - n_gen_before))
+        t_gen, n_gen_before = time.perf_counter(), n_evals
         best_so_far = float(np.min(np.concatenate(OBJ)))
         history.append({"generation": g, "best": best_so_far, "median": float(np.median(f)),
                         "sigma": float(es.sigma), "evals": int(sum(len(o) for o in OBJ)),
@@ -212,8 +216,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         if s:
             stop = ",".join(s)
             break
-        if cfg.time_limit_s is not None and _would_overrun(cfg, d, t_loop, time.perf_counter(), t_start,
-                                                         history[-1]["evals"] - n_before_loop):
+        if cfg.time_limit_s is not None and _would_overrun(cfg, d, per_eval_s, time.perf_counter(), t_start):
             stop = "time_limit"
             break
     obj_all = np.concatenate(OBJ)
@@ -250,14 +253,17 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
                         unit_samples=draws if samples is not None else None)
 
 
-def _would_overrun(cfg: SolverConfig, d: int, t_loop: float, now: float, t_start: float, evals_in_loop: int
-                   ) -> bool:
-    """Would one more generation, then the posterior probe, end past cfg.time_limit_s? (Cost per evaluation as
-    measured in this run's generations so far: a generation is one Brian2 group, its cost ~ linear in its size.)"""
+def _would_overrun(cfg: SolverConfig, d: int, per_eval_s: Sequence[float], now: float, t_start: float) -> bool:
+    """Would one more generation, then the posterior probe, end past cfg.time_limit_s? The cost per evaluation is
+    the last generation's (a generation is one Brian2 group, its cost ~ linear in its size). The first generation
+    alone does not predict: it may carry Brian2's compilation of a new equation set or group shape (30-50 s on
+    2 cores for a current switched on for the first time on a machine, which once stopped an FSI fit after one
+    generation), so until a second one has run only the limit itself stops the search."""
     assert cfg.time_limit_s is not None
-    per_eval = (now - t_loop) / max(1, evals_in_loop)
+    if len(per_eval_s) < 2:
+        return now - t_start > cfg.time_limit_s
     n_probe = 2 * d * len(cfg.probe_scales) if cfg.probe and d > 0 else 0
-    return now - t_start + per_eval * (cfg.popsize + n_probe) > cfg.time_limit_s
+    return now - t_start + per_eval_s[-1] * (cfg.popsize + n_probe) > cfg.time_limit_s
 
 
 def posterior_draws(space: ParamSpace, unit_best: np.ndarray, cov_unit: np.ndarray, n: int,

@@ -142,3 +142,27 @@ def test_h_current_gives_sag_and_rebound_and_matches_neuron():
         rebound.append(float(v[b:].max() - rest))
     assert sag[0] < 0.3 and sag[1] > 2.0, sag
     assert rebound[1] > rebound[0] + 1.0, rebound
+
+
+def test_kir_rectifies_without_sag_and_matches_neuron():
+    """Mahon et al. (2000) I_Kir: with it the steady-state deflection grows less than linearly with the injected
+    current (the cell conducts more the further it is below E_K) and the response does not sag (no kinetics);
+    without it the fast-spiking preset is near-linear there; Brian2 and NEURON agree on the whole trace."""
+    names = HH.param_names()
+    base = HH.preset_values("fast_spiking")
+    amps = np.array([-25.0, -100.0, -25.0, -100.0])
+    rows = np.array([[{**base, "g_Kir": g}[k] for k in names] for g in (0.0, 0.0, 0.5, 0.5)])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    a, b = int(round(START_MS / 0.1)), int(round((START_MS + STEP_MS) / 0.1))
+    per_pA = []
+    for k in range(4):
+        v = brian.v_mV[k].astype(float)
+        assert float(np.max(np.abs(v - ref.v_mV[k]))) < 0.1, k  # Brian2 vs NEURON, mV
+        steady = float(np.mean(v[b - 200:b]))  # the step's last 20 ms
+        assert float(steady - v[a:b].min()) < 0.3, (k, "sag")
+        per_pA.append((steady - float(v[a - 1])) / amps[k])  # mV per pA, > 0
+    linear, rectified = per_pA[1] / per_pA[0], per_pA[3] / per_pA[2]
+    assert linear > 0.9, per_pA  # leak + I_M: near-linear below rest
+    assert rectified < 0.75, per_pA  # -100 pA moves v less than 4x what -25 pA does

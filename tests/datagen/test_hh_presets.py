@@ -37,6 +37,8 @@ SHARED = {  # family defaults no preset overrides (except where the preset's row
     "tau_D": (150.0, "Golomb et al. 2007 tau_b = 150 ms"),
     "g_h": (0.0, "I_h is not Pospischil's (Kole et al. 2006), off in every preset"),
     "E_h": (-45.0, "Kole et al. 2006 / Hay et al. 2011 Ih.mod ehcn = -45 mV"),
+    "g_Kir": (0.0, "I_Kir is not Pospischil's (Mahon et al. 2000), off in every preset"),
+    "V_Kir": (-100.0, "Mahon et al. 2000, ModelDB 150621 Kirm.mod Vsm = -100 mV"),
 }
 
 TABLE: dict[str, dict[str, tuple[float, str]]] = {

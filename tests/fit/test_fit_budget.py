@@ -17,12 +17,17 @@ from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootd
 
 def test_a_generation_that_would_end_past_the_limit_is_not_started() -> None:
     cfg = SolverConfig(popsize=10, probe=False, time_limit_s=10.0)
-    # 40 evaluations in 4 s since the loop began (0.1 s each): the next generation costs 1 s
-    assert not _would_overrun(cfg, 3, t_loop=1.0, now=5.0, t_start=0.0, evals_in_loop=40)  # 5 + 1 < 10
-    assert _would_overrun(cfg, 3, t_loop=1.0, now=9.5, t_start=0.0, evals_in_loop=85)  # 9.5 + 1 > 10
+    # the last generation cost 0.1 s per evaluation: the next one costs 1 s
+    assert not _would_overrun(cfg, 3, [0.1, 0.1], now=5.0, t_start=0.0)  # 5 + 1 < 10
+    assert _would_overrun(cfg, 3, [0.1, 0.1], now=9.5, t_start=0.0)  # 9.5 + 1 > 10
     # the posterior probe (2 d per scale) is reserved too: 4 scales x 6 evaluations = 24 more
     probed = cfg.model_copy(update={"probe": True, "probe_scales": (0.5, 1.0, 2.0, 4.0)})
-    assert _would_overrun(probed, 3, t_loop=1.0, now=7.0, t_start=0.0, evals_in_loop=60)  # 7 + 3.4 > 10
+    assert _would_overrun(probed, 3, [0.1, 0.1], now=7.0, t_start=0.0)  # 7 + 3.4 > 10
+    # a first generation slowed by Brian2's compilation predicts nothing: the search goes on until a second one
+    # has run (unless the limit itself has passed), and then the last generation's cost decides
+    assert not _would_overrun(probed, 3, [4.0], now=6.0, t_start=0.0)
+    assert _would_overrun(probed, 3, [4.0], now=10.5, t_start=0.0)
+    assert not _would_overrun(probed, 3, [4.0, 0.05], now=7.0, t_start=0.0)  # 7 + 34 x 0.05 < 10
 
 
 def test_a_fit_stops_at_its_time_budget_and_says_so() -> None:

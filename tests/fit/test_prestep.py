@@ -108,3 +108,19 @@ def test_sag_and_rebound_features_see_the_h_current() -> None:
         assert ("g_h" in _space(FitConfig(h_current="auto"), TRUTH, False, sags).free) == (g_h > 0)
     assert out[0.0][0] < 0.02 and out[0.1][0] > 0.1, out
     assert out[0.0][1] < 0.5 and out[0.1][1] > 1.0, out
+
+
+def test_rectification_sees_the_inward_rectifier_and_frees_g_Kir() -> None:
+    """`kir_current` 'auto' frees g_Kir exactly where the steady-state deflections rectify: a fast-spiking cell with
+    I_Kir (Mahon et al. 2000) moves 4x less per pA at -100 pA than at -25 pA; without it the ratio is near 1."""
+    from noble.fit.api import FitConfig, _space, recording_rectifies
+
+    fs = HH.preset_values("fast_spiking", {})
+    for g_kir in (0.0, 0.5):
+        rec = synthetic_recording({**fs, "g_Kir": g_kir}, [-100.0, -25.0, 100.0], start_ms=50.0, duration_ms=300.0,
+                                  tail_ms=100.0, noise_pA=0.0)
+        rectifies, why = recording_rectifies(FitProblem.from_recording(rec), FitConfig().rectification_threshold)
+        ratio = float(why.rsplit(" ", 1)[-1])
+        assert rectifies == (g_kir > 0), why
+        assert (ratio > 1.3) if g_kir > 0 else (0.9 < ratio < 1.1), why
+        assert ("g_Kir" in _space(FitConfig(), fs, False, False, rectifies).free) == (g_kir > 0)

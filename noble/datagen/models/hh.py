@@ -4,7 +4,7 @@ Source: M. Pospischil, M. Toledo-Rodriguez, C. Monier, Z. Piwkowska, T. Bal, Y. 
 A. Destexhe (2008), "Minimal Hodgkin-Huxley type models for different classes of cortical and thalamic
 neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
 
-    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h + I_inj
+    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir + I_inj
 
 * I_Na = g_Na m^3 h (V - E_Na), I_Kd = g_Kd n^4 (V - E_K): Traub & Miles (1991) kinetics shifted by the
   threshold parameter V_T (alpha/beta below, V and V_T in mV, rates in 1/ms).
@@ -24,6 +24,12 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   Not in Pospischil's model either (g_h = 0 in every preset, then not integrated): the sag and rebound of
   pyramidal cells' hyperpolarising responses (w_inf 0.03 at -75 mV, 0.27 at -100 mV; tau_w 49 / 77 ms), which a
   fit needs where a recording shows them.
+* I_Kir = g_Kir m_inf (V - E_K), m_inf = 1 / (1 + exp((V - V_Kir) / 10 mV)), instantaneous: the inward-rectifier
+  K+ current (Kir2) of Mahon, Deniau & Charpier (2000) (striatal neuron model; ModelDB 150621, Kirm.mod: V_Kir
+  -100 mV, slope 10 mV, E_K -90 mV). Not Pospischil's (g_Kir = 0 in every preset, then not integrated): a cell
+  with it conducts more the further it is hyperpolarised, without a sag (the current has no kinetics), so its
+  steady-state deflections grow less than linearly with the injected current (striatal fast-spiking
+  interneurons and spiny neurons: a few mV per 25 pA near -95 mV where it is 10 near -75 mV).
 * Simplification (stated): E_Ca is a fixed 120 mV instead of the Nernst potential of a Ca2+ pool.
 
 Membrane: one cylinder with L = d (area pi d^2, no end caps), specific capacitance 1 uF/cm^2 (cm = 1 in every
@@ -83,7 +89,8 @@ paper's value is used); E_Ca 120 mV ([MDB] eca = 120 in sPYb/sPYr_template; [PYS
 in the paper: source not found); V_x 2 mV where g_T = 0, where it has no effect (source not found in the paper
 or [MDB]; the Brain Dynamics Toolbox's Pospischil2008.m, github.com/bdtoolbox-org/bdtoolbox models/, uses 2 mV
 for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g_D = 0 (not Pospischil's) and
-tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006). tests/datagen/test_hh_presets.py pins each value to this table.
+tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006);
+g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000). tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
 potentials around a preset; the acceptance window on features lives in the dataset config ('hall of fame').
@@ -99,8 +106,10 @@ import numpy as np
 
 from .base import BuiltGroup, ModelFamily, ParamSpec, assign_params
 
+KIR_SLOPE_MV = 10.0  # I_Kir's activation slope (Mahon et al. 2000), written as 10 * mV in _EQS
+
 _EQS = """
-dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h + I_inj) / Cm : volt
+dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir + I_inj) / Cm : volt
 area = pi * diam_um**2 : metre**2
 Cm = 1 * ufarad / cm**2 * area : farad
 I_inj = I_stim(t, i) : amp
@@ -112,6 +121,7 @@ I_T = g_T * area * s_inf**2 * u * (v - E_Ca) : amp
 I_L = g_L * area * q**2 * r * (v - E_Ca) : amp
 I_D = g_D * area * a_D**3 * b_D * (v - E_K) : amp
 I_h = g_h * area * w_h * (v - E_h) : amp
+I_Kir = g_Kir * area * m_Kir_inf * (v - E_K) : amp
 vu = (v - V_T) / mV : 1
 dm/dt = (alpha_m * (1 - m) - beta_m * m) : 1
 dh/dt = (alpha_h * (1 - h) - beta_h * h) : 1
@@ -143,6 +153,7 @@ b_D_inf = 1 / (1 + exp((v / mV + 70) / 6)) : 1
 dw_h/dt = alpha_w * (1 - w_h) - beta_w * w_h : 1
 alpha_w = 0.00643 * 11.9 / exprel((v / mV + 154.9) / 11.9) / ms : Hz
 beta_w = 0.193 * exp(v / mV / 33.1) / ms : Hz
+m_Kir_inf = 1 / (1 + exp((v - V_Kir) / (10 * mV))) : 1
 g_leak : siemens / metre**2 (constant)
 E_leak : volt (constant)
 g_Na : siemens / metre**2 (constant)
@@ -161,6 +172,8 @@ tau_D : second (constant)
 diam_um : metre (constant)
 g_h : siemens / metre**2 (constant)
 E_h : volt (constant)
+g_Kir : siemens / metre**2 (constant)
+V_Kir : volt (constant)
 """
 
 
@@ -200,6 +213,12 @@ def _w_rates(v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def _w_inf(v: np.ndarray) -> np.ndarray:
     a, b = _w_rates(v)
     return a / (a + b)
+
+
+def kir_activation(v_mV: np.ndarray, V_Kir_mV: np.ndarray | float) -> np.ndarray:
+    """I_Kir's instantaneous activation 1 / (1 + exp((V - V_Kir) / 10 mV)) (Mahon et al. 2000)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp((np.asarray(v_mV, dtype=np.float64) - V_Kir_mV) / KIR_SLOPE_MV))
 
 
 # ---- steady state -----------------------------------------------------------------------------------
@@ -259,7 +278,8 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
             + col["g_T"] * s_inf**2 * gates["u"] * (v - col["E_Ca"])
             + col["g_L"] * gates["q"] ** 2 * gates["r"] * (v - col["E_Ca"])
             + col["g_D"] * gates["a_D"] ** 3 * gates["b_D"] * (v - col["E_K"])
-            + col["g_h"] * gates["w_h"] * (v - col["E_h"]))
+            + col["g_h"] * gates["w_h"] * (v - col["E_h"])
+            + col["g_Kir"] * kir_activation(v, col["V_Kir"]) * (v - col["E_K"]))
 
 
 def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) -> np.ndarray:
@@ -345,14 +365,15 @@ def steady_state(params: np.ndarray, holding_pA: np.ndarray | float = 0.0, v_lo_
 
 
 class HH(ModelFamily):
-    """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D and
-    Kole 2006 I_h)."""
+    """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D,
+    Kole 2006 I_h and Mahon 2000 I_Kir)."""
 
     name: ClassVar[str] = "hh"
     description: ClassVar[str] = (
         "Bio-realistic single-compartment conductance-based neuron of Pospischil et al. 2008 "
         "(Na, Kd, M, T-type and L-type Ca2+ currents), with an optional slowly inactivating d-type K+ "
-        "current (Golomb et al. 2007) for delayed firing and an optional h-current (Kole et al. 2006) for sag."
+        "current (Golomb et al. 2007) for delayed firing, an optional h-current (Kole et al. 2006) for sag and an "
+        "optional inward rectifier (Mahon et al. 2000) for hyperpolarised input resistance."
     )
     # RK4 at dt 0.025 ms: spike times within 0.05 ms of NEURON run to convergence. exponential_euler at the
     # same dt made ISIs ~5% too long (10 ms drift over a 300 ms train; benchmarks/datagen.py measures it).
@@ -393,6 +414,11 @@ class HH(ModelFamily):
         ParamSpec(name="g_h", unit="mS/cm2", default=0.0, low=0.0, high=2.0,
                   description="h-current (HCN) conductance density: sag and rebound"),
         ParamSpec(name="E_h", unit="mV", default=-45.0, low=-60.0, high=-20.0, description="I_h reversal"),
+        # Last and not varied, like I_D's and I_h's.
+        ParamSpec(name="g_Kir", unit="mS/cm2", default=0.0, low=0.0, high=5.0,
+                  description="inward-rectifier K+ (Kir2) conductance density: rectification below E_K"),
+        ParamSpec(name="V_Kir", unit="mV", default=-100.0, low=-130.0, high=-60.0,
+                  description="half-activation voltage of I_Kir"),
     )
     # Sources of every value: module docstring (pinned by tests/datagen/test_hh_presets.py).
     presets: ClassVar[dict[str, dict[str, float]]] = {
@@ -411,10 +437,13 @@ class HH(ModelFamily):
     settle_ms: ClassVar[float] = 300.0
 
     @classmethod
-    def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True) -> str:
-        """The model's equations; a Ca2+, d-type or h current whose conductance is zero in the whole group is
-        dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
+    def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True,
+                  with_Kir: bool = True) -> str:
+        """The model's equations; a Ca2+, d-type, h or Kir current whose conductance is zero in the whole group
+        is dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
         drop: set[str] = set()
+        if not with_Kir:
+            drop |= {"I_Kir", "m_Kir_inf"}
         if not with_h:
             drop |= {"I_h", "dw_h/dt", "alpha_w", "beta_w"}
         if not with_D:
@@ -427,7 +456,7 @@ class HH(ModelFamily):
         for line in _EQS.strip().splitlines():
             head = line.split("=")[0].strip()  # "I_T", "du/dt", ...
             if head in drop:
-                if head in ("I_T", "I_L", "I_D", "I_h"):
+                if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir"):
                     lines.append(f"{head} = 0*amp : amp")
                 continue
             lines.append(line)
@@ -450,8 +479,9 @@ class HH(ModelFamily):
         with_L = bool(np.any(params[:, names.index("g_L")] > 0))
         with_D = bool(np.any(params[:, names.index("g_D")] > 0))
         with_h = bool(np.any(params[:, names.index("g_h")] > 0))
+        with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h), method=cls.method, threshold="v > -20*mV",
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir), method=cls.method, threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
         assign_params(group, cls, params)
