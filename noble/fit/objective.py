@@ -29,8 +29,9 @@ Score (BluePyOpt / Allen style): z = (model - target) / sd_f with sd_f the featu
 variability (`RecordingTargets.feature_sd`; for latency a fraction of each sweep's own target, or, in a
 phase-aligned sweep of a pacemaker, its ISI jitter); a feature
 the data has but the model lacks (no spike) scores
-`z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); |z| is
-capped at `z_cap` (BluePyOpt's max_score). Each term costs rho(z) = z^2 for |z| <= c and 2c|z| - c^2
+`z_missing` (latency instead counts as the end of the step, which keeps a slope towards firing); beyond
+`z_cap` |z| saturates smoothly towards 2 z_cap (`soft_cap`; BluePyOpt's max_score clips, which leaves a term
+flat where a fit starts far off). Each term costs rho(z) = z^2 for |z| <= c and 2c|z| - c^2
 beyond (Huber): a feature the model cannot reach (e.g. a filtered AP amplitude) keeps a constant pull
 instead of dominating the sum, and no term goes flat. objective = sum_k w_k rho(z_k) / sum_k w_k (a mean
 squared z while the fit is within c sds everywhere). The first-spike latencies of the two lowest
@@ -117,7 +118,8 @@ class ObjectiveConfig(BaseModel):
     spontaneous_weight: float = Field(1.0, ge=0, description="pre-step firing rate term")
     spontaneous_sd_Hz: float = Field(2.0, gt=0)
     z_missing: float = Field(5.0, gt=0, description="score of a feature the data has but the model lacks")
-    z_cap: float = Field(50.0, gt=0, description="|z| cap (a failed candidate cannot dominate)")
+    z_cap: float = Field(50.0, gt=0, description="|z| from which a term saturates, towards 2 z_cap (a failed "
+                                                 "candidate cannot dominate)")
     huber_c: float = Field(3.0, gt=0, description="quadratic up to |z| = c, linear beyond")
     near_rheobase_latency_weight: float = Field(3.0, ge=0, description="latency weight at the 2 lowest "
                                                 "supra-threshold sweeps")
@@ -171,6 +173,15 @@ def _quiet_brian_invalid_values() -> None:
 
         BrianLogger.suppress_name("invalid_values")
         _QUIET = True
+
+
+def soft_cap(z: np.ndarray, cap: float) -> np.ndarray:
+    """z unchanged for |z| <= cap, then saturating towards 2 cap: cap + cap tanh((|z| - cap) / cap), with its sign.
+    Continuous in value and slope and strictly monotone: a term far off still pulls the search back (a hard clip
+    left the 190619B fit's membrane time constant at 240 ms against the cell's 38: both of its terms sat at the
+    clip, where the objective is flat), while no single term can weigh more than 2 cap (BluePyOpt's max_score)."""
+    a = np.abs(z)
+    return np.where(a <= cap, z, np.sign(z) * (cap + cap * np.tanh((a - cap) / cap)))
 
 
 def huber(z: np.ndarray, c: float) -> np.ndarray:
@@ -596,7 +607,7 @@ class FitProblem:
         for name, tgt, sd in self._cell_terms:
             m = cell[name]
             cols.append(np.where(np.isfinite(m), (m - tgt) / sd, cfg.z_missing))
-        z = np.clip(np.stack(cols, axis=1) if cols else np.zeros((C, 0)), -cfg.z_cap, cfg.z_cap)
+        z = soft_cap(np.stack(cols, axis=1) if cols else np.zeros((C, 0)), cfg.z_cap)
         chi2 = huber(z, cfg.huber_c) @ self.term_weights
         return z, chi2
 
@@ -606,13 +617,14 @@ class FitProblem:
         v, rec_dt = self.simulate(params, dt_ms, v_hint_mV)
         per, cell = self.measure(v, rec_dt)
         z, chi2 = self.score(per, cell)
-        # A candidate whose integration diverged (NaN/inf anywhere) is not a neuron: it scores the cap on every
-        # term, so it ranks below any model that simulates, however wrong (a silent model scores z_missing on
-        # the spike features and the same would otherwise tie them).
+        # A candidate whose integration diverged (NaN/inf anywhere) is not a neuron: it scores the soft cap's
+        # bound (2 z_cap) on every term, so it ranks below any model that simulates, however wrong (a silent model
+        # scores z_missing on the spike features and the same would otherwise tie them).
         diverged = ~np.all(np.isfinite(v), axis=(1, 2))
         if diverged.any():
-            z[diverged] = self.config.z_cap
-            chi2[diverged] = float(huber(np.array(self.config.z_cap), self.config.huber_c)) * self.term_weights.sum()
+            z_max = 2.0 * self.config.z_cap
+            z[diverged] = z_max
+            chi2[diverged] = float(huber(np.array(z_max), self.config.huber_c)) * self.term_weights.sum()
         obj = (chi2 + self.config.tolerance_penalty * self.tolerance_excess(z)) / float(self.term_weights.sum())
         return Evaluation(objective=obj, chi2=chi2, z=z, features=per, cell=cell,
                           v_mV=v if keep_traces else None, dt_ms=rec_dt)

@@ -81,6 +81,20 @@ def test_huber_is_quadratic_then_linear_and_continuous() -> None:
     assert r[7] == pytest.approx(2 * 3 * 8 - 9) and r[0] == pytest.approx(2 * 3 * 10 - 9)
 
 
+def test_soft_cap_keeps_far_terms_pulling_and_bounded() -> None:
+    """Beyond z_cap a term still grows with |z| (a fit far off on one feature is pulled back, where a clip was
+    flat) but never past 2 z_cap, the score a diverged candidate gets on every term."""
+    from noble.fit.objective import soft_cap
+
+    z = np.array([-1e9, -200.0, -60.0, -50.0, -3.0, 0.0, 3.0, 50.0, 50.001, 60.0, 200.0, 1e9])
+    out = soft_cap(z, 50.0)
+    np.testing.assert_array_equal(out[3:8], z[3:8])  # unchanged up to the cap
+    assert out[8] == pytest.approx(50.001, abs=1e-6)  # continuous (slope 1) at the cap
+    pos = out[7:]
+    assert np.all(np.diff(pos[:-1]) > 0) and pos[-1] <= 100.0 and pos[-2] > 99.0  # monotone, saturating at 2 cap
+    np.testing.assert_allclose(soft_cap(-z, 50.0), -out)  # odd: an overshoot and an undershoot cost the same
+
+
 def test_soft_spike_count_and_latency_match_hard_ones() -> None:
     """The surrogate stage's differentiable features on traces with known spikes."""
     torch = pytest.importorskip("torch")
