@@ -25,7 +25,7 @@ import logging
 import math
 import os
 import time
-from dataclasses import replace
+from dataclasses import asdict, replace
 from typing import Any, Callable, Literal
 
 import numpy as np
@@ -34,6 +34,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, Sweep, read_recording
 
+from .bridge import balance_bridge
 from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
                       split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
@@ -85,6 +86,9 @@ class FitConfig(BaseModel):
                            "sags (median sag ratio of its hyperpolarising steps >= sag_threshold, or a median "
                            "pre-step sag >= 1 mV); 'off' still notes when it sags")
     sag_threshold: float = Field(0.05, ge=0, le=1, description="sag ratio from which 'auto' frees g_h")
+    bridge_balance: Literal["auto", "off"] = Field(
+        "auto", description="remove an unbalanced series resistance the command's edges show (noble/fit/bridge.py: "
+                            "v - R_s I where R_s >= 5 MOhm, consistent over the edges); 'off' measures and notes only")
     kir_current: Literal["auto", "on", "off"] = Field(
         "auto", description="fit I_Kir (g_Kir, the hh family's inward rectifier: input resistance that falls with "
                             "hyperpolarisation, without sag); 'auto': when the recording's steady-state deflections "
@@ -186,6 +190,9 @@ class FitResult(BaseModel):
     targets: dict[str, Any]
     model_measures: dict[str, Any]
     checks: dict[str, Any]
+    bridge: dict[str, Any] = Field(default_factory=dict, description="series resistance the command's edges show "
+                                   "(r_MOhm, mad_MOhm, n_edges) and whether it was removed from the recording "
+                                   "before fitting (applied); the recorded traces here and in the PNG are after it")
     physiology: dict[str, Any] = Field(default_factory=dict, description="checks a physiologist would sign, from the "
                                        "recorded and the fitted model's traces, per sweep (physiology.py); reported "
                                        "beside `checks`, not part of the objective")
@@ -499,6 +506,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)
     rec, notes = screen_for_fit(rec)  # sweeps a fit cannot use are set aside, each with a note
+    rec, bridge = balance_bridge(rec, cfg.bridge_balance)  # the electrode's I R_s, where the edges show one
+    if bridge.r_MOhm is not None:
+        notes.append(bridge.describe())
     problem = FitProblem.from_recording(rec, cfg.objective)
     t = problem.targets
     notes.extend(t.notes)
@@ -671,7 +681,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         per_sweep_rms_z=problem.per_sweep_rms_z(z), z_table=z_table,
         targets=t.model_dump(mode="json"),
         model_measures={"features": per_sweep_model, **{k: _f(v[0]) for k, v in ev.cell.items()}},
-        checks=checks, physiology=physiology,
+        checks=checks, physiology=physiology, bridge=asdict(bridge),
         solver={"generations": res.generations, "evaluations": int(len(res.objective)), "stop": res.stop,
                 "restarts": runs,
                 "objective_start": float(np.min(res.objective[res.generation == -1])),

@@ -64,10 +64,13 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     rows = int(math.ceil(S / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), sharey=True, squeeze=False)
     phys = {r["sweep"]: r for r in (result.physiology or {}).get("sweeps", [])}
+    bridge = result.bridge or {}
+    rec_label = (f"recording ({bridge['r_MOhm']:.1f} MOhm bridge error removed)" if bridge.get("applied")
+                 else "recording")
     for k in range(S):
         ax = axes[k // cols][k % cols]
         v = np.asarray(tr.recorded[k])
-        ax.plot(np.arange(len(v)) * tr.recorded_dt_ms[k], v, color="k", lw=0.6, label="recording")
+        ax.plot(np.arange(len(v)) * tr.recorded_dt_ms[k], v, color="k", lw=0.6, label=rec_label)
         if tr.simulated_v_mV is not None:
             sv = np.asarray(tr.simulated_v_mV[k])
             n = min(len(sv), int(round(len(v) * tr.recorded_dt_ms[k] / tr.simulated_dt_ms)))
