@@ -1,6 +1,7 @@
 """The default `noble fit` on real recordings, judged as a physiologist would: per recording, every physiology
 check (`noble/fit/physiology.py`: counts, stops early, subthreshold deflections, latencies, AP peak, half-width,
-interspike trough, rest, rheobase), the acceptance checks, the I_h decision and the wall time. One run each,
+interspike trough, depolarisation block, rest, rheobase), the acceptance checks, the optional currents the fit
+freed (I_h, I_Kir), the series resistance removed (offline bridge balance) and the wall time. One run each,
 default budget, sequential (each fit uses the machine's cores for its restarts).
 
     .venv/bin/python benchmarks/fit_checks.py [RECORDING ...] [--out runs/fit_checks]
@@ -23,8 +24,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 DATA = ROOT.parent / "shared" / "data"
-SWEEP_CHECKS = ("spike_count", "stops_early", "deflection", "prestep_deflection", "latency", "ap_peak",
-                "ap_half_width", "ahp_trough")
+from noble.fit.physiology import SWEEP_CHECKS  # noqa: E402
 
 
 def summarise(doc: dict[str, Any], wall_s: float | None = None) -> dict[str, Any]:
@@ -43,14 +43,17 @@ def summarise(doc: dict[str, Any], wall_s: float | None = None) -> dict[str, Any
     row["rheobase"] = (cell.get("rheobase") or {}).get("status")
     row["physiology_all_ok"] = (phys.get("summary") or {}).get("all_ok")
     row["acceptance_all_ok"] = (doc.get("checks") or {}).get("all_ok")
-    row["g_h_free"] = "g_h" in (doc.get("solver") or {}).get("free", [])
+    free = (doc.get("solver") or {}).get("free", [])
+    row["extra_free"] = "+".join(n for n in ("g_h", "g_Kir") if n in free) or None
+    bridge = doc.get("bridge") or {}
+    row["bridge_MOhm"] = round(bridge["r_MOhm"], 1) if bridge.get("applied") else None
     row["wall_s"] = round(wall_s if wall_s is not None else doc["timing_s"]["total"], 1)
     return row
 
 
 def table(rows: list[dict[str, Any]]) -> str:
     cols = ["recording", *SWEEP_CHECKS, "trough_error_mV", "rest", "rheobase", "physiology_all_ok",
-            "acceptance_all_ok", "g_h_free", "wall_s"]
+            "acceptance_all_ok", "extra_free", "bridge_MOhm", "wall_s"]
     out = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in rows:
         out.append("| " + " | ".join("-" if r.get(c) is None else str(r[c]) for c in cols) + " |")

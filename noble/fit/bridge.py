@@ -15,9 +15,9 @@ step is that edge's R_s. The electrode settles within ~0.1 ms, so the after-wind
 charging is near-linear over it. Edges with an AP within `AP_GUARD_MS` (a spontaneously active cell) are skipped.
 The recording's R_s is the median over edges, applied (v - R_s (I - I_first), so the rest is untouched) when it is
 at least `MIN_APPLY_MOHM` with a spread (median absolute deviation) within `MAX_REL_MAD` of it over at least
-`MIN_EDGES` edges. The extrapolation reads the charging curve's bend as a few MOhm (-2.4 MOhm on File_axon_5,
-whose edges are clean), hence the threshold; above it the estimate is conservative (11.3 MOhm on 171116sh_0018,
-whose raw jump is ~13 MOhm per 100 pA).
+`MIN_EDGES` edges. On real edges the amplifier's filter and the charging curve's bend read as a few MOhm
+(-2.3 MOhm on File_axon_5, whose edges show no jump), hence the threshold; above it the estimate is conservative
+(11.1 MOhm on 171116sh_0018, whose raw jump is ~13 MOhm per 100 pA; 14.8 for a synthetic 15 MOhm error).
 """
 
 from __future__ import annotations

@@ -96,6 +96,11 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # hyperpolarising steps, and a fit traded the depolarising ones for spike terms (190619B_0003 at +60 pA: the
     # cell sits 23 mV above rest without firing).
     "deflection_mV": 2.0,
+    # Its complement on the steps where the recording fires: the median voltage over the step's last 20 % (robust to
+    # the APs) minus the rest. Without it a fit of File_axon_5 (2-3 APs at +200..+300 pA, then the cell settles
+    # near -58 mV) ended with one AP and a plateau near -10 mV to the end of each such step: a sparse train passes
+    # the counts, and "stops early" needs 3 APs.
+    "late_deflection_mV": 1.0,
     # Where the cell sits between spikes and how high its APs peak, as the physiology checks measure them: the
     # interspike trough at the counts' level of care below them (the regular-spiking recording's fit dipped to
     # -64 mV between spikes where the cell sits at -41..-48 mV, and only the 0.1-weight eFEL AHP depth saw it).
@@ -272,6 +277,8 @@ class FitProblem:
             for k, val in enumerate(tgt):
                 if name == "last_spike_fraction" and not counts[k] >= self.config.last_spike_min_aps:
                     continue
+                if name == "late_deflection_mV" and not counts[k] > 0:
+                    continue  # (where it does not fire, deflection_mV is the same window's mean)
                 if name == "deflection_mV" and (not counts[k] == 0 or (
                         self.targets.spontaneously_active and not self.recording.sweeps[k].stim_amplitude_pA < 0)):
                     # a steady state only where the recording does not fire. A pacemaker's baseline is its limit

@@ -17,6 +17,11 @@ Per sweep (a check appears on a sweep where its condition holds):
 * stops_early: where one of them fires >= 3 APs and into the last quarter of the step, the other's last AP
   (in the step) must come after the step's middle (no AP: stops at onset). Values: last AP peak (ms after
   onset); tolerance: the step's middle (ms after onset).
+* block: where either fires in the step, recording and model agree on whether the step ends in depolarisation
+  block: no AP in its last 20 % and the median voltage there >= -40 mV (`block_mV`). Values: those medians.
+  A model that fires once or twice and then sits on a plateau near -10 mV (seen in a fit of File_axon_5, whose
+  cell settles near -58 mV after its burst) passes the count of a sparsely firing cell and no "stops early"
+  check (that needs >= 3 APs); this one fails it.
 * deflection: steady-state deflection = mean of the last 20 % of the step minus the resting baseline (median
   of the trace before the command first leaves holding: before the onset, or before a pre-step where the
   protocol has one), within max(2 mV, 15 % of |data|); on sweeps where neither fires.
@@ -55,11 +60,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from noble.operator.ap_metrics import find_aps
 
-SWEEP_CHECKS = ("spike_count", "stops_early", "deflection", "prestep_deflection", "latency", "ap_peak",
+SWEEP_CHECKS = ("spike_count", "stops_early", "block", "deflection", "prestep_deflection", "latency", "ap_peak",
                 "ap_half_width", "ahp_trough")
 CELL_CHECKS = ("rest", "rheobase")
 # short names for the overlay PNG and the explorer's captions
-SHORT = {"spike_count": "n", "stops_early": "stops early", "deflection": "ΔV", "prestep_deflection": "ΔV pre",
+SHORT = {"spike_count": "n", "stops_early": "stops early", "block": "block", "deflection": "ΔV", "prestep_deflection": "ΔV pre",
          "latency": "lat", "ap_peak": "peak",
          "ap_half_width": "hw", "ahp_trough": "AHP"}
 
@@ -78,6 +83,8 @@ class PhysiologyTolerances(BaseModel):
     deflection_rel: float = Field(0.15, ge=0)
     steady_fraction: float = Field(0.2, gt=0, le=1, description="steady state: the mean of this last part of the "
                                                                 "step")
+    block_mV: float = Field(-40.0, description="depolarisation block: the step's last part without an AP and its "
+                                               "median voltage at or above this")
     latency_ms: float = Field(5.0, gt=0)
     latency_rel: float = Field(0.2, ge=0)
     latency_sweeps: int = Field(2, ge=1)
@@ -129,6 +136,9 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
                            "steady_mV": _steady(v, dt_ms, stim_start_ms, stim_end_ms, steady_fraction)
                            if finite else math.nan, "prestep_deflection_mV": math.nan, "prestep_n": 0}
     out["deflection_mV"] = out["steady_mV"] - out["baseline_mV"]
+    a_late = max(0, int(round((stim_end_ms - steady_fraction * (stim_end_ms - stim_start_ms)) / dt_ms)))
+    b_late = min(len(v), int(round(stim_end_ms / dt_ms)))
+    out["late_median_mV"] = float(np.median(v[a_late:b_late])) if finite and b_late > a_late else math.nan
     if not finite:
         out.update(n=0, times_ms=np.zeros(0), peaks_mV=np.zeros(0), half_widths_ms=np.zeros(0),
                    troughs_mV=np.zeros(0))
@@ -140,6 +150,8 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
     inside = aps.within(stim_start_ms, stim_end_ms)
     idx = np.flatnonzero(inside)
     pairs = idx[:-1][np.diff(idx) == 1] if len(idx) > 1 else np.zeros(0, dtype=np.int64)  # consecutive, both in
+    out["late_aps"] = int(np.count_nonzero(aps.within(stim_end_ms - steady_fraction * (stim_end_ms - stim_start_ms),
+                                                      stim_end_ms)))
     out.update(n=int(len(idx)), times_ms=aps.peak_ms[idx] - stim_start_ms, peaks_mV=aps.peak_mV[idx],
                half_widths_ms=aps.half_width_ms[idx], troughs_mV=aps.ahp_mV[pairs])
     return out
@@ -247,6 +259,20 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
                       f"{'recording' if bad[0] == 'model' else 'model'} fires into its last quarter") if bad else None
             checks["stops_early"] = _check(last(d) if d["n"] else None, last(m) if m["n"] else None, mid, "ms",
                                            not bad, reason)
+        if d["n"] > 0 or m["n"] > 0:
+            def blocked(x: dict[str, Any]) -> bool:
+                return x.get("late_aps", 0) == 0 and math.isfinite(x["late_median_mV"]) \
+                    and x["late_median_mV"] >= tol.block_mV
+
+            bd, bm = blocked(d), blocked(m)
+            reason = None
+            if bd != bm:
+                who, other = ("model", "recording") if bm else ("recording", "model")
+                x = m if bm else d
+                reason = (f"the {who} ends the step in depolarisation block (median {x['late_median_mV']:.1f} mV "
+                          f"and no AP in its last {100 * tol.steady_fraction:g} %) while the {other} does not")
+            checks["block"] = _check(d["late_median_mV"], m["late_median_mV"], tol.block_mV, "mV", bd == bm,
+                                     reason or note)
         if d["n"] == 0 and m["n"] == 0:
             dv, mv = d["deflection_mV"], m["deflection_mV"]
             t = max(tol.deflection_mV, tol.deflection_rel * abs(dv)) if math.isfinite(dv) else tol.deflection_mV

@@ -49,17 +49,17 @@ ABS_SD_FLOOR: dict[str, float] = {
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
     "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5, "ap_peak_mV": 2.0,
-    "rebound_mV": 1.0, "deflection_mV": 0.5, "isi_trough_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
+    "rebound_mV": 1.0, "deflection_mV": 0.5, "isi_trough_mV": 2.0, "late_deflection_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
 }
 # The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
 FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
-                                 "rebound_mV", "deflection_mV", *PRESTEP_FEATURES)
+                                 "rebound_mV", "deflection_mV", "late_deflection_mV", *PRESTEP_FEATURES)
 REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
                                  "ap_peak_mV": "mV", "isi_trough_mV": "mV", "rebound_mV": "mV", "deflection_mV": "mV",
-                                 "prestep_deflection_mV": "mV",
+                                 "prestep_deflection_mV": "mV", "late_deflection_mV": "mV",
                                  "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
 STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
@@ -199,6 +199,19 @@ def deflection(sweep: Sweep) -> float:
     return float(np.mean(v[a:b])) - float(np.median(v[: max(1, int(round(sweep.rest_end_ms / dt)))]))
 
 
+def late_deflection(sweep: Sweep) -> float:
+    """The median voltage over the test step's last 20 % minus the resting baseline, in mV: where a cell sits late
+    in a step it fires in (the median is robust to the APs). A model in depolarisation block sits 40-50 mV above
+    a cell that settles after a burst (File_axon_5 at +200..+300 pA: cell -58 mV, a blocked fit -10 mV)."""
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    v = sweep.v_mV
+    a = int(round((sweep.stim_end_ms - STEADY_FRACTION * sweep.stim_duration_ms) / dt))
+    b = min(len(v), int(round(sweep.stim_end_ms / dt)))
+    if b <= a:
+        return math.nan
+    return float(np.median(v[a:b])) - float(np.median(v[: max(1, int(round(sweep.rest_end_ms / dt)))]))
+
+
 def rebound(sweep: Sweep) -> float:
     """After a hyperpolarising test step: the highest voltage in the REBOUND_WINDOW_MS after its end minus eFEL's
     voltage_base before it, in mV (> 0: the cell overshoots its rest, I_h / I_T). A subthreshold measure: NaN
@@ -251,6 +264,7 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
         out["prestep_deflection_mV"][k], out["prestep_sag_mV"][k] = prestep_features(s)
         out["rebound_mV"][k] = rebound(s)
         out["deflection_mV"][k] = deflection(s)
+        out["late_deflection_mV"][k] = late_deflection(s)
     return out
 
 

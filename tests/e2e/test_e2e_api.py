@@ -161,12 +161,17 @@ def test_fit_upload_is_checked_stored_and_queued_then_cancelled(server: LiveServ
                         data={"options": '{"polish_generations": -1}'})
     assert bad_polish.status_code == 422
     assert bad_polish.json()["detail"][0]["loc"] == ["body", "options", "polish_generations"]
+    bad_kir = c.post("/v1/fit", files={"recording": ("cell.nwb", nwb)}, data={"options": '{"kir_current": "maybe"}'})
+    assert bad_kir.status_code == 422
+    assert bad_kir.json()["detail"][0]["loc"] == ["body", "options", "kir_current"]
     r = c.post("/v1/fit", files={"recording": ("../../etc/evil name.nwb", nwb)},
                data={"options": '{"stage1": "off", "generations": 1, "popsize": 4, "restarts": 2, '
-                                '"polish_generations": 5, "tolerances": {"latency_ms": 3}}'})
+                                '"polish_generations": 5, "tolerances": {"latency_ms": 3}, '
+                                '"kir_current": "off", "bridge_balance": "off"}'})
     assert r.status_code == 202, r.text
     job = r.json()
     assert job["spec"]["config"]["objective"]["tolerances"]["latency_ms"] == 3
+    assert job["spec"]["config"]["kir_current"] == "off" and job["spec"]["config"]["bridge_balance"] == "off"
     assert job["spec"]["config"]["polish"] == {"generations": 5}
     assert job["kind"] == "fit" and job["spec"]["sweeps_found"] == 2 and job["spec"]["recording"] == "input/recording.nwb"
     stored = server.data_dir / "jobs" / job["id"] / "input" / "recording.nwb"

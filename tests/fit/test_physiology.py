@@ -87,8 +87,8 @@ def test_the_truth_passes_every_check(sim: dict[str, np.ndarray]) -> None:
     assert s["all_ok"] and s["n_fail"] == 0 and s["n_not_judged"] == 0, s
     # every check is exercised: counts where it fires, the deflection where neither does, the latency at the two
     # lowest spiking steps (80, 100 pA), the shape where >= 2 APs, and the cell's rest and rheobase
-    assert set(s["by_check"]) == {"spike_count", "stops_early", "deflection", "latency", "ap_peak", "ap_half_width",
-                                  "ahp_trough", "rest", "rheobase"}
+    assert set(s["by_check"]) == {"spike_count", "stops_early", "block", "deflection", "latency", "ap_peak",
+                                  "ap_half_width", "ahp_trough", "rest", "rheobase"}
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "latency" in r["checks"]] == [80.0, 100.0]
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "deflection" in r["checks"]] == [-50.0, 0.0, 60.0, 70.0]
     assert doc["cell"]["rheobase"]["data"] == [70.0, 80.0] and doc["cell"]["rheobase"]["status"] == "ok"
@@ -101,7 +101,9 @@ def test_depolarisation_block_fails_the_count_and_stops_early_where_the_eFEL_cou
     late = sim["block"][k][int((START + 0.75 * DUR) / DT): int((START + DUR) / DT)]
     assert -30.0 < late.mean() < -10.0 and np.ptp(late) < 5.0  # the model sits in block on a plateau ...
     assert _status(doc, 400.0, "spike_count") == "fail" and _status(doc, 400.0, "stops_early") == "fail"
+    assert _status(doc, 400.0, "block") == "fail"  # the plateau itself: no AP late in the step, median above -40 mV
     row = doc["sweeps"][k]
+    assert "the model ends the step in depolarisation block" in row["checks"]["block"]["reason"]
     assert row["checks"]["stops_early"]["model"] < 0.5 * DUR <= 0.75 * DUR <= row["checks"]["stops_early"]["data"]
     assert "the model stops before the step's middle" in row["checks"]["stops_early"]["reason"]
     assert not doc["summary"]["all_ok"] and "sweep 7 (+400 pA): stops_early" in doc["summary"]["failed"]

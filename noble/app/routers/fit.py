@@ -44,6 +44,12 @@ class FitOptions(BaseModel):
     polish_generations: int | None = Field(None, ge=0, le=200, description="feasibility-polish generations when "
                                                                            "the fit misses an acceptance check "
                                                                            "(default 24; 0: off)")
+    h_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_h (default 'off'; 'auto': when "
+                                                                            "the recording sags)")
+    kir_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_Kir (default 'auto': when the "
+                                                                              "hyperpolarising steps rectify)")
+    bridge_balance: Literal["auto", "off"] | None = Field(None, description="remove an unbalanced series resistance "
+                                                                           "the command's edges show (default 'auto')")
     tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks) "
                                                             "and bound the sds of the objective terms they judge")
 
@@ -60,6 +66,9 @@ class FitOptions(BaseModel):
             out["time_budget_s"] = self.time_budget_s
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
+        for name in ("h_current", "kir_current", "bridge_balance"):
+            if getattr(self, name) is not None:
+                out[name] = getattr(self, name)
         if self.tolerances is not None:
             out["objective"] = {"tolerances": self.tolerances.model_dump()}
         if self.sweeps is not None:
