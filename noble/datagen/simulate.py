@@ -118,7 +118,9 @@ def simulate(
     values[: drive.shape[1], :n] = drive.T
     I_stim = b2.TimedArray(values * b2.pA, dt=stim_dt_ms * b2.ms, name="I_stim_arr")
     built = family.build(n, params, {"I_stim": I_stim}, rng, **({} if start is None else {"start": start}))
-    names = [built.v_name] + ([x for x in built.group.equations.diff_eq_names if x != built.v_name]
+    # sorted: diff_eq_names is a set, and its string-hash order would change the monitor's generated code (and
+    # so force a fresh Cython compile, ~3 s) in every process
+    names = [built.v_name] + (sorted(x for x in built.group.equations.diff_eq_names if x != built.v_name)
                               if record_state else [])
     if n_settle:  # the run-in, then the monitors: they record from its end on
         net = b2.Network(built.group, *built.extra)

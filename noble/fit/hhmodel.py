@@ -24,6 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from noble.datagen.models.base import BuiltGroup, assign_params
 from noble.datagen.models.hh import HH, _gates_at_rest, kir_activation
+from noble.datagen.state_updaters import cached_method
 
 NAMES: list[str] = HH.param_names()
 IDX: dict[str, int] = {n: k for k, n in enumerate(NAMES)}
@@ -164,7 +165,7 @@ class HHFit(HH):
         on = {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
                                                                   ("with_D", "g_D"), ("with_h", "g_h"),
                                                                   ("with_Kir", "g_Kir"))}
-        group = b2.NeuronGroup(n, cls.equations(**on), method=cls.method, threshold="v > -20*mV",
+        group = b2.NeuronGroup(n, cls.equations(**on), method=cached_method(cls.method), threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
         eff = np.array(params, dtype=np.float64)

@@ -104,6 +104,7 @@ from typing import Any, ClassVar
 import brian2 as b2
 import numpy as np
 
+from ..state_updaters import cached_method
 from .base import BuiltGroup, ModelFamily, ParamSpec, assign_params
 
 KIR_SLOPE_MV = 10.0  # I_Kir's activation slope (Mahon et al. 2000), written as 10 * mV in _EQS
@@ -481,7 +482,7 @@ class HH(ModelFamily):
         with_h = bool(np.any(params[:, names.index("g_h")] > 0))
         with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir), method=cls.method, threshold="v > -20*mV",
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir), method=cached_method(cls.method), threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
         assign_params(group, cls, params)
