@@ -66,3 +66,16 @@ def test_every_control_has_a_label(tmp_path: Path) -> None:
     ids = re.findall(r'<(?:input|select|textarea)[^>]*\bid="([^"]+)"', html)
     labelled = set(re.findall(r'<label[^>]*\bfor="([^"]+)"', html))
     assert ids and not [i for i in ids if i not in labelled], [i for i in ids if i not in labelled]
+
+
+def test_fit_captions_label_every_physiology_check_as_the_png_does() -> None:
+    """The fit view's per-sweep caption (fit.js PHYS_SHORT) and the overlay PNG (physiology.SHORT) name each check
+    alike, and the caption has a label for every check fit.json can list (a new check once went unlabelled and
+    out of order there)."""
+    from noble.fit.physiology import SHORT, SWEEP_CHECKS
+
+    js = (STATIC_DIR / "js" / "fit.js").read_text()
+    block = re.search(r"const PHYS_SHORT = \{(.*?)\};", js, re.S)
+    assert block is not None
+    labels = dict(re.findall(r'(\w+): "([^"]*)"', block.group(1)))
+    assert labels == {k: SHORT[k] for k in SWEEP_CHECKS}

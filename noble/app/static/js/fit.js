@@ -214,8 +214,10 @@ function paramTable(params) {
 
 // The per-sweep physiology checks (noble/fit/physiology.py) in one line: "n 12/13 ✓ · stops early ✗ · ΔV ✓";
 // each entry's tooltip gives recording, model and tolerance (and the reason when it is not judged).
-const PHYS_SHORT = { spike_count: "n", stops_early: "stops early", deflection: "ΔV", latency: "lat",
-  ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
+// Short labels as physiology.SHORT; every check fit.json lists is drawn, in its order (a check added there
+// shows up under its own name until it gets a label here).
+const PHYS_SHORT = { spike_count: "n", stops_early: "stops early", block: "block", deflection: "ΔV",
+  prestep_deflection: "ΔV pre", latency: "lat", ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
 
 function physMark(c) {
   if (c.status === "ok") return `<span class="ok">✓</span>`;
@@ -230,9 +232,8 @@ function physValue(x, unit) {
 
 function physLine(checks) {
   const parts = [];
-  for (const [name, short] of Object.entries(PHYS_SHORT)) {
-    const c = checks[name];
-    if (!c) continue;
+  for (const [name, c] of Object.entries(checks || {})) {
+    const short = PHYS_SHORT[name] || name;
     const label = name === "spike_count" ? `n ${fmt(c.data, 0)}/${fmt(c.model, 0)}` : short;
     const tip = `${name}: recording ${physValue(c.data, c.unit)}, model ${physValue(c.model, c.unit)}, ` +
       `tolerance ${physValue(c.tol, c.unit)}, ${c.status}${c.reason ? ` (${c.reason})` : ""}`;
