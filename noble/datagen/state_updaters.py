@@ -48,6 +48,7 @@ class DiskCachedStateUpdater:
         except OSError:
             pass
         code: str = StateUpdateMethod.stateupdaters[self.name](equations, variables, method_options)
+        tmp: str | None = None
         try:  # best effort: a read-only home only loses the saving
             path.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
@@ -55,7 +56,8 @@ class DiskCachedStateUpdater:
                 fh.write(code)
             os.replace(tmp, path)  # atomic: a reader sees the whole code or none
         except OSError:
-            pass
+            if tmp is not None:
+                Path(tmp).unlink(missing_ok=True)
         return code
 
 
