@@ -136,10 +136,15 @@ def test_required_surrogate_missing_is_a_clear_error(tmp_path: Path, small_npz: 
 
 def test_fit_is_reproducible(small_npz: Path) -> None:
     """Same recording, config and seed: the same parameters and objective (CMA-ES and Brian2 are seeded)."""
+    from noble.fit.polish import PolishConfig
     from noble.fit.solver import SolverConfig
 
-    cfg = FitConfig(stage1="off", final_dt_ms=0.05, free=("diam_um", "g_leak", "V_T"),
-                    solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=5))
+    # in-process (workers=1): the pooled search equals the serial one bit for bit (test_fit_dask.py), so this is the
+    # reproducibility of both, without two pools' start-up; a 2-generation polish (the default's 24 were most of
+    # this test's 75 s in the suite)
+    cfg = FitConfig(stage1="off", final_dt_ms=0.05, free=("diam_um", "g_leak", "V_T"), workers=1,
+                    solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=5),
+                    polish=PolishConfig(generations=2, popsize=4, runs=1))
     a, b = fit_recording(small_npz, cfg), fit_recording(small_npz, cfg)
     assert a.objective == b.objective
     assert {k: v["value"] for k, v in a.parameters.items()} == {k: v["value"] for k, v in b.parameters.items()}
@@ -148,10 +153,13 @@ def test_fit_is_reproducible(small_npz: Path) -> None:
 def test_parallel_restarts_equal_sequential_ones(small_npz: Path) -> None:
     """Restarts in worker processes give exactly what the same restarts give one after another in this
     process (seeded CMA-ES, deterministic Brian2 and eFEL), and the reported fit is the best run's best."""
+    from noble.fit.polish import PolishConfig
     from noble.fit.solver import SolverConfig
 
+    # no polish: it follows the search and is not what this compares (its 2 x 24 generations were most of the test)
     cfg = FitConfig(stage1="off", final_dt_ms=0.05, free=("diam_um", "g_leak", "V_T"), restarts=2,
-                    solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=3))
+                    solver=SolverConfig(popsize=4, max_generations=2, probe=False, seed=3),
+                    polish=PolishConfig(generations=0))
     seen: dict[str, list[float]] = {"par": [], "seq": []}
     par = fit_recording(small_npz, cfg.model_copy(update={"workers": 2}),
                         progress=lambda stage, f: seen["par"].append(f) if stage == "solver" else None)
