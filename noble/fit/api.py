@@ -51,8 +51,9 @@ log = logging.getLogger(__name__)
 
 
 # kept back from the budget for the reported fit's evaluations at final_dt_ms (the fitted sweeps, then the whole
-# recorded sweeps): measured 3-9 s on the five recordings of ../shared/data, 13-17 s for the spontaneously active
-# cells (their run-in and phase search, every sweep at 0.025 ms for one candidate: overhead per time step)
+# recorded sweeps): measured 3-9 s on the five recordings of ../shared/data (a 30 s test fit: 6.9 s, mostly the main
+# process's first Brian2 run), 13-17 s for the spontaneously active cells (their run-in and phase search, every sweep
+# at 0.025 ms for one candidate: overhead per time step) before Brian2's update code was cached on disk, 3 s after
 FINAL_RESERVE_S = 10.0
 PHASE_ALIGNED_RESERVE_S = 6.0  # more, where the sweeps start from a phase-aligned run-in
 MIN_POLISH_S = 15.0  # a polish with less time than this cannot run a useful number of generations
