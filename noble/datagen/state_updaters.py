@@ -16,6 +16,7 @@ from typing import Any
 
 import brian2 as b2
 from brian2.stateupdaters.base import StateUpdateMethod
+from brian2.stateupdaters.explicit import ExplicitStateUpdater
 
 
 def cache_dir() -> Path:
@@ -34,6 +35,9 @@ class DiskCachedStateUpdater:
     def __init__(self, name: str) -> None:
         if name not in StateUpdateMethod.stateupdaters:
             raise ValueError(f"unknown Brian2 integration method {name!r}")
+        if not isinstance(StateUpdateMethod.stateupdaters[name], ExplicitStateUpdater):
+            # e.g. exponential_euler: its code also depends on which of the group's variables are constant
+            raise ValueError(f"{name!r} is not an explicit method: its code is not a function of the equations alone")
         self.name = name
         self.__name__ = name  # what Brian2 logs as the method's name
 

@@ -32,3 +32,5 @@ def test_cached_code_is_brian2s_and_is_read_back(tmp_path: Path, monkeypatch: py
 def test_unknown_method_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown Brian2 integration method 'rk5'"):
         DiskCachedStateUpdater("rk5")
+    with pytest.raises(ValueError, match="not an explicit method"):
+        DiskCachedStateUpdater("exponential_euler")
