@@ -62,7 +62,6 @@ import brian2 as b2
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
-from ..state_updaters import cached_method
 from .base import BuiltGroup, ModelFamily, ParamSpec
 from .hh import _gates_at_rest
 
@@ -540,7 +539,7 @@ class HHMC(ModelFamily):
         packed = cls.pack(params, stim_rows)
         group = b2.SpatialNeuron(
             morphology=packed.root, model=cls.equations(), Cm=1 * b2.ufarad / b2.cm**2,
-            Ri=packed.Ri_ohm_cm * b2.ohm * b2.cm, method=cached_method(cls.method),
+            Ri=packed.Ri_ohm_cm * b2.ohm * b2.cm, method=cls.method,
             threshold=f"v > {SPIKE_THRESHOLD_mV}*mV and at_soma > 0.5", refractory=f"v > {SPIKE_THRESHOLD_mV}*mV",
             namespace=namespace, name=name)
         for var, val in si_values(packed.arrays).items():
