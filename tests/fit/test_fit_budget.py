@@ -30,6 +30,7 @@ def test_a_generation_that_would_end_past_the_limit_is_not_started() -> None:
     assert not _would_overrun(probed, 3, [4.0, 0.05], now=7.0, t_start=0.0)  # 7 + 34 x 0.05 < 10
 
 
+@pytest.mark.serial  # asserts the fit's wall time
 def test_a_fit_stops_at_its_time_budget_and_says_so() -> None:
     rec = synthetic_recording(dict(HH.preset_values("fast_spiking")), [-50.0, 150.0, 300.0], duration_ms=250.0,
                               tail_ms=100.0, seed=3)
