@@ -44,7 +44,7 @@ def summarise(doc: dict[str, Any], wall_s: float | None = None) -> dict[str, Any
     row["physiology_all_ok"] = (phys.get("summary") or {}).get("all_ok")
     row["acceptance_all_ok"] = (doc.get("checks") or {}).get("all_ok")
     free = (doc.get("solver") or {}).get("free", [])
-    row["extra_free"] = "+".join(n for n in ("g_h", "g_Kir") if n in free) or None
+    row["extra_free"] = "+".join(n for n in ("g_h", "g_Kir", "phi_NaK", "g_NaP") if n in free) or None
     bridge = doc.get("bridge") or {}
     row["bridge_MOhm"] = round(bridge["r_MOhm"], 1) if bridge.get("applied") else None
     row["wall_s"] = round(wall_s if wall_s is not None else doc["timing_s"]["total"], 1)
@@ -64,6 +64,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("recordings", nargs="*", type=Path)
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "fit_checks")
+    ap.add_argument("--set", nargs="*", default=[], metavar="FIELD=JSON",
+                    help="FitConfig overrides, e.g. persistent_sodium='\"off\"' restarts=2")
     ap.add_argument("--tabulate", nargs="+", type=Path, help="fit output directories to tabulate (no fitting)")
     args = ap.parse_args()
     rows: list[dict[str, Any]] = []
@@ -74,10 +76,11 @@ def main() -> None:
         from noble.fit.api import fit_recording
         from noble.fit.report import write_outputs
 
+        overrides = {k: json.loads(v) for k, v in (kv.split("=", 1) for kv in args.set)}
         recs = args.recordings or sorted(DATA.glob("*.abf"))
         for path in recs:
             t0 = time.perf_counter()
-            res = fit_recording(path)
+            res = fit_recording(path, **overrides)
             wall = time.perf_counter() - t0
             write_outputs(res, args.out / path.stem)
             rows.append(summarise(json.loads((args.out / path.stem / "fit.json").read_text()), wall))

@@ -35,8 +35,8 @@ from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, Sweep, read_recording
 
 from .bridge import balance_bridge
-from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, NAMES, ParamSpace, equivalent_bias_pA, params_row, pin_rest,
-                      split_holding)
+from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, FIT_BOUNDS, IDX, NAMES, ParamSpace, equivalent_bias_pA,
+                      params_row, pin_rest, split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
 from .targets import prestep_window
@@ -97,6 +97,22 @@ class FitConfig(BaseModel):
     rectification_threshold: float = Field(
         1.3, gt=1, description="'auto' frees g_Kir when the smallest hyperpolarising step's deflection per pA is at "
                                "least this many times the largest one's (a linear membrane gives 1)")
+    spike_kinetics: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit phi_NaK (the temperature factor of the Na+ and Kd gates: AP width); 'auto': when "
+                            "the recording's median AP half-width is outside half_width_range_ms, what the "
+                            "family's kinetics at 36 C give (~0.6-1 ms)")
+    half_width_range_ms: tuple[float, float] = Field(
+        (0.6, 1.2), description="median AP half-widths 'auto' leaves phi_NaK at 1 for")
+    # Off by default: on 171116sh_0018 (troughs -44..-50 mV, the model's -67) 'auto' freed g_NaP from 0 and the search
+    # left it at 0.003 mS/cm2 (trough error 22.3 mV; 29.6 with it off, 21.2 before phi_NaK: one run each, within
+    # run-to-run scatter); started at 0.02 it missed 8 of 11 spike counts (2026-12-06, docs/fit.md).
+    persistent_sodium: Literal["auto", "on", "off"] = Field(
+        "off", description="fit I_NaP (g_NaP, the hh family's persistent Na+ current); 'auto': when the "
+                           "recording's median interspike trough is above trough_threshold_mV; 'off' still notes it")
+    trough_threshold_mV: float = Field(
+        -50.0, description="median interspike trough (mV) above which 'auto' frees g_NaP: the fast-spiking and "
+                           "regular-spiking presets' troughs are -62..-67 mV, and no fit without I_NaP came "
+                           "within 10 mV of a -42..-46 mV trough")
     shift_starts_mV: tuple[float, ...] = Field(
         (6.0, 12.0, 18.0), description="when the leak shift is fitted, every start is also scored with these "
                                        "shifts (the pacemaking basin; see fit_recording)")
@@ -391,11 +407,39 @@ def recording_rectifies(problem: FitProblem, threshold: float) -> tuple[bool, st
     return bool(ratio >= threshold), evidence
 
 
+def spike_half_width(problem: FitProblem, range_ms: tuple[float, float]) -> tuple[bool, str, float | None]:
+    """(is the recording's median AP half-width outside range_ms, the evidence, the phi_NaK that width asks for):
+    the family's APs are ~0.75 ms / phi_NaK wide (fast-spiking preset at 300 pA: 0.83 ms at 1, 1.45 at 0.5,
+    2.35 at 0.3), so phi_NaK starts at 0.75 / width."""
+    hw = problem.targets.feature_array("ap_half_width_ms")
+    hw = hw[np.isfinite(hw) & (hw > 0) & (hw < 5.0)]  # > 5 ms: a plateau measured as an AP, not a width
+    if len(hw) == 0:
+        return False, "no AP half-width measured", None
+    med = float(np.median(hw))
+    lo, hi = range_ms
+    phi0 = float(np.clip(0.75 / med, *FIT_BOUNDS["phi_NaK"][:2]))
+    return (not lo <= med <= hi), f"median AP half-width {med:.2f} ms over {len(hw)} sweeps", phi0
+
+
+NAP_START = 0.0  # mS/cm2, where a freed g_NaP starts
+
+
+def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
+    """(is the recording's median interspike trough above threshold_mV, the evidence)."""
+    tr = problem.targets.feature_array("isi_trough_mV")
+    tr = tr[np.isfinite(tr)]
+    if len(tr) == 0:
+        return False, "no interspike trough measured (fewer than two APs per step)"
+    med = float(np.median(tr))
+    return bool(med > threshold_mV), f"median interspike trough {med:.1f} mV over {len(tr)} sweeps"
+
+
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
-           with_kir: bool = False) -> ParamSpace:
+           with_kir: bool = False, extra_free: tuple[str, ...] = ()) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
     free = free + (("g_Kir",) if with_kir and "g_Kir" not in free else ())
+    free = free + tuple(n for n in extra_free if n not in free)
     return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
 
 
@@ -548,7 +592,32 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif rectifies:
         notes.append(f"the recording's steady state rectifies ({rect_evidence}) and I_Kir is not fitted (kir_current "
                      f"'{cfg.kir_current}')")
-    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir)
+    extra_free: tuple[str, ...] = ()
+    wide, hw_evidence, phi0 = spike_half_width(problem, cfg.half_width_range_ms)
+    if cfg.spike_kinetics == "on" or (cfg.spike_kinetics == "auto" and wide):
+        extra_free += ("phi_NaK",)
+        if phi0 is not None and base.get("phi_NaK", 1.0) == 1.0:  # a warm start at the published kinetics
+            base = {**base, "phi_NaK": phi0}
+            if extra is not None:
+                extra = extra.copy()
+                extra[:, IDX["phi_NaK"]] = np.where(extra[:, IDX["phi_NaK"]] == 1.0, phi0, extra[:, IDX["phi_NaK"]])
+        notes.append(f"Na+/K+ gate kinetics fitted (phi_NaK free, from {base['phi_NaK']:.2f}): {hw_evidence}")
+    elif wide:
+        notes.append(f"the recording's APs are wider or narrower than the family's at 36 C ({hw_evidence}) and "
+                     f"phi_NaK is not fitted (spike_kinetics '{cfg.spike_kinetics}')")
+    high, trough_evidence = interspike_trough(problem, cfg.trough_threshold_mV)
+    if cfg.persistent_sodium == "on" or (cfg.persistent_sodium == "auto" and high):
+        extra_free += ("g_NaP",)
+        if base.get("g_NaP", 0.0) == 0.0:  # off its bound's edge: CMA-ES clipped there samples 'no I_NaP' half the time
+            base = {**base, "g_NaP": NAP_START}
+            if extra is not None:
+                extra = extra.copy()
+                extra[:, IDX["g_NaP"]] = np.where(extra[:, IDX["g_NaP"]] == 0.0, NAP_START, extra[:, IDX["g_NaP"]])
+        notes.append(f"I_NaP fitted (g_NaP free, from {base['g_NaP']:g} mS/cm2): {trough_evidence}")
+    elif high:
+        notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
+                     f"(persistent_sodium '{cfg.persistent_sodium}')")
+    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free)
     solver_cfg = cfg.solver
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})

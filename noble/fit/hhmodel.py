@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from noble.datagen.models.base import BuiltGroup, assign_params
-from noble.datagen.models.hh import HH, _gates_at_rest, kir_activation
+from noble.datagen.models.hh import HH, _gates_at_rest, kir_activation, nap_activation
 from noble.datagen.state_updaters import cached_method
 
 NAMES: list[str] = HH.param_names()
@@ -54,7 +54,8 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     i_d = col("g_D") * g["a_D"] ** 3 * g["b_D"] * (v - col("E_K"))
     i_h = col("g_h") * g["w_h"] * (v - col("E_h"))
     i_kir = col("g_Kir") * kir_activation(v, col("V_Kir")) * (v - col("E_K"))
-    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h + i_kir)
+    i_nap = col("g_NaP") * nap_activation(v, col("V_NaP")) * (v - col("E_Na"))
+    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h + i_kir + i_nap)
 
 
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
@@ -164,7 +165,7 @@ class HHFit(HH):
         # I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s).
         on = {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
                                                                   ("with_D", "g_D"), ("with_h", "g_h"),
-                                                                  ("with_Kir", "g_Kir"))}
+                                                                  ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"))}
         group = b2.NeuronGroup(n, cls.equations(**on), method=cached_method(cls.method), threshold="v > -20*mV",
                                refractory="v > -20*mV", namespace=namespace, name="neurons")
         assign_params(group, cls, params)
@@ -208,6 +209,12 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     # -95 mV is ~13x the leak of a fast-spiking cell (0.038), more than the striatal FSI recording asks for
     "g_Kir": (0.0, 1.0, False),
     "V_Kir": (-115.0, -80.0, False),
+    # linear: the lower edge is exactly "no I_NaP"; at 0.3 mS/cm2 I_NaP at -50 mV (m_inf 0.58) is ~0.17 x 100 mV
+    # = 17 uA/cm2 inward, ~10x a fast-spiking cell's leak current there: more than any recording here asks for
+    "g_NaP": (0.0, 0.3, False),
+    "V_NaP": (-62.0, -42.0, False),
+    # log: Q10 3 puts 0.15 ~17 C below the model's 36 C; APs are ~0.75 ms / phi_NaK wide (fast-spiking preset)
+    "phi_NaK": (0.15, 1.2, True),
     "E_h": (-55.0, -25.0, False),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),

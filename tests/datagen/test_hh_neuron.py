@@ -166,3 +166,71 @@ def test_kir_rectifies_without_sag_and_matches_neuron():
     linear, rectified = per_pA[1] / per_pA[0], per_pA[3] / per_pA[2]
     assert linear > 0.9, per_pA  # leak + I_M: near-linear below rest
     assert rectified < 0.75, per_pA  # -100 pA moves v less than 4x what -25 pA does
+
+
+def _first_ap_half_width_ms(v: np.ndarray, dt_ms: float) -> float:
+    """Width of the first AP at half its height above its threshold (where dV/dt first exceeds 20 mV/ms)."""
+    dvdt = np.diff(v) / dt_ms
+    onset = int(np.argmax(dvdt > 20.0))
+    peak = onset + int(np.argmax(v[onset:onset + int(5.0 / dt_ms)]))
+    half = 0.5 * (v[onset] + v[peak])
+    above = np.flatnonzero(v[onset:peak + int(10.0 / dt_ms)] > half)
+    return float((above[-1] - above[0] + 1) * dt_ms)
+
+
+def test_temperature_factor_slows_the_spike_and_matches_neuron():
+    """phi_NaK (hh2.mod's tadj) divides the Na+ and Kd gates' time constants: at 0.4 (a slice ~8 C cooler than the
+    model's 36 C, Q10 3) the fast-spiking preset's APs are >= 1.5x wider, with every spike
+    of Brian2's train within SPIKE_TOL_MS of NEURON's at both."""
+    names = HH.param_names()
+    base = HH.preset_values("fast_spiking")
+    assert base["phi_NaK"] == 1.0
+    amps = np.array([250.0, 250.0])
+    rows = np.array([[{**base, "phi_NaK": phi}[k] for k in names] for phi in (1.0, 0.4)])
+    rec_dt = 0.025
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=rec_dt)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=rec_dt,
+                          secondorder=2)
+    widths = []
+    for k in range(2):
+        v = brian.v_mV[k].astype(float)
+        up_b = np.flatnonzero((v[:-1] < -20.0) & (v[1:] >= -20.0)) * rec_dt
+        up_n = np.flatnonzero((ref.v_mV[k][:-1] < -20.0) & (ref.v_mV[k][1:] >= -20.0)) * rec_dt
+        assert len(up_b) == len(up_n) >= 2, (k, len(up_b), len(up_n))
+        assert float(np.max(np.abs(up_b - up_n))) < SPIKE_TOL_MS, k
+        widths.append(_first_ap_half_width_ms(v, rec_dt))
+    assert widths[1] > 1.5 * widths[0], widths
+
+
+def test_persistent_sodium_amplifies_near_threshold_and_matches_neuron():
+    """Magistretti & Alonso (1999) I_NaP: an inward current that turns on below threshold, so with it the cell
+    rests higher, a depolarising step moves it further than the same hyperpolarising step (without it the
+    fast-spiking preset is near-symmetric) and a suprathreshold step gives more spikes; Brian2 and NEURON agree on
+    the subthreshold traces within 0.1 mV and on every spike within SPIKE_TOL_MS."""
+    names = HH.param_names()
+    base = HH.preset_values("fast_spiking")
+    amps = np.array([-30.0, 30.0, -30.0, 30.0, 250.0, 250.0])
+    g = (0.0, 0.0, 0.01, 0.01, 0.0, 0.01)  # 0.01 mS/cm2: m_inf 0.07 at rest, ~2 mV; at 0.03 the cell fires alone
+    rows = np.array([[{**base, "g_NaP": gk}[k] for k in names] for gk in g])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    a, b = int(round(START_MS / 0.1)), int(round((START_MS + STEP_MS) / 0.1))
+    rest, defl, counts = [], [], []
+    for k in range(6):
+        v = brian.v_mV[k].astype(float)
+        up_b = np.flatnonzero((v[:-1] < -20.0) & (v[1:] >= -20.0)) * 0.1
+        up_n = np.flatnonzero((ref.v_mV[k][:-1] < -20.0) & (ref.v_mV[k][1:] >= -20.0)) * 0.1
+        assert len(up_b) == len(up_n), (k, len(up_b), len(up_n))
+        if len(up_b) == 0:
+            assert float(np.max(np.abs(v - ref.v_mV[k]))) < 0.1, k
+            rest.append(float(v[a - 1]))
+            defl.append(float(np.mean(v[b - 200:b])) - float(v[a - 1]))
+        else:
+            assert float(np.max(np.abs(up_b - up_n))) < SPIKE_TOL_MS, k
+            counts.append(len(up_b))
+    assert rest[2] > rest[0] + 1.0, rest  # I_NaP's window current depolarises rest
+    assert abs(defl[1] / defl[0]) < 1.2, defl  # without: near-symmetric
+    assert abs(defl[3] / defl[2]) > abs(defl[1] / defl[0]) + 0.15, defl  # with: depolarising steps amplified
+    assert counts[1] >= counts[0] + 2, counts

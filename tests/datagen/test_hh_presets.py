@@ -39,6 +39,9 @@ SHARED = {  # family defaults no preset overrides (except where the preset's row
     "E_h": (-45.0, "Kole et al. 2006 / Hay et al. 2011 Ih.mod ehcn = -45 mV"),
     "g_Kir": (0.0, "I_Kir is not Pospischil's (Mahon et al. 2000), off in every preset"),
     "V_Kir": (-100.0, "Mahon et al. 2000, ModelDB 150621 Kirm.mod Vsm = -100 mV"),
+    "phi_NaK": (1.0, "the published kinetics: hh2.mod's tadj at celsius 36"),
+    "g_NaP": (0.0, "I_NaP is not Pospischil's (Magistretti & Alonso 1999), off in every preset"),
+    "V_NaP": (-52.3, "Magistretti & Alonso 1999, J. Gen. Physiol. 114:491: V_1/2 of activation -52.3 mV"),
 }
 
 TABLE: dict[str, dict[str, tuple[float, str]]] = {

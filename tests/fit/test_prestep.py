@@ -124,3 +124,26 @@ def test_rectification_sees_the_inward_rectifier_and_frees_g_Kir() -> None:
         assert rectifies == (g_kir > 0), why
         assert (ratio > 1.3) if g_kir > 0 else (0.9 < ratio < 1.1), why
         assert ("g_Kir" in _space(FitConfig(), fs, False, False, rectifies).free) == (g_kir > 0)
+
+
+def test_wide_spikes_free_the_gate_kinetics_and_high_troughs_are_seen() -> None:
+    """`spike_kinetics` 'auto' frees phi_NaK where the recording's APs are wider than the family's at 36 C, and
+    starts it at the factor the width asks for: a fast-spiking cell at phi_NaK 0.5 (hh2.mod's tadj ~7 C cooler)
+    has ~1.5 ms APs and is freed near 0.5; the same cell at 1 (~0.8 ms) is not. The interspike-trough evidence
+    (`persistent_sodium`) reads the recording's troughs between APs."""
+    from noble.fit.api import FitConfig, interspike_trough, spike_half_width
+
+    fs = HH.preset_values("fast_spiking", {})
+    cfg = FitConfig()
+    found = {}
+    for phi in (1.0, 0.5):
+        rec = synthetic_recording({**fs, "phi_NaK": phi}, [-50.0, 150.0, 250.0], start_ms=50.0, duration_ms=300.0,
+                                  tail_ms=100.0, noise_pA=0.0)
+        problem = FitProblem.from_recording(rec)
+        wide, why, phi0 = spike_half_width(problem, cfg.half_width_range_ms)
+        high, trough_why = interspike_trough(problem, cfg.trough_threshold_mV)
+        found[phi] = (wide, phi0, float(trough_why.split(" mV")[0].rsplit(" ", 1)[-1]))
+        assert wide == (phi < 1.0), why
+        assert phi0 == pytest.approx(phi, rel=0.25), why
+        assert not high, trough_why  # the fast-spiking preset's troughs are far below -50 mV
+    assert found[0.5][2] < found[1.0][2] - 2.0, found  # slower Kd deactivation: deeper troughs

@@ -48,6 +48,12 @@ class FitOptions(BaseModel):
                                                                             "the recording sags)")
     kir_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_Kir (default 'auto': when the "
                                                                               "hyperpolarising steps rectify)")
+    spike_kinetics: Literal["auto", "on", "off"] | None = Field(None, description="fit phi_NaK, the Na+/K+ gates' "
+                                                                                 "temperature factor (default "
+                                                                                 "'auto': when APs are wide)")
+    persistent_sodium: Literal["auto", "on", "off"] | None = Field(None, description="fit I_NaP (default 'off'; "
+                                                                                    "'auto': when interspike "
+                                                                                    "troughs are high)")
     bridge_balance: Literal["auto", "off"] | None = Field(None, description="remove an unbalanced series resistance "
                                                                            "the command's edges show (default 'auto')")
     tolerances: Tolerances | None = Field(None, description="acceptance tolerances: they judge the fit (its checks) "
@@ -66,7 +72,7 @@ class FitOptions(BaseModel):
             out["time_budget_s"] = self.time_budget_s
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
-        for name in ("h_current", "kir_current", "bridge_balance"):
+        for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "bridge_balance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:

@@ -4,7 +4,7 @@ Source: M. Pospischil, M. Toledo-Rodriguez, C. Monier, Z. Piwkowska, T. Bal, Y. 
 A. Destexhe (2008), "Minimal Hodgkin-Huxley type models for different classes of cortical and thalamic
 neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
 
-    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir + I_inj
+    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP + I_inj
 
 * I_Na = g_Na m^3 h (V - E_Na), I_Kd = g_Kd n^4 (V - E_K): Traub & Miles (1991) kinetics shifted by the
   threshold parameter V_T (alpha/beta below, V and V_T in mV, rates in 1/ms).
@@ -30,6 +30,17 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   with it conducts more the further it is hyperpolarised, without a sag (the current has no kinetics), so its
   steady-state deflections grow less than linearly with the injected current (striatal fast-spiking
   interneurons and spiny neurons: a few mV per 25 pA near -95 mV where it is 10 near -75 mV).
+* I_NaP = g_NaP m_inf (V - E_Na), m_inf = 1 / (1 + exp(-(V - V_NaP) / 6.8 mV)), instantaneous: the persistent
+  Na+ current of cortical principal cells, with the activation Magistretti & Alonso (1999), J. Gen. Physiol.
+  114:491 measured in entorhinal layer-II neurons (V_1/2 -52.3 mV, slope 6.8 mV; activation within ~1 ms, so
+  taken as instantaneous). Its slow inactivation (seconds) is left out (stated simplification). Not Pospischil's
+  (g_NaP = 0 in every preset, then not integrated): an inward current that turns on just below threshold, so a
+  cell with it depolarises more near threshold than below rest, and sits well above E_K between spikes (the
+  interspike troughs of -40..-50 mV that pyramidal recordings show, where the presets' fall to -65 mV).
+* phi_NaK multiplies every rate of I_Na's and I_Kd's gates (m, h, n): the temperature factor
+  tadj = 3^((celsius - 36) / 10) of Pospischil's hh2.mod (Q10 3; the Traub-Miles rates hold at 36 C, where
+  tadj is 1). Steady states are unchanged, the gates' time constants divide by it: at 0.5 (a recording ~6 C
+  below the model's temperature, e.g. slices at 30 C) APs are wider and slower to repolarise. 1 in every preset.
 * Simplification (stated): E_Ca is a fixed 120 mV instead of the Nernst potential of a Ca2+ pool.
 
 Membrane: one cylinder with L = d (area pi d^2, no end caps), specific capacitance 1 uF/cm^2 (cm = 1 in every
@@ -90,7 +101,8 @@ in the paper: source not found); V_x 2 mV where g_T = 0, where it has no effect 
 or [MDB]; the Brain Dynamics Toolbox's Pospischil2008.m, github.com/bdtoolbox-org/bdtoolbox models/, uses 2 mV
 for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g_D = 0 (not Pospischil's) and
 tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006);
-g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000). tests/datagen/test_hh_presets.py pins each value to this table.
+g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000); phi_NaK 1 (the kinetics as published); g_NaP = 0 (not Pospischil's) and V_NaP
+-52.3 mV (Magistretti & Alonso 1999). tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
 potentials around a preset; the acceptance window on features lives in the dataset config ('hall of fame').
@@ -108,9 +120,10 @@ from ..state_updaters import cached_method
 from .base import BuiltGroup, ModelFamily, ParamSpec, assign_params
 
 KIR_SLOPE_MV = 10.0  # I_Kir's activation slope (Mahon et al. 2000), written as 10 * mV in _EQS
+NAP_SLOPE_MV = 6.8  # I_NaP's activation slope (Magistretti & Alonso 1999), written as 6.8 * mV in _EQS
 
 _EQS = """
-dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir + I_inj) / Cm : volt
+dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP + I_inj) / Cm : volt
 area = pi * diam_um**2 : metre**2
 Cm = 1 * ufarad / cm**2 * area : farad
 I_inj = I_stim(t, i) : amp
@@ -123,10 +136,11 @@ I_L = g_L * area * q**2 * r * (v - E_Ca) : amp
 I_D = g_D * area * a_D**3 * b_D * (v - E_K) : amp
 I_h = g_h * area * w_h * (v - E_h) : amp
 I_Kir = g_Kir * area * m_Kir_inf * (v - E_K) : amp
+I_NaP = g_NaP * area * m_NaP_inf * (v - E_Na) : amp
 vu = (v - V_T) / mV : 1
-dm/dt = (alpha_m * (1 - m) - beta_m * m) : 1
-dh/dt = (alpha_h * (1 - h) - beta_h * h) : 1
-dn/dt = (alpha_n * (1 - n) - beta_n * n) : 1
+dm/dt = phi_NaK * (alpha_m * (1 - m) - beta_m * m) : 1
+dh/dt = phi_NaK * (alpha_h * (1 - h) - beta_h * h) : 1
+dn/dt = phi_NaK * (alpha_n * (1 - n) - beta_n * n) : 1
 alpha_m = 0.32 * (13 - vu) / (exp((13 - vu) / 4) - 1) / ms : Hz
 beta_m = 0.28 * (vu - 40) / (exp((vu - 40) / 5) - 1) / ms : Hz
 alpha_h = 0.128 * exp((17 - vu) / 18) / ms : Hz
@@ -155,6 +169,7 @@ dw_h/dt = alpha_w * (1 - w_h) - beta_w * w_h : 1
 alpha_w = 0.00643 * 11.9 / exprel((v / mV + 154.9) / 11.9) / ms : Hz
 beta_w = 0.193 * exp(v / mV / 33.1) / ms : Hz
 m_Kir_inf = 1 / (1 + exp((v - V_Kir) / (10 * mV))) : 1
+m_NaP_inf = 1 / (1 + exp(-(v - V_NaP) / (6.8 * mV))) : 1
 g_leak : siemens / metre**2 (constant)
 E_leak : volt (constant)
 g_Na : siemens / metre**2 (constant)
@@ -175,6 +190,9 @@ g_h : siemens / metre**2 (constant)
 E_h : volt (constant)
 g_Kir : siemens / metre**2 (constant)
 V_Kir : volt (constant)
+phi_NaK : 1 (constant)
+g_NaP : siemens / metre**2 (constant)
+V_NaP : volt (constant)
 """
 
 
@@ -222,6 +240,12 @@ def kir_activation(v_mV: np.ndarray, V_Kir_mV: np.ndarray | float) -> np.ndarray
         return 1.0 / (1.0 + np.exp((np.asarray(v_mV, dtype=np.float64) - V_Kir_mV) / KIR_SLOPE_MV))
 
 
+def nap_activation(v_mV: np.ndarray, V_NaP_mV: np.ndarray | float) -> np.ndarray:
+    """I_NaP's instantaneous activation 1 / (1 + exp(-(V - V_NaP) / 6.8 mV)) (Magistretti & Alonso 1999)."""
+    with np.errstate(over="ignore"):
+        return 1.0 / (1.0 + np.exp(-(np.asarray(v_mV, dtype=np.float64) - V_NaP_mV) / NAP_SLOPE_MV))
+
+
 # ---- steady state -----------------------------------------------------------------------------------
 _STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h")
 _GATES = _STATE[1:]
@@ -247,12 +271,13 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
         aq, bq = 0.055 * _vtrap(-27 - v, 3.8), 0.94 * np.exp((-75 - v) / 17)
         ar, br = 0.000457 * np.exp((-13 - v) / 50), 0.0065 / (np.exp((-15 - v) / 28) + 1)
         aw, bw = _w_rates(v)
+        phi = col["phi_NaK"]
         tau_p = col["tau_max"] / (3.3 * np.exp((v + 35) / 20) + np.exp(-(v + 35) / 20))
         tau_u = (30.8 + (211.4 + np.exp((vx + 113.2) / 5)) / (1 + np.exp((vx + 84) / 3.2))) / 3.7
         out = {
-            "m": (am / (am + bm), 1 / (am + bm)),
-            "h": (ah / (ah + bh), 1 / (ah + bh)),
-            "n": (an / (an + bn), 1 / (an + bn)),
+            "m": (am / (am + bm), 1 / (am + bm) / phi),
+            "h": (ah / (ah + bh), 1 / (ah + bh) / phi),
+            "n": (an / (an + bn), 1 / (an + bn) / phi),
             "p": (1 / (1 + np.exp(-(v + 35) / 10)), tau_p),
             "u": (1 / (1 + np.exp((vx + 81) / 4)), tau_u),
             "q": (aq / (aq + bq), 1 / (aq + bq)),
@@ -280,7 +305,8 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
             + col["g_L"] * gates["q"] ** 2 * gates["r"] * (v - col["E_Ca"])
             + col["g_D"] * gates["a_D"] ** 3 * gates["b_D"] * (v - col["E_K"])
             + col["g_h"] * gates["w_h"] * (v - col["E_h"])
-            + col["g_Kir"] * kir_activation(v, col["V_Kir"]) * (v - col["E_K"]))
+            + col["g_Kir"] * kir_activation(v, col["V_Kir"]) * (v - col["E_K"])
+            + col["g_NaP"] * nap_activation(v, col["V_NaP"]) * (v - col["E_Na"]))
 
 
 def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) -> np.ndarray:
@@ -367,14 +393,15 @@ def steady_state(params: np.ndarray, holding_pA: np.ndarray | float = 0.0, v_lo_
 
 class HH(ModelFamily):
     """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D,
-    Kole 2006 I_h and Mahon 2000 I_Kir)."""
+    Kole 2006 I_h, Mahon 2000 I_Kir and Magistretti & Alonso 1999 I_NaP)."""
 
     name: ClassVar[str] = "hh"
     description: ClassVar[str] = (
         "Bio-realistic single-compartment conductance-based neuron of Pospischil et al. 2008 "
         "(Na, Kd, M, T-type and L-type Ca2+ currents), with an optional slowly inactivating d-type K+ "
         "current (Golomb et al. 2007) for delayed firing, an optional h-current (Kole et al. 2006) for sag and an "
-        "optional inward rectifier (Mahon et al. 2000) for hyperpolarised input resistance."
+        "optional inward rectifier (Mahon et al. 2000) for hyperpolarised input resistance and an optional "
+        "persistent Na+ current (Magistretti & Alonso 1999) for depolarised interspike troughs."
     )
     # RK4 at dt 0.025 ms: spike times within 0.05 ms of NEURON run to convergence. exponential_euler at the
     # same dt made ISIs ~5% too long (10 ms drift over a 300 ms train; benchmarks/datagen.py measures it).
@@ -420,6 +447,14 @@ class HH(ModelFamily):
                   description="inward-rectifier K+ (Kir2) conductance density: rectification below E_K"),
         ParamSpec(name="V_Kir", unit="mV", default=-100.0, low=-130.0, high=-60.0,
                   description="half-activation voltage of I_Kir"),
+        # Last and not varied (1 in every preset, as the paper's models run at their own temperature).
+        ParamSpec(name="phi_NaK", unit="1", default=1.0, low=0.1, high=3.0,
+                  description="temperature factor of the Na+ and Kd gates' rates (hh2.mod's tadj)"),
+        # Last and not varied, like I_Kir's.
+        ParamSpec(name="g_NaP", unit="mS/cm2", default=0.0, low=0.0, high=1.0,
+                  description="persistent Na+ conductance density: depolarising drive near threshold"),
+        ParamSpec(name="V_NaP", unit="mV", default=-52.3, low=-70.0, high=-35.0,
+                  description="half-activation voltage of I_NaP"),
     )
     # Sources of every value: module docstring (pinned by tests/datagen/test_hh_presets.py).
     presets: ClassVar[dict[str, dict[str, float]]] = {
@@ -439,10 +474,12 @@ class HH(ModelFamily):
 
     @classmethod
     def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True,
-                  with_Kir: bool = True) -> str:
+                  with_Kir: bool = True, with_NaP: bool = True) -> str:
         """The model's equations; a Ca2+, d-type, h or Kir current whose conductance is zero in the whole group
         is dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
         drop: set[str] = set()
+        if not with_NaP:
+            drop |= {"I_NaP", "m_NaP_inf"}
         if not with_Kir:
             drop |= {"I_Kir", "m_Kir_inf"}
         if not with_h:
@@ -457,7 +494,7 @@ class HH(ModelFamily):
         for line in _EQS.strip().splitlines():
             head = line.split("=")[0].strip()  # "I_T", "du/dt", ...
             if head in drop:
-                if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir"):
+                if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir", "I_NaP"):
                     lines.append(f"{head} = 0*amp : amp")
                 continue
             lines.append(line)
@@ -481,8 +518,9 @@ class HH(ModelFamily):
         with_D = bool(np.any(params[:, names.index("g_D")] > 0))
         with_h = bool(np.any(params[:, names.index("g_h")] > 0))
         with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
+        with_NaP = bool(np.any(params[:, names.index("g_NaP")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir), method=cached_method(cls.method), threshold="v > -20*mV",
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP), method=cached_method(cls.method), threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
         assign_params(group, cls, params)

@@ -7,7 +7,7 @@ ENDCOMMENT
 NEURON {
     SUFFIX nb_kd
     NONSPECIFIC_CURRENT i
-    RANGE gbar, erev, vt, i
+    RANGE gbar, erev, vt, tadj, i
 }
 
 UNITS {
@@ -20,6 +20,7 @@ PARAMETER {
     gbar = 0.0039 (S/cm2)
     erev = -90 (mV)
     vt = -57.9 (mV)
+    tadj = 1 : temperature factor of the rates, hh2.mod's 3^((celsius - 36) / 10)
 }
 
 ASSIGNED {
@@ -43,7 +44,7 @@ INITIAL {
 
 DERIVATIVE states {
     rates(v)
-    n' = an * (1 - n) - bn * n
+    n' = tadj * (an * (1 - n) - bn * n)
 }
 
 UNITSOFF

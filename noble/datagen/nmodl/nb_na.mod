@@ -2,13 +2,13 @@ TITLE nb_na: fast Na+ current of Pospischil et al. (2008), Traub-Miles kinetics 
 
 COMMENT
 I_Na = gbar m^3 h (v - erev), as in noble/datagen/models/hh.py. Rates in 1/ms with vu = v - vt (mV).
-No temperature factor. Nonspecific current so that E_Na is a plain per-cell parameter.
+The rates are multiplied by tadj (noble's phi_NaK). Nonspecific current so that E_Na is a plain per-cell parameter.
 ENDCOMMENT
 
 NEURON {
     SUFFIX nb_na
     NONSPECIFIC_CURRENT i
-    RANGE gbar, erev, vt, i
+    RANGE gbar, erev, vt, tadj, i
 }
 
 UNITS {
@@ -21,6 +21,7 @@ PARAMETER {
     gbar = 0.058 (S/cm2)
     erev = 50 (mV)
     vt = -57.9 (mV)
+    tadj = 1 : temperature factor of the rates, hh2.mod's 3^((celsius - 36) / 10)
 }
 
 ASSIGNED {
@@ -47,8 +48,8 @@ INITIAL {
 
 DERIVATIVE states {
     rates(v)
-    m' = am * (1 - m) - bm * m
-    h' = ah * (1 - h) - bh * h
+    m' = tadj * (am * (1 - m) - bm * m)
+    h' = tadj * (ah * (1 - h) - bh * h)
 }
 
 UNITSOFF
