@@ -421,7 +421,18 @@ def spike_half_width(problem: FitProblem, range_ms: tuple[float, float]) -> tupl
     return (not lo <= med <= hi), f"median AP half-width {med:.2f} ms over {len(hw)} sweeps", phi0
 
 
-NAP_START = 0.0  # mS/cm2, where a freed g_NaP starts
+def _moved_from_default(base: dict[str, float], extra: np.ndarray | None, name: str, value: float
+                        ) -> tuple[dict[str, float], np.ndarray | None]:
+    """The warm starts with parameter `name` moved to `value` wherever it is at the family default (a start
+    the hall of fame or a preset made, which knows nothing of it); starts already elsewhere keep theirs."""
+    default = get_family("hh").param_spec(name).default
+    if base.get(name, default) == default:
+        base = {**base, name: value}
+    if extra is not None:
+        extra = extra.copy()
+        col = extra[:, IDX[name]]
+        extra[:, IDX[name]] = np.where(col == default, value, col)
+    return base, extra
 
 
 def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
@@ -596,11 +607,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     wide, hw_evidence, phi0 = spike_half_width(problem, cfg.half_width_range_ms)
     if cfg.spike_kinetics == "on" or (cfg.spike_kinetics == "auto" and wide):
         extra_free += ("phi_NaK",)
-        if phi0 is not None and base.get("phi_NaK", 1.0) == 1.0:  # a warm start at the published kinetics
-            base = {**base, "phi_NaK": phi0}
-            if extra is not None:
-                extra = extra.copy()
-                extra[:, IDX["phi_NaK"]] = np.where(extra[:, IDX["phi_NaK"]] == 1.0, phi0, extra[:, IDX["phi_NaK"]])
+        if phi0 is not None:
+            base, extra = _moved_from_default(base, extra, "phi_NaK", phi0)
         notes.append(f"Na+/K+ gate kinetics fitted (phi_NaK free, from {base['phi_NaK']:.2f}): {hw_evidence}")
     elif wide:
         notes.append(f"the recording's APs are wider or narrower than the family's at 36 C ({hw_evidence}) and "
@@ -608,12 +616,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     high, trough_evidence = interspike_trough(problem, cfg.trough_threshold_mV)
     if cfg.persistent_sodium == "on" or (cfg.persistent_sodium == "auto" and high):
         extra_free += ("g_NaP",)
-        if base.get("g_NaP", 0.0) == 0.0:  # off its bound's edge: CMA-ES clipped there samples 'no I_NaP' half the time
-            base = {**base, "g_NaP": NAP_START}
-            if extra is not None:
-                extra = extra.copy()
-                extra[:, IDX["g_NaP"]] = np.where(extra[:, IDX["g_NaP"]] == 0.0, NAP_START, extra[:, IDX["g_NaP"]])
-        notes.append(f"I_NaP fitted (g_NaP free, from {base['g_NaP']:g} mS/cm2): {trough_evidence}")
+        notes.append(f"I_NaP fitted (g_NaP free, from 0): {trough_evidence}")
     elif high:
         notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
                      f"(persistent_sodium '{cfg.persistent_sodium}')")

@@ -147,3 +147,10 @@ def test_wide_spikes_free_the_gate_kinetics_and_high_troughs_are_seen() -> None:
         assert phi0 == pytest.approx(phi, rel=0.25), why
         assert not high, trough_why  # the fast-spiking preset's troughs are far below -50 mV
     assert found[0.5][2] < found[1.0][2] - 2.0, found  # slower Kd deactivation: deeper troughs
+    # the warm starts move to that factor where they are at the published kinetics, and only there
+    from noble.fit.api import _moved_from_default
+
+    rows = np.stack([params_row(fs), params_row({**fs, "phi_NaK": 0.8})])
+    base, moved = _moved_from_default(fs, rows, "phi_NaK", found[0.5][1])
+    assert base["phi_NaK"] == found[0.5][1] and fs["phi_NaK"] == 1.0
+    assert moved[:, IDX["phi_NaK"]].tolist() == [found[0.5][1], 0.8] and rows[0, IDX["phi_NaK"]] == 1.0
