@@ -101,8 +101,9 @@ in the paper: source not found); V_x 2 mV where g_T = 0, where it has no effect 
 or [MDB]; the Brain Dynamics Toolbox's Pospischil2008.m, github.com/bdtoolbox-org/bdtoolbox models/, uses 2 mV
 for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g_D = 0 (not Pospischil's) and
 tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006);
-g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000); phi_NaK 1 (the kinetics as published); g_NaP = 0 (not Pospischil's) and V_NaP
--52.3 mV (Magistretti & Alonso 1999). tests/datagen/test_hh_presets.py pins each value to this table.
+g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000); phi_NaK 1 (the kinetics as published);
+g_NaP = 0 (not Pospischil's) and V_NaP -52.3 mV (Magistretti & Alonso 1999).
+tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
 potentials around a preset; the acceptance window on features lives in the dataset config ('hall of fame').
@@ -520,7 +521,8 @@ class HH(ModelFamily):
         with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
         with_NaP = bool(np.any(params[:, names.index("g_NaP")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP), method=cached_method(cls.method), threshold="v > -20*mV",
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP), method=cached_method(cls.method),
+            threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
         assign_params(group, cls, params)
