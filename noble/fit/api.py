@@ -407,17 +407,20 @@ def recording_rectifies(problem: FitProblem, threshold: float) -> tuple[bool, st
     return bool(ratio >= threshold), evidence
 
 
+# The family's APs are ~this / phi_NaK wide (fast-spiking preset at 300 pA: 0.83 ms at 1, 1.45 at 0.5, 2.35 at 0.3)
+HALF_WIDTH_AT_UNIT_PHI_MS = 0.75
+
+
 def spike_half_width(problem: FitProblem, range_ms: tuple[float, float]) -> tuple[bool, str, float | None]:
-    """(is the recording's median AP half-width outside range_ms, the evidence, the phi_NaK that width asks for):
-    the family's APs are ~0.75 ms / phi_NaK wide (fast-spiking preset at 300 pA: 0.83 ms at 1, 1.45 at 0.5,
-    2.35 at 0.3), so phi_NaK starts at 0.75 / width."""
+    """(is the recording's median AP half-width outside range_ms, the evidence, the phi_NaK that width asks for:
+    HALF_WIDTH_AT_UNIT_PHI_MS / width, within the fit bounds)."""
     hw = problem.targets.feature_array("ap_half_width_ms")
     hw = hw[np.isfinite(hw) & (hw > 0) & (hw < 5.0)]  # > 5 ms: a plateau measured as an AP, not a width
     if len(hw) == 0:
         return False, "no AP half-width measured", None
     med = float(np.median(hw))
     lo, hi = range_ms
-    phi0 = float(np.clip(0.75 / med, *FIT_BOUNDS["phi_NaK"][:2]))
+    phi0 = float(np.clip(HALF_WIDTH_AT_UNIT_PHI_MS / med, *FIT_BOUNDS["phi_NaK"][:2]))
     return (not lo <= med <= hi), f"median AP half-width {med:.2f} ms over {len(hw)} sweeps", phi0
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from noble.datagen.models.base import BuiltGroup, assign_params
-from noble.datagen.models.hh import HH, _gates_at_rest, kir_activation, nap_activation
+from noble.datagen.models.hh import HH, _columns, _gates_at_rest, _ionic_current
 from noble.datagen.state_updaters import cached_method
 
 NAMES: list[str] = HH.param_names()
@@ -35,27 +35,14 @@ def _col(params: np.ndarray, name: str) -> np.ndarray:
 
 
 def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
-    """Steady-state outward current of the active channels at v (uA/cm^2 = mS/cm^2 x mV), leak excluded."""
-    p = np.atleast_2d(params)
+    """Steady-state outward current of the active channels at v (uA/cm^2 = mS/cm^2 x mV), leak excluded: the
+    family's own current sum (`hh._ionic_current`) with every gate at its steady state."""
     v = np.asarray(v_mV, dtype=np.float64)
-    # broadcast v (n,) or (n, G) against per-neuron columns
-    if v.ndim == 2:
-        col = lambda name: _col(p, name)[:, None]  # noqa: E731
-    else:
-        col = lambda name: _col(p, name)  # noqa: E731
-    g = _gates_at_rest(v, col("V_T"), col("V_x"))
-    vx = v + col("V_x")
-    s_inf = 1.0 / (1.0 + np.exp(-(vx + 57.0) / 6.2))
-    i_na = col("g_Na") * g["m"] ** 3 * g["h"] * (v - col("E_Na"))
-    i_kd = col("g_Kd") * g["n"] ** 4 * (v - col("E_K"))
-    i_m = col("g_M") * g["p"] * (v - col("E_K"))
-    i_t = col("g_T") * s_inf**2 * g["u"] * (v - col("E_Ca"))
-    i_l = col("g_L") * g["q"] ** 2 * g["r"] * (v - col("E_Ca"))
-    i_d = col("g_D") * g["a_D"] ** 3 * g["b_D"] * (v - col("E_K"))
-    i_h = col("g_h") * g["w_h"] * (v - col("E_h"))
-    i_kir = col("g_Kir") * kir_activation(v, col("V_Kir")) * (v - col("E_K"))
-    i_nap = col("g_NaP") * nap_activation(v, col("V_NaP")) * (v - col("E_Na"))
-    return np.nan_to_num(i_na + i_kd + i_m + i_t + i_l + i_d + i_h + i_kir + i_nap)
+    cols = _columns(np.atleast_2d(params))
+    if v.ndim == 2:  # (n, G) voltages against per-neuron columns
+        cols = {name: c[:, None] for name, c in cols.items()}
+    gates = _gates_at_rest(v, cols["V_T"], cols["V_x"])
+    return np.nan_to_num(_ionic_current(v, gates, cols))
 
 
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
