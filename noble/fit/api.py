@@ -116,6 +116,11 @@ class FitConfig(BaseModel):
     shift_starts_mV: tuple[float, ...] = Field(
         (6.0, 12.0, 18.0), description="when the leak shift is fitted, every start is also scored with these "
                                        "shifts (the pacemaking basin; see fit_recording)")
+    input_resistance: Literal["solve", "search"] = Field(
+        "solve", description="'solve': diam_um is not searched but solved per candidate so the model's steady-state "
+                             "I-V passes through the recording's subthreshold steady states (passive test steps and "
+                             "pre-steps; geometric mean of the areas they ask for), as E_leak is solved for the rest; "
+                             "'search': diam_um is a free coordinate. Without a subthreshold step it is searched.")
     warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
     n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members scored before CMA-ES starts")
     warm_area_scales: tuple[float, ...] = Field((1.0, 0.7, 1.4), min_length=1,
@@ -449,12 +454,17 @@ def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, s
 
 
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
-           with_kir: bool = False, extra_free: tuple[str, ...] = ()) -> ParamSpace:
+           with_kir: bool = False, extra_free: tuple[str, ...] = (),
+           area_points: tuple[tuple[float, float], ...] = ()) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
     free = free + (("g_Kir",) if with_kir and "g_Kir" not in free else ())
     free = free + tuple(n for n in extra_free if n not in free)
-    return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None)
+    solve = cfg.input_resistance == "solve" and "diam_um" in free and bool(area_points)
+    if solve:
+        free = tuple(n for n in free if n != "diam_um")
+    return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None,
+                      area_points=area_points if solve else ())
 
 
 def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
@@ -471,6 +481,13 @@ def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
         lo, hi = space.leak_shift_mV
         out.append({"name": "leak_shift_mV", "unit": "mV", "low": float(lo), "high": float(hi), "transform": "linear",
                     "description": "E_leak shift from the value that pins the recorded median voltage"})
+    if space.area_points:
+        lo, hi, _log = space.bounds["diam_um"]
+        spec = HH.param_spec("diam_um")
+        out.append({"name": "diam_um", "unit": spec.unit, "low": float(lo), "high": float(hi), "transform": "solved",
+                    "family_low": float(spec.low), "family_high": float(spec.high),
+                    "description": "not searched: solved per candidate so the steady state passes through the "
+                                   f"recording's {len(space.area_points)} subthreshold steady states"})
     if pinned:
         lo, hi = EFFECTIVE_E_LEAK_MV
         spec = HH.param_spec("E_leak")
@@ -623,13 +640,21 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif high:
         notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
                      f"(persistent_sodium '{cfg.persistent_sodium}')")
-    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free)
+    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free, problem.subthreshold_points)
+    if space.area_points:
+        notes.append(f"membrane area solved per candidate (diam_um not searched) so the model's steady state "
+                     f"passes through {len(space.area_points)} recorded subthreshold steady states "
+                     "(input_resistance 'solve')")
+    elif cfg.input_resistance == "solve" and "diam_um" in cfg.free:
+        notes.append("no passive step or pre-step to solve the membrane area from: diam_um searched")
     solver_cfg = cfg.solver
     if sfit is not None:
         solver_cfg = solver_cfg.model_copy(update={"sigma0": cfg.warm_sigma0})
     starts = space.to_unit(base)  # the first start, then the other warm starts (run_restarts ranks them)
     if extra is not None:
         starts = np.concatenate([starts, space.to_unit(extra)])
+        # (with the area solved, a member's area variants are one start: keep the first of each)
+        starts = starts[np.sort(np.unique(starts, axis=0, return_index=True)[1])]
     if space.leak_shift_mV is not None and cfg.shift_starts_mV:
         # A pacemaker has no stable rest: its median voltage is a time average of a limit cycle. Pinned there,
         # every start is a quiet model (seen on both spontaneously active recordings: CMA-ES stayed in the

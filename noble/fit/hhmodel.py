@@ -64,6 +64,31 @@ def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarra
     return p, ok
 
 
+def solve_area(params: np.ndarray, points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+    """(params with diam_um solved from recorded subthreshold steady states, mask of rows it was solved for).
+
+    A step of I_k pA holds the membrane at v_k where I_k = A J(v_k), J the net outward steady-state current
+    density (leak included, E_leak as pinned and shifted): the densities set the I-V curve's shape, the area
+    only scales it. Each point (I_k, v_k) gives A_k = I_k / J(v_k); the geometric mean over the usable ones
+    (finite, positive) sets the area, clipped to the fit bounds. Rows with no usable point keep their diam."""
+    p = np.array(np.atleast_2d(params), dtype=np.float64)
+    if not len(points):
+        return p, np.zeros(p.shape[0], dtype=bool)
+    amps = np.array([a for a, _ in points], dtype=np.float64)
+    v = np.broadcast_to(np.array([v for _, v in points], dtype=np.float64), (p.shape[0], len(points)))
+    j = _col(p, "g_leak")[:, None] * (v - _col(p, "E_leak")[:, None]) + ionic_current_density(v, p)  # uA/cm2
+    with np.errstate(divide="ignore", invalid="ignore"):
+        area_cm2 = amps[None, :] * 1e-6 / j  # pA -> uA
+    ok = np.isfinite(area_cm2) & (area_cm2 > 0)
+    n_ok = ok.sum(axis=1)
+    solved = n_ok > 0
+    log_area = np.where(ok, np.log(np.where(ok, area_cm2, 1.0)), 0.0).sum(axis=1) / np.maximum(n_ok, 1)
+    diam = np.sqrt(np.exp(log_area) / math.pi) * 1e4  # A = pi d^2 (the family's sphere), cm -> um
+    lo, hi, _log = FIT_BOUNDS["diam_um"]
+    p[solved, IDX["diam_um"]] = np.clip(diam[solved], lo, hi)
+    return p, solved
+
+
 def split_holding(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(params with E_leak inside the family's range, holding current pA per row) describing the same model:
     the part of an effective E_leak beyond the range becomes g_leak A (E_eff - E_edge)."""
@@ -216,6 +241,9 @@ class ParamSpace(BaseModel):
     free: tuple[str, ...] = DEFAULT_FREE
     base: dict[str, float] = Field(..., description="values of every hh parameter (fixed ones stay here)")
     bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
+    area_points: tuple[tuple[float, float], ...] = Field(
+        (), description="recorded subthreshold steady states (step pA, voltage mV): when given, diam_um is not a "
+                        "coordinate but solved per candidate so the model's I-V passes through them (`solve_area`)")
     leak_shift_mV: tuple[float, float] | None = Field(
         None, description="when set, one more coordinate: E_leak shifted from the value that pins the steady "
                           "state at the recorded median voltage, i.e. a depolarising bias g_leak A shift, monotone "
@@ -231,6 +259,8 @@ class ParamSpace(BaseModel):
             lo, hi, log = self.bounds[name]
             if not hi > lo or (log and lo <= 0):
                 raise ValueError(f"bad bounds for {name!r}: {lo}..{hi} (log={log})")
+        if self.area_points and "diam_um" in self.free:
+            raise ValueError("diam_um is solved from area_points: it cannot also be free")
         if len(set(self.free)) != len(self.free):
             raise ValueError("duplicate free parameters")
         missing = set(NAMES) - set(self.base)

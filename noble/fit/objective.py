@@ -71,8 +71,8 @@ from .hhmodel import IDX, HHFit, split_holding
 from .physiology import PhysiologyTolerances
 from .tolerances import COUNT_SD_FLOOR, Tolerances
 from .spikes import last_spike_sd
-from .targets import (FIT_FEATURES, RecordingTargets, analysis_end_ms, recording_targets, rheobase_and_fi_slope,
-                      spike_count_between, sweep_features)
+from .targets import (FIT_FEATURES, PRESTEP_MIN_MS, RecordingTargets, analysis_end_ms, recording_targets,
+                      rheobase_and_fi_slope, spike_count_between, sweep_features)
 
 # Spike counts carry the F-I curve (rheobase, gain), the primary target of a step-protocol fit; with their
 # variability floored at 1 spike they would otherwise weigh no more than one ISI-CV term, and a search can
@@ -279,11 +279,7 @@ class FitProblem:
                     continue
                 if name == "late_deflection_mV" and not counts[k] > 0:
                     continue  # (where it does not fire, deflection_mV is the same window's mean)
-                if name == "deflection_mV" and (not counts[k] == 0 or (
-                        self.targets.spontaneously_active and not self.recording.sweeps[k].stim_amplitude_pA < 0)):
-                    # a steady state only where the recording does not fire. A pacemaker's baseline is its limit
-                    # cycle's median, not a rest, so a small depolarising step's "deflection" is no passive
-                    # property; a hyperpolarising step silences it and its deflection is (both measured alike).
+                if name == "deflection_mV" and not self.is_passive_step(k):
                     # Without these terms a fit of 17o05028 (input resistance 1.4 GOhm) ended at 73 MOhm: eFEL's
                     # input-resistance terms sat at the z cap, where the objective is flat.
                     continue
@@ -328,6 +324,36 @@ class FitProblem:
         self.term_labels = labels
         self.term_weights = np.asarray(weights, dtype=np.float64)
         self.term_tolerance_z = np.asarray(tol_z, dtype=np.float64)
+
+    def is_passive_step(self, k: int) -> bool:
+        """Does sweep k's test step end in a steady state: the recording does not fire in it and, for a
+        pacemaker, it hyperpolarises (a pacemaker's baseline is its limit cycle's median, not a rest, so a small
+        depolarising step's "deflection" is no passive property; a hyperpolarising step silences it)."""
+        if not self.targets.feature_array("spike_count")[k] == 0:
+            return False
+        return not (self.targets.spontaneously_active and not self.recording.sweeps[k].stim_amplitude_pA < 0)
+
+    @cached_property
+    def subthreshold_points(self) -> tuple[tuple[float, float], ...]:
+        """The recorded subthreshold steady states as (command pA from holding, absolute mV): the end of every
+        passive test step (`is_passive_step`) and every pre-step without APs, at the recorded rest plus their
+        deflection. Points on the cell's steady-state I-V curve; a 0 pA command carries none."""
+        rest = self.targets.rest_mV
+        if rest is None:
+            return ()
+        out: list[tuple[float, float]] = []
+        defl = self.targets.feature_array("deflection_mV")
+        pre = self.targets.feature_array("prestep_deflection_mV")
+        for k, sw in enumerate(self.recording.sweeps):
+            amp = float(sw.stim_amplitude_pA)
+            if self.is_passive_step(k) and amp != 0 and math.isfinite(defl[k]):
+                out.append((amp, rest + float(defl[k])))
+            steps = sw.presteps(PRESTEP_MIN_MS)
+            if steps and math.isfinite(pre[k]):
+                a = float(steps[-1].amplitude_pA)
+                if a != 0 and not (self.targets.spontaneously_active and a > 0):
+                    out.append((a, rest + float(pre[k])))
+        return tuple(out)
 
     @cached_property
     def supra_threshold_sweeps(self) -> list[int]:

@@ -25,7 +25,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import chi2 as chi2_dist
 
-from .hhmodel import IDX, NAMES, ParamSpace, pin_rest
+from .hhmodel import IDX, NAMES, ParamSpace, pin_rest, solve_area
 from .objective import Evaluation, FitProblem
 
 log = logging.getLogger(__name__)
@@ -112,7 +112,8 @@ class SolverResult:
             out[name] = {"value": best, "sd": float(np.std(col)) if len(col) > 1 else 0.0,
                          "lo": float(min(lo, best)), "hi": float(max(hi, best)), "interval": interval,
                          "accepted_lo": float(acc[:, j].min()), "accepted_hi": float(acc[:, j].max()),
-                         "free": name in space.free or (name == "E_leak" and pinned)}
+                         "free": name in space.free or (name == "E_leak" and pinned)
+                         or (name == "diam_um" and bool(space.area_points))}
         if space.leak_shift_mV is not None:
             best = float(space.leak_shifts(self.unit[self.best])[0])
             us = self.unit_samples if self.unit_samples is not None else self.unit[self.accepted]
@@ -132,6 +133,8 @@ def candidates(space: ParamSpace, unit: np.ndarray, rest_mV: float | np.ndarray 
     if rest_mV is not None:
         p, _ok = pin_rest(p, rest_mV)
         p[:, IDX["E_leak"]] += space.leak_shifts(unit)
+    if space.area_points:  # E_leak (a density) first: the area only scales the I-V it shapes
+        p, _solved = solve_area(p, space.area_points)
     return p
 
 

@@ -48,9 +48,12 @@ def test_cli_fit_writes_json_png_and_nwb(small_npz: Path, tmp_path: Path) -> Non
     assert set(doc["parameters"]) == set(HH.param_names())
     for p in doc["parameters"].values():
         assert p["lo"] <= p["value"] <= p["hi"]
-    # the search box: each free parameter with its unit, range and transform, E_leak solved for the rest
+    # the search box: each free parameter with its unit, range and transform, E_leak solved for the rest and the
+    # membrane area for the -50 pA step's steady state (input_resistance 'solve', the default)
     box = {d["name"]: d for d in doc["free_parameters"]}
-    assert set(box) == {*doc["solver"]["free"], "E_leak"} and box["E_leak"]["transform"] == "solved"
+    assert "diam_um" not in doc["solver"]["free"]
+    assert set(box) == {*doc["solver"]["free"], "E_leak", "diam_um"}
+    assert box["E_leak"]["transform"] == "solved" and box["diam_um"]["transform"] == "solved"
     for name in doc["solver"]["free"]:
         assert box[name]["low"] <= doc["parameters"][name]["value"] <= box[name]["high"]
         assert box[name]["transform"] in ("log", "linear") and box[name]["unit"] == doc["parameters"][name]["unit"]

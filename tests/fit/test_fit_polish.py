@@ -38,7 +38,8 @@ def _recording():  # noqa: ANN202
 def test_a_fit_missing_a_check_is_polished_into_one_meeting_every_check() -> None:
     """0 generations: the reported fit is the cold preset (56.9 um instead of 51: rheobase and counts off). The
     polish moves it to a model meeting every check, at a lower chi2, and says so."""
-    cfg = FitConfig(stage1="off", free=FREE, final_dt_ms=0.05, restarts=1,
+    # (the area searched, as a free coordinate: solved from the -50 pA step it would be the truth's from the start)
+    cfg = FitConfig(stage1="off", free=FREE, final_dt_ms=0.05, restarts=1, input_resistance="search",
                     solver=SolverConfig(popsize=8, max_generations=0, seed=0),
                     polish=PolishConfig(generations=10, popsize=8, runs=2), workers=1,
                     objective={"pre_ms": 50.0, "tail_ms": 50.0})
@@ -96,7 +97,7 @@ def test_cli_polish_option_sets_the_budget(tmp_path: Path) -> None:
     N generations per run (2 runs of 1 + N x popsize evaluations)."""
     path = tmp_path / "cell.npz"
     write_npz(path, _recording())
-    (tmp_path / "cfg.yaml").write_text("objective: {pre_ms: 50.0, tail_ms: 50.0}\n")
+    (tmp_path / "cfg.yaml").write_text("objective: {pre_ms: 50.0, tail_ms: 50.0}\ninput_resistance: search\n")
     r = CliRunner().invoke(app, ["fit", str(path), "--no-surrogate", "--generations", "0", "--restarts", "1",
                                  "--popsize", "8", "--workers", "1", "--final-dt", "0.05", "--no-uncertainty",
                                  "--polish", "2", "--config", str(tmp_path / "cfg.yaml"), "--out",

@@ -29,7 +29,10 @@ def test_solver_recovers_known_hh_parameters_inside_its_uncertainty() -> None:
     # 0.01 ms seed 0 ended unconverged (objective 0.32). A 95 % interval misses sometimes by design.
     # Two restarts and no time budget: the configuration these assertions were set on (the default became one run
     # under a wall-clock budget on 2026-12-04; with it, seed 0's diam_um interval was 0.268 of its box, > 0.25).
+    # diam_um searched (input_resistance 'search'): this test is of the search and its uncertainty; the default
+    # solves the area from the -60/-20 pA steps (tests/fit/test_area_solve.py).
     cfg = FitConfig(stage1="off", free=FREE, cold_preset="fast_spiking", final_dt_ms=0.05, restarts=2,
+                    input_resistance="search",
                     time_budget_s=None, solver=SolverConfig(sigma0=0.12, popsize=8, max_generations=30, seed=0),
                     objective={"pre_ms": 100.0, "tail_ms": 100.0})
     res = fit_recording(rec, cfg)

@@ -1,0 +1,50 @@
+"""The membrane area solved from the recorded subthreshold steady states (`FitConfig.input_resistance` 'solve'):
+each passive step (and pre-step) is a point on the cell's steady-state I-V curve; the densities shape that curve
+and the area only scales it, so the area that puts the model's steady states on the recorded ones is closed
+form. Synthetic cells of known diameter (noise-free Brian2 steps), candidates started 1.7x too large in diameter."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from noble.datagen.models import get as get_family
+from noble.fit.api import FitConfig, _space, free_parameters
+from noble.fit.hhmodel import IDX
+from noble.fit.objective import FitProblem
+from noble.fit.solver import candidates
+
+from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
+
+HH = get_family("hh")
+
+
+@pytest.mark.parametrize("preset, extra", [("regular_spiking", {}), ("fast_spiking", {"g_Kir": 0.5}),
+                                           ("fast_spiking", {"g_h": 0.05})])
+def test_the_solved_area_is_the_cells_and_the_deflections_follow(preset: str, extra: dict[str, float]) -> None:
+    truth = {**HH.preset_values(preset, {}), **extra}
+    amps = [-100.0, -50.0, -20.0, 20.0, 150.0]
+    rec = synthetic_recording(truth, amps, start_ms=100.0, duration_ms=400.0, tail_ms=100.0, noise_pA=0.0)
+    problem = FitProblem.from_recording(rec)
+    points = problem.subthreshold_points
+    assert [a for a, _v in points] == [-100.0, -50.0, -20.0, 20.0]  # the spiking +150 pA step is no steady state
+    wrong = {**truth, "diam_um": 1.7 * truth["diam_um"]}
+    space = _space(FitConfig(), wrong, False, "g_h" in extra, "g_Kir" in extra, (), points)
+    assert "diam_um" not in space.free and space.area_points == points
+    assert {"name": "diam_um", "transform": "solved"}.items() <= free_parameters(space, True)[-2].items()
+    p = candidates(space, space.to_unit(wrong), problem.targets.rest_mV)
+    assert p[0, IDX["diam_um"]] == pytest.approx(truth["diam_um"], rel=0.01)
+    # the steady-state deflections of the solved model are the recorded ones (within the checks' 2 mV)
+    ev = problem.evaluate(p, 0.025)
+    defl = problem.targets.feature_array("deflection_mV")
+    model = ev.features["deflection_mV"][0]
+    passive = [k for k in range(len(amps)) if problem.is_passive_step(k)]
+    np.testing.assert_allclose(model[passive], defl[passive], atol=0.5)
+
+
+def test_the_area_is_searched_without_a_passive_step_or_when_asked() -> None:
+    fs = HH.preset_values("fast_spiking", {})
+    assert "diam_um" in _space(FitConfig(), fs, False).free  # no points: nothing to solve from
+    pts = ((-50.0, -80.0),)
+    assert "diam_um" in _space(FitConfig(input_resistance="search"), fs, False, area_points=pts).free
+    assert _space(FitConfig(input_resistance="search"), fs, False, area_points=pts).area_points == ()
