@@ -118,7 +118,7 @@ class FitConfig(BaseModel):
                                        "shifts (the pacemaking basin; see fit_recording)")
     input_resistance: Literal["solve", "search"] = Field(
         "solve", description="'solve': diam_um is not searched but solved per candidate so the model's steady-state "
-                             "I-V passes through the recording's subthreshold steady states (passive test steps and "
+                             "I-V meets the recording's subthreshold steady states (passive test steps and "
                              "pre-steps; geometric mean of the areas they ask for), as E_leak is solved for the rest; "
                              "'search': diam_um is a free coordinate. Without a subthreshold step it is searched.")
     warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
@@ -486,7 +486,7 @@ def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
         spec = HH.param_spec("diam_um")
         out.append({"name": "diam_um", "unit": spec.unit, "low": float(lo), "high": float(hi), "transform": "solved",
                     "family_low": float(spec.low), "family_high": float(spec.high),
-                    "description": "not searched: solved per candidate so the steady state passes through the "
+                    "description": "not searched: solved per candidate so the steady states meet (geometric mean) the "
                                    f"recording's {len(space.area_points)} subthreshold steady states"})
     if pinned:
         lo, hi = EFFECTIVE_E_LEAK_MV
@@ -642,8 +642,8 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                      f"(persistent_sodium '{cfg.persistent_sodium}')")
     space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free, problem.subthreshold_points)
     if space.area_points:
-        notes.append(f"membrane area solved per candidate (diam_um not searched) so the model's steady state "
-                     f"passes through {len(space.area_points)} recorded subthreshold steady states "
+        notes.append(f"membrane area solved per candidate (diam_um not searched): the geometric mean of the areas at "
+                     f"which the model's steady states meet the {len(space.area_points)} recorded subthreshold ones "
                      "(input_resistance 'solve')")
     elif cfg.input_resistance == "solve" and "diam_um" in cfg.free:
         notes.append("no passive step or pre-step to solve the membrane area from: diam_um searched")

@@ -243,7 +243,7 @@ class ParamSpace(BaseModel):
     bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
     area_points: tuple[tuple[float, float], ...] = Field(
         (), description="recorded subthreshold steady states (step pA, voltage mV): when given, diam_um is not a "
-                        "coordinate but solved per candidate so the model's I-V passes through them (`solve_area`)")
+                        "coordinate but solved per candidate so the model's I-V meets them (`solve_area`)")
     leak_shift_mV: tuple[float, float] | None = Field(
         None, description="when set, one more coordinate: E_leak shifted from the value that pins the steady "
                           "state at the recorded median voltage, i.e. a depolarising bias g_leak A shift, monotone "
