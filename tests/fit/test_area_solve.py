@@ -48,3 +48,29 @@ def test_the_area_is_searched_without_a_passive_step_or_when_asked() -> None:
     pts = ((-50.0, -80.0),)
     assert "diam_um" in _space(FitConfig(input_resistance="search"), fs, False, area_points=pts).free
     assert _space(FitConfig(input_resistance="search"), fs, False, area_points=pts).area_points == ()
+
+
+def test_the_area_solve_is_exact_on_the_steady_state_i_v_with_a_leak_shift() -> None:
+    """Without a simulation: a pacemaker's candidate (E_leak pinned at its median voltage, then shifted by +8 mV,
+    a depolarising bias) whose steady states under I_k are found by `resting_potential` with I_k as an E_leak shift
+    (I / (g_leak A)); the area solved from those points is the true one, for any starting diameter."""
+    from noble.fit.hhmodel import params_row, pin_rest, resting_potential, solve_area
+
+    true_diam = 41.0
+    row = params_row({**HH.preset_values("fast_spiking", {}), "g_Kir": 0.3, "diam_um": true_diam})
+    p, _ok = pin_rest(row[None], -60.0)
+    p[:, IDX["E_leak"]] += 8.0
+    area_cm2 = np.pi * (true_diam * 1e-4) ** 2
+    points = []
+    for amp in (-100.0, -60.0, -30.0):
+        q = p.copy()
+        q[:, IDX["E_leak"]] += amp * 1e-6 / (q[0, IDX["g_leak"]] * area_cm2)  # pA -> uA over mS/cm2 x cm2
+        v, stable = resting_potential(q, lo_mV=-130.0, step_mV=0.01)
+        assert stable[0]
+        points.append((amp, float(v[0])))
+    for start in (15.0, 41.0, 150.0):
+        wrong = p.copy()
+        wrong[:, IDX["diam_um"]] = start
+        solved, ok = solve_area(wrong, points)
+        assert ok[0] and solved[0, IDX["diam_um"]] == pytest.approx(true_diam, rel=2e-3)
+        np.testing.assert_array_equal(np.delete(solved[0], IDX["diam_um"]), np.delete(wrong[0], IDX["diam_um"]))
