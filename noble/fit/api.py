@@ -482,9 +482,9 @@ def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
         out.append({"name": "leak_shift_mV", "unit": "mV", "low": float(lo), "high": float(hi), "transform": "linear",
                     "description": "E_leak shift from the value that pins the recorded median voltage"})
     if space.area_points:
-        lo, hi, _log = space.bounds["diam_um"]
         spec = HH.param_spec("diam_um")
-        out.append({"name": "diam_um", "unit": spec.unit, "low": float(lo), "high": float(hi), "transform": "solved",
+        out.append({"name": "diam_um", "unit": spec.unit, "low": float(spec.low), "high": float(spec.high),
+                    "transform": "solved",
                     "family_low": float(spec.low), "family_high": float(spec.high),
                     "description": "not searched: solved per candidate so the steady states meet (geometric mean) the "
                                    f"recording's {len(space.area_points)} subthreshold steady states"})

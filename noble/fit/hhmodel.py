@@ -70,7 +70,8 @@ def solve_area(params: np.ndarray, points: Sequence[tuple[float, float]]) -> tup
     A step of I_k pA holds the membrane at v_k where I_k = A J(v_k), J the net outward steady-state current
     density (leak included, E_leak as pinned and shifted): the densities set the I-V curve's shape, the area
     only scales it. Each point (I_k, v_k) gives A_k = I_k / J(v_k); the geometric mean over the usable ones
-    (finite, positive) sets the area, clipped to the fit bounds. Rows with no usable point keep their diam."""
+    (finite, positive) sets the area, clipped to the family's range (5..400 um: wider than the searched box, which
+    keeps CMA-ES's steps in the sizes most cells have). Rows with no usable point keep their diam."""
     p = np.array(np.atleast_2d(params), dtype=np.float64)
     if not len(points):
         return p, np.zeros(p.shape[0], dtype=bool)
@@ -84,8 +85,8 @@ def solve_area(params: np.ndarray, points: Sequence[tuple[float, float]]) -> tup
     solved = n_ok > 0
     log_area = np.where(ok, np.log(np.where(ok, area_cm2, 1.0)), 0.0).sum(axis=1) / np.maximum(n_ok, 1)
     diam = np.sqrt(np.exp(log_area) / math.pi) * 1e4  # A = pi d^2 (the family's sphere), cm -> um
-    lo, hi, _log = FIT_BOUNDS["diam_um"]
-    p[solved, IDX["diam_um"]] = np.clip(diam[solved], lo, hi)
+    spec = HH.param_spec("diam_um")
+    p[solved, IDX["diam_um"]] = np.clip(diam[solved], spec.low, spec.high)
     return p, solved
 
 

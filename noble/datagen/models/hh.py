@@ -437,7 +437,9 @@ class HH(ModelFamily):
         # random stream of the parameters after it, i.e. change every dataset made before I_D existed.
         ParamSpec(name="tau_D", unit="ms", default=150.0, low=10.0, high=3000.0,
                   description="inactivation time constant of I_D"),
-        ParamSpec(name="diam_um", unit="um", default=56.9, low=10.0, high=200.0, variability="lognormal",
+        # 5..400 um: a single compartment's equivalent area, from a cerebellar granule cell's ~3 pF (~10 um) to the
+        # few nF a large pyramidal cell's input resistance and time constant ask for as one compartment
+        ParamSpec(name="diam_um", unit="um", default=56.9, low=5.0, high=400.0, variability="lognormal",
                   description="soma diameter = length of the cylinder"),
         # Last and not varied, like I_D's: 0 in every preset, and a draw would change every dataset made before.
         ParamSpec(name="g_h", unit="mS/cm2", default=0.0, low=0.0, high=2.0,
