@@ -44,6 +44,11 @@ def test_the_solved_area_is_the_cells_and_the_deflections_follow(preset: str, ex
 
 def test_the_area_is_searched_without_a_passive_step_or_when_asked() -> None:
     fs = HH.preset_values("fast_spiking", {})
+    # a protocol without hyperpolarising steps: its passive depolarising step is the point; without one, none
+    rec = synthetic_recording(fs, [20.0, 150.0], start_ms=50.0, duration_ms=200.0, tail_ms=50.0, noise_pA=0.0)
+    assert [a for a, _v in FitProblem.from_recording(rec).subthreshold_points] == [20.0]
+    rec = synthetic_recording(fs, [150.0, 250.0], start_ms=50.0, duration_ms=200.0, tail_ms=50.0, noise_pA=0.0)
+    assert FitProblem.from_recording(rec).subthreshold_points == ()
     assert "diam_um" in _space(FitConfig(), fs, False).free  # no points: nothing to solve from
     pts = ((-50.0, -80.0),)
     assert "diam_um" in _space(FitConfig(input_resistance="search"), fs, False, area_points=pts).free
