@@ -29,7 +29,7 @@ from dataclasses import asdict, replace
 from typing import Any, Callable, Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, Sweep, read_recording
@@ -62,6 +62,9 @@ MIN_POLISH_S = 15.0  # a polish with less time than this cannot run a useful num
 def final_reserve_s(problem: FitProblem) -> float:
     """Seconds the budget keeps back for the reported fit's final evaluations (see FINAL_RESERVE_S)."""
     return FINAL_RESERVE_S + (PHASE_ALIGNED_RESERVE_S if problem.aligns_phase else 0.0)
+
+
+FIT_SOLVER_DEFAULTS: dict[str, Any] = {"sigma0": 0.25}  # where the fit's solver differs from SolverConfig's own
 
 
 class FitConfig(BaseModel):
@@ -127,8 +130,15 @@ class FitConfig(BaseModel):
                                                 description="membrane-area variants of each warm-start member")
     final_dt_ms: float = Field(0.025, gt=0, le=0.1, description="integration step of the reported fit")
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
-    solver: SolverConfig = Field(default_factory=lambda: SolverConfig(sigma0=0.25))
+    solver: SolverConfig = Field(default_factory=lambda: SolverConfig(**FIT_SOLVER_DEFAULTS))
     surrogate_stage: SurrogateStageConfig = Field(default_factory=SurrogateStageConfig)
+
+    @field_validator("solver", mode="before")
+    @classmethod
+    def _solver_over_fit_defaults(cls, v: Any) -> Any:
+        """A partial solver (`{seed: 3}` from /v1/fit or a --config file) overrides the fit's solver defaults,
+        not SolverConfig's own (it had fallen back to sigma0 0.15 where `noble fit` uses 0.25)."""
+        return {**FIT_SOLVER_DEFAULTS, **v} if isinstance(v, dict) else v
     sweeps: list[int] | None = Field(None, description="sweep indices to fit (default: all)")
     # 1: measured on 171116sh_0018 under the default time budget on 2 cores, two independent runs side by side got
     # 35 generations each (objective 4.99, 8/11 spike counts, acceptance missed); one run with each generation's
