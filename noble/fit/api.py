@@ -477,6 +477,20 @@ def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bo
                       area_points=area_points if solve else ())
 
 
+def solved_area_at_edge(space: ParamSpace, params: np.ndarray) -> str | None:
+    """A note when the solved membrane area sits at the edge of hh's diameter range: the fitted densities cannot
+    make the recorded input resistance at any size the family allows (its subthreshold steps will miss)."""
+    if not space.area_points:
+        return None
+    spec = get_family("hh").param_spec("diam_um")
+    d = float(params[IDX["diam_um"]])
+    if spec.low < d < spec.high:
+        return None
+    side = "smallest" if d <= spec.low else "largest"
+    return (f"the solved membrane area sits at hh's {side} diameter ({d:g} um): the fitted current densities cannot "
+            "give the recorded input resistance at any size the family allows, so its subthreshold steps miss")
+
+
 def free_parameters(space: ParamSpace, pinned: bool) -> list[dict[str, Any]]:
     """fit.json's `free_parameters`: what the search could move and within which box."""
     HH = get_family("hh")
@@ -726,6 +740,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                                                    notes, polish_limit)
             t_polish = time.perf_counter() - t4
     best = res.best_params[None, :]
+    edge = solved_area_at_edge(space, best[0])
+    if edge is not None:
+        notes.append(edge)
     whole = _whole_sweep_responses(problem, rec, best, cfg.final_dt_ms, hint, notes)
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)
     HH = get_family("hh")

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from noble.datagen.models import get as get_family
-from noble.fit.api import FitConfig, _space, free_parameters
+from noble.fit.api import FitConfig, _space, free_parameters, solved_area_at_edge
 from noble.fit.hhmodel import IDX
 from noble.fit.objective import FitProblem
 from noble.fit.solver import candidates
@@ -79,3 +79,17 @@ def test_the_area_solve_is_exact_on_the_steady_state_i_v_with_a_leak_shift() -> 
         solved, ok = solve_area(wrong, points)
         assert ok[0] and solved[0, IDX["diam_um"]] == pytest.approx(true_diam, rel=2e-3)
         np.testing.assert_array_equal(np.delete(solved[0], IDX["diam_um"]), np.delete(wrong[0], IDX["diam_um"]))
+
+
+def test_a_solved_area_at_the_families_edge_is_said() -> None:
+    """Densities far too leaky for a 7 GOhm cell ask for a cell below 5 um: the fit says so."""
+    from noble.fit.hhmodel import params_row, pin_rest, solve_area
+
+    fs = HH.preset_values("fast_spiking", {})
+    row, _ok = pin_rest(params_row({**fs, "g_leak": 0.5})[None], -60.0)
+    points = ((-10.0, -130.0),)  # 70 mV for 10 pA: 7 GOhm
+    space = _space(FitConfig(), fs, False, area_points=points)
+    solved, ok = solve_area(row, points)
+    assert ok[0] and solved[0, IDX["diam_um"]] == HH.param_spec("diam_um").low
+    assert "smallest diameter" in solved_area_at_edge(space, solved[0])
+    assert solved_area_at_edge(space, params_row(fs)) is None  # 56.9 um: inside the range
