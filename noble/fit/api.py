@@ -132,13 +132,6 @@ class FitConfig(BaseModel):
     objective: ObjectiveConfig = Field(default_factory=ObjectiveConfig)
     solver: SolverConfig = Field(default_factory=lambda: SolverConfig(**FIT_SOLVER_DEFAULTS))
     surrogate_stage: SurrogateStageConfig = Field(default_factory=SurrogateStageConfig)
-
-    @field_validator("solver", mode="before")
-    @classmethod
-    def _solver_over_fit_defaults(cls, v: Any) -> Any:
-        """A partial solver (`{seed: 3}` from /v1/fit or a --config file) overrides the fit's solver defaults,
-        not SolverConfig's own (it had fallen back to sigma0 0.15 where `noble fit` uses 0.25)."""
-        return {**FIT_SOLVER_DEFAULTS, **v} if isinstance(v, dict) else v
     sweeps: list[int] | None = Field(None, description="sweep indices to fit (default: all)")
     # 1: measured on 171116sh_0018 under the default time budget on 2 cores, two independent runs side by side got
     # 35 generations each (objective 4.99, 8/11 spike counts, acceptance missed); one run with each generation's
@@ -170,6 +163,13 @@ class FitConfig(BaseModel):
         True, description="among restarts whose best fits are statistically indistinguishable (chi2 within the "
                           "acceptable region of the best), report the one that meets the most acceptance "
                           "tolerances (then the lowest objective); see _feasibility_first")
+
+    @field_validator("solver", mode="before")
+    @classmethod
+    def _solver_over_fit_defaults(cls, v: Any) -> Any:
+        """A partial solver (`{seed: 3}` from /v1/fit or a --config file) overrides the fit's solver defaults,
+        not SolverConfig's own (it had fallen back to sigma0 0.15 where `noble fit` uses 0.25)."""
+        return {**FIT_SOLVER_DEFAULTS, **v} if isinstance(v, dict) else v
 
 
 class FitTraces(BaseModel):

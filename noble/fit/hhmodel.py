@@ -83,7 +83,7 @@ def solve_area(params: np.ndarray, points: Sequence[tuple[float, float]]) -> tup
     ok = np.isfinite(area_cm2) & (area_cm2 > 0)
     n_ok = ok.sum(axis=1)
     solved = n_ok > 0
-    log_area = np.where(ok, np.log(np.where(ok, area_cm2, 1.0)), 0.0).sum(axis=1) / np.maximum(n_ok, 1)
+    log_area = np.log(np.where(ok, area_cm2, 1.0)).sum(axis=1) / np.maximum(n_ok, 1)  # unusable points add log 1
     diam = np.sqrt(np.exp(log_area) / math.pi) * 1e4  # A = pi d^2 (the family's sphere), cm -> um
     spec = HH.param_spec("diam_um")
     p[solved, IDX["diam_um"]] = np.clip(diam[solved], spec.low, spec.high)
