@@ -171,6 +171,11 @@ class FitConfig(BaseModel):
         not SolverConfig's own (it had fallen back to sigma0 0.15 where `noble fit` uses 0.25)."""
         return {**FIT_SOLVER_DEFAULTS, **v} if isinstance(v, dict) else v
 
+    def overridden(self, **overrides: Any) -> "FitConfig":
+        """This config with some fields replaced, validated as a whole: a partial nested override (`solver={"seed":
+        1}`) goes through the field validators, where model_copy(update=...) would keep it as a raw dict."""
+        return FitConfig.model_validate({**self.model_dump(), **overrides})
+
 
 class FitTraces(BaseModel):
     """Traces behind a fit (kept out of fit.json; the NWB file and the PNG carry them)."""
@@ -600,8 +605,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
     is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for
     unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
-    cfg = (config or FitConfig()).model_copy(update=overrides) if overrides else (config or FitConfig())
-    cfg = FitConfig.model_validate(cfg.model_dump())
+    cfg = (config or FitConfig()).overridden(**overrides)
     t0 = time.perf_counter()
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)

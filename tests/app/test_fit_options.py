@@ -24,6 +24,17 @@ def test_every_switch_reaches_the_fit_config() -> None:
     assert FitConfig.model_validate({"solver": {"sigma0": 0.3}}).solver.sigma0 == 0.3
 
 
+def test_keyword_overrides_are_validated_like_a_config_file() -> None:
+    """fit_recording(path, solver={"seed": 1}) (benchmarks, notebooks): the partial solver merges onto the fit's
+    defaults and becomes a SolverConfig (it had stayed a raw dict, and dumping fit.json warned)."""
+    cfg = FitConfig(restarts=2).overridden(solver={"seed": 1}, input_resistance="search")
+    assert cfg.solver == FitConfig().solver.model_copy(update={"seed": 1})
+    assert (cfg.restarts, cfg.input_resistance) == (2, "search")
+    with pytest.raises(ValidationError) as err:
+        FitConfig().overridden(restarts=0)
+    assert err.value.errors()[0]["loc"] == ("restarts",)
+
+
 def test_a_bad_switch_is_refused_naming_the_field() -> None:
     with pytest.raises(ValidationError) as err:
         FitOptions(input_resistance="guess")
