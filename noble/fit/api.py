@@ -124,6 +124,12 @@ class FitConfig(BaseModel):
                              "I-V meets the recording's subthreshold steady states (passive test steps and "
                              "pre-steps; geometric mean of the areas they ask for), as E_leak is solved for the rest; "
                              "'search': diam_um is a free coordinate. Without a subthreshold step it is searched.")
+    simulator: Literal["standalone", "runtime"] = Field(
+        "standalone", description="'standalone': a run shape the search repeats (a generation's chunk of candidates "
+                                  "x sweeps) is compiled once with Brian2's cpp_standalone and re-run with new "
+                                  "values (standalone.py; ~2x the generations in a time budget); other runs, and "
+                                  "all runs where no C++ toolchain works, on the cython runtime. 'runtime': all "
+                                  "there. The traces are the same either way.")
     warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
     n_warm_starts: int = Field(4, ge=1, le=64, description="hall-of-fame members scored before CMA-ES starts")
     warm_area_scales: tuple[float, ...] = Field((1.0, 0.7, 1.4), min_length=1,
@@ -614,6 +620,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     if bridge.r_MOhm is not None:
         notes.append(bridge.describe())
     problem = FitProblem.from_recording(rec, cfg.objective)
+    problem.simulator = cfg.simulator
     t = problem.targets
     notes.extend(t.notes)
     if t.rest_mV is None:

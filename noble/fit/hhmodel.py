@@ -171,17 +171,19 @@ class HHFit(HH):
                                                             for k, v in state.items()}})
 
     @classmethod
-    def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
-        cls.check_params(params)
-        # A current whose conductance is 0 in every neuron of the group is dropped (its gates not integrated), as
-        # `HH.build` does: exact (the current is 0 either way) and ~30 % faster for a fit whose search leaves
-        # I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s).
-        on = {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
-                                                                  ("with_D", "g_D"), ("with_h", "g_h"),
-                                                                  ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"))}
-        group = b2.NeuronGroup(n, cls.equations(**on), method=cached_method(cls.method), threshold="v > -20*mV",
-                               refractory="v > -20*mV", namespace=namespace, name="neurons")
-        assign_params(group, cls, params)
+    def currents_on(cls, params: np.ndarray) -> dict[str, bool]:
+        """Which optional currents a group of these neurons integrates (`equations`' switches).
+        A current whose conductance is 0 in every neuron of the group is dropped (its gates not integrated), as
+        `HH.build` does: exact (the current is 0 either way) and ~30 % faster for a fit whose search leaves
+        I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s)."""
+        return {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
+                                                                    ("with_D", "g_D"), ("with_h", "g_h"),
+                                                                    ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"))}
+
+    @classmethod
+    def start_state(cls, params: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+        """Each neuron's starting v (mV) and gates: the stable steady state (nearest `v_hint_mV`), or the row of
+        `initial_state` where that is finite."""
         eff = np.array(params, dtype=np.float64)
         if cls.E_leak_effective_mV is not None:
             eff[:, IDX["E_leak"]] = cls.E_leak_effective_mV
@@ -192,6 +194,15 @@ class HHFit(HH):
             rows = np.isfinite(init["v"])
             v0 = np.where(rows, init["v"], v0)
             gates = {key: np.where(rows, init[key], val) if key in init else val for key, val in gates.items()}
+        return v0, gates
+
+    @classmethod
+    def build(cls, n: int, params: np.ndarray, namespace: dict[str, Any], rng: np.random.Generator) -> BuiltGroup:
+        cls.check_params(params)
+        group = b2.NeuronGroup(n, cls.equations(**cls.currents_on(params)), method=cached_method(cls.method),
+                               threshold="v > -20*mV", refractory="v > -20*mV", namespace=namespace, name="neurons")
+        assign_params(group, cls, params)
+        v0, gates = cls.start_state(params)
         group.v = v0 * b2.mV
         for key, val in gates.items():
             if key in group.variables:  # (the gates of a dropped current are not)

@@ -240,6 +240,7 @@ class FitProblem:
     n_simulated: int = 0  # neuron-runs simulated so far
     sim_seconds: float = 0.0
     feature_seconds: float = 0.0
+    simulator: str = "runtime"  # 'standalone': repeated run shapes on compiled binaries (standalone.py)
 
     @classmethod
     def from_recording(cls, rec: Recording, config: ObjectiveConfig | None = None) -> "FitProblem":
@@ -538,9 +539,15 @@ class FitProblem:
             out.append(np.interp(t, t_model, v[0, k].astype(np.float64)) if len(t_model) else np.full(len(t), np.nan))
         return out
 
-    @staticmethod
-    def _run(family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
+    def _run(self, family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
              rec_dt: float, record_state: bool = False) -> SimResult:
+        if self.simulator == "standalone":
+            from .standalone import runner
+
+            with np.errstate(over="ignore", invalid="ignore"):
+                res = runner().run(family, params, drive, dur_ms, dt_ms, rec_dt, record_state=record_state)
+            if res is not None:
+                return res
         # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
         # torch, pynwb, ...); freezing the objects that exist before the run makes it scan only the new ones.
         # The run's network is garbage in reference cycles once it returns: collected here while still frozen

@@ -258,15 +258,18 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
 
 def _would_overrun(cfg: SolverConfig, d: int, per_eval_s: Sequence[float], now: float, t_start: float) -> bool:
     """Would one more generation, then the posterior probe, end past cfg.time_limit_s? The cost per evaluation is
-    the last generation's (a generation is one Brian2 group, its cost ~ linear in its size). The first generation
-    alone does not predict: it may carry Brian2's compilation of a new equation set or group shape (30-50 s on
-    2 cores for a current switched on for the first time on a machine, which once stopped an FSI fit after one
-    generation), so until a second one has run only the limit itself stops the search."""
+    the median of the last three generations' (a generation is one Brian2 group, its cost ~ linear in its size):
+    a single generation may carry a compilation, Brian2's cython one of a new equation set or group shape (30-50 s
+    on 2 cores for a current switched on for the first time on a machine, which once stopped an FSI fit after one
+    generation) or the cpp_standalone build of a repeated shape (standalone.py, ~6 s, which stopped a fit after
+    three generations when the last one predicted), so until a second one has run only the limit itself stops
+    the search."""
     assert cfg.time_limit_s is not None
     if len(per_eval_s) < 2:
         return now - t_start > cfg.time_limit_s
     n_probe = 2 * d * len(cfg.probe_scales) if cfg.probe and d > 0 else 0
-    return now - t_start + per_eval_s[-1] * (cfg.popsize + n_probe) > cfg.time_limit_s
+    per_eval = float(np.median(per_eval_s[-3:])) if len(per_eval_s) >= 3 else per_eval_s[-1]
+    return now - t_start + per_eval * (cfg.popsize + n_probe) > cfg.time_limit_s
 
 
 def posterior_draws(space: ParamSpace, unit_best: np.ndarray, cov_unit: np.ndarray, n: int,
