@@ -25,8 +25,6 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
 import brian2 as b2
 import numpy as np
 
@@ -159,8 +157,8 @@ class StandaloneRunner:
 
     def run(self, family: type[HHFit], params: np.ndarray, drive_pA: np.ndarray, duration_ms: float, dt_ms: float,
             record_dt_ms: float, record_state: bool = False) -> SimResult | None:
-        """The run on a compiled binary, or None where the runtime should do it (shape not yet worth compiling,
-        toolchain missing, start states the binary does not take)."""
+        """The run on a compiled binary, or None where the runtime should do it (a shape not yet worth compiling,
+        no toolchain, a stimulus shorter than the run)."""
         with self._lock:
             return self._run(family, params, drive_pA, duration_ms, dt_ms, record_dt_ms, record_state)
 
@@ -201,9 +199,3 @@ def runner() -> StandaloneRunner:
         _RUNNER = StandaloneRunner()
     return _RUNNER
 
-
-def describe() -> dict[str, Any]:
-    """What this process compiled and ran (for timing reports)."""
-    r = runner()
-    return {"compiled_shapes": len(r.compiled), "runs": sum(c.runs for c in r.compiled.values()),
-            "disabled": r.disabled}
