@@ -106,6 +106,14 @@ class FitConfig(BaseModel):
                             "family's kinetics at 36 C give (~0.6-1 ms)")
     half_width_range_ms: tuple[float, float] = Field(
         (0.6, 1.2), description="median AP half-widths 'auto' leaves phi_NaK at 1 for")
+    sodium_reversal: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit E_Na (the Na+ reversal, family default 50 mV; search bounds 30..70); 'auto': when "
+                            "the recording's median AP peak is above ap_peak_threshold_mV, which no model with E_Na "
+                            "at 50 reaches (an AP cannot overshoot E_Na)")
+    ap_peak_threshold_mV: float = Field(
+        49.0, description="median recorded AP peak (mV) above which 'auto' frees E_Na: the family's APs come within "
+                          "~2 mV of E_Na at best (the fast-spiking preset's peak at +48.2 mV; fits of the recordings "
+                          "here +36..+50 mV); 171116sh_0018's APs peak at +48..+57")
     # Off by default: on 171116sh_0018 (troughs -44..-50 mV, the model's -67) 'auto' freed g_NaP from 0 and the search
     # left it at 0.003 mS/cm2 (trough error 22.3 mV; 29.6 with it off, 21.2 before phi_NaK: one run each, within
     # run-to-run scatter); started at 0.02 it missed 8 of 11 spike counts (2026-12-06, docs/fit.md).
@@ -464,6 +472,18 @@ def _moved_from_default(base: dict[str, float], extra: np.ndarray | None, name: 
     return base, extra
 
 
+def spike_peak(problem: FitProblem, threshold_mV: float) -> tuple[bool, str, float | None]:
+    """(is the recording's median AP peak above threshold_mV, the evidence, the E_Na a fit starts from: 8 mV above
+    the highest recorded peak, within the fit bounds; the driving force left at the peak of the family's APs)."""
+    pk = problem.targets.feature_array("ap_peak_mV")
+    pk = pk[np.isfinite(pk)]
+    if len(pk) == 0:
+        return False, "no AP peak measured", None
+    med = float(np.median(pk))
+    e_na0 = float(np.clip(np.max(pk) + 8.0, *FIT_BOUNDS["E_Na"][:2]))
+    return bool(med > threshold_mV), f"median AP peak {med:+.1f} mV (highest {np.max(pk):+.1f}) over {len(pk)} sweeps", e_na0
+
+
 def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
     """(is the recording's median interspike trough above threshold_mV, the evidence)."""
     tr = problem.targets.feature_array("isi_trough_mV")
@@ -668,6 +688,15 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif wide:
         notes.append(f"the recording's APs are wider or narrower than the family's at 36 C ({hw_evidence}) and "
                      f"phi_NaK is not fitted (spike_kinetics '{cfg.spike_kinetics}')")
+    peaks_high, peak_evidence, e_na0 = spike_peak(problem, cfg.ap_peak_threshold_mV)
+    if cfg.sodium_reversal == "on" or (cfg.sodium_reversal == "auto" and peaks_high):
+        extra_free += ("E_Na",)
+        if e_na0 is not None and peaks_high:
+            base, extra = _moved_from_default(base, extra, "E_Na", max(e_na0, float(base.get("E_Na", 50.0))))
+        notes.append(f"Na+ reversal fitted (E_Na free, from {base['E_Na']:.1f} mV): {peak_evidence}")
+    elif peaks_high:
+        notes.append(f"the recording's APs peak near or above the family's E_Na ({peak_evidence}) and E_Na is not "
+                     f"fitted (sodium_reversal '{cfg.sodium_reversal}')")
     high, trough_evidence = interspike_trough(problem, cfg.trough_threshold_mV)
     if cfg.persistent_sodium == "on" or (cfg.persistent_sodium == "auto" and high):
         extra_free += ("g_NaP",)

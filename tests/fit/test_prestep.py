@@ -154,3 +154,23 @@ def test_wide_spikes_free_the_gate_kinetics_and_high_troughs_are_seen() -> None:
     base, moved = _moved_from_default(fs, rows, "phi_NaK", found[0.5][1])
     assert base["phi_NaK"] == found[0.5][1] and fs["phi_NaK"] == 1.0
     assert moved[:, IDX["phi_NaK"]].tolist() == [found[0.5][1], 0.8] and rows[0, IDX["phi_NaK"]] == 1.0
+
+
+def test_spikes_peaking_above_the_family_reversal_free_e_na() -> None:
+    """`sodium_reversal` 'auto' frees E_Na where the recording's APs peak above what the family's E_Na 50 mV allows
+    (an AP cannot overshoot E_Na): the fast-spiking cell at E_Na 65 mV peaks above +49 mV and is freed, starting 8 mV
+    above its highest peak (at most the search's 70 mV); the same cell at 50 mV (peaks +48 mV) is not."""
+    from noble.fit.api import FitConfig, _space, spike_peak
+
+    fs = HH.preset_values("fast_spiking", {})
+    cfg = FitConfig()
+    peaks = {}
+    for e_na in (50.0, 65.0):
+        rec = synthetic_recording({**fs, "E_Na": e_na}, [-50.0, 150.0, 250.0], start_ms=50.0, duration_ms=300.0,
+                                  tail_ms=100.0, noise_pA=0.0)
+        high, why, e_na0 = spike_peak(FitProblem.from_recording(rec), cfg.ap_peak_threshold_mV)
+        peaks[e_na] = float(why.split(" mV")[0].rsplit(" ", 1)[-1])
+        assert high == (e_na > 50.0), why
+        assert peaks[e_na] < e_na and e_na0 is not None and e_na0 >= min(70.0, peaks[e_na] + 7.9), why  # (bounds)
+    assert peaks[65.0] > peaks[50.0] + 8.0, peaks  # the overshoot follows the reversal
+    assert "E_Na" in _space(FitConfig(), fs, False, extra_free=("E_Na",)).free

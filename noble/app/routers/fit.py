@@ -54,6 +54,8 @@ class FitOptions(BaseModel):
     persistent_sodium: Literal["auto", "on", "off"] | None = Field(None, description="fit I_NaP (default 'off'; "
                                                                                     "'auto': when interspike "
                                                                                     "troughs are high)")
+    sodium_reversal: Literal["auto", "on", "off"] | None = Field(None, description="fit E_Na (default 'auto': when "
+                                                                                  "the APs peak above +49 mV)")
     input_resistance: Literal["solve", "search"] | None = Field(None, description="solve the membrane area from the "
                                                                                "subthreshold steady states (default "
                                                                                "'solve') or search it")
@@ -75,8 +77,8 @@ class FitOptions(BaseModel):
             out["time_budget_s"] = self.time_budget_s
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
-        for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "bridge_balance",
-                     "input_resistance"):
+        for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
+                     "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:
