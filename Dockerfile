@@ -7,9 +7,10 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
-# g++: Brian2 compiles its generated code (cython target); curl-free health check uses python.
+# g++: Brian2 compiles its generated code (cython target); make: the fit's cpp_standalone builds
+# (noble/fit/standalone.py; without it the fit runs on the runtime); curl-free health check uses python.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends g++ \
+    && apt-get install -y --no-install-recommends g++ make \
     && rm -rf /var/lib/apt/lists/*
 
 # CPU build of torch first, so the package's torch requirement is already met (no CUDA wheels).

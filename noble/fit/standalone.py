@@ -145,7 +145,8 @@ class StandaloneRunner:
         self.max_shapes = max_shapes
         self.seen: Counter[RunShape] = Counter()
         self.compiled: dict[RunShape, CompiledHH] = {}
-        self.disabled = shutil.which("g++") is None and shutil.which("c++") is None
+        # Brian2's standalone build runs make and the C++ compiler (the cython runtime needs only the compiler)
+        self.disabled = shutil.which("make") is None or (shutil.which("g++") is None and shutil.which("c++") is None)
         self._root: Path | None = None
         self._lock = threading.Lock()  # Brian2's device is process-global; a project's results directory is shared
 

@@ -30,7 +30,7 @@ def _steps(amps_pA: list[float]) -> np.ndarray:
 def runner() -> StandaloneRunner:
     r = StandaloneRunner(compile_after=2)
     if r.disabled:
-        pytest.fail("no C++ compiler: cpp_standalone cannot be tested (CI installs g++ with Brian2's build deps)")
+        pytest.fail("no C++ compiler or make: cpp_standalone cannot be tested")
     return r
 
 
