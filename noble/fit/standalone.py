@@ -187,7 +187,14 @@ class StandaloneRunner:
                 self.disabled = True
                 return None
             self.compiled[shape] = compiled
-        return compiled.run(family, params, drive_pA)
+        try:
+            return compiled.run(family, params, drive_pA)
+        except (OSError, RuntimeError, ValueError) as exc:  # a binary that cannot run (disk, a file gone): not a
+            # reason to lose the fit; this and every later run of the process go to the runtime
+            logger.warning("cpp_standalone run failed (%s: %s); the fit simulates on the Brian2 runtime",
+                           type(exc).__name__, str(exc)[:200])
+            self.disabled = True
+            return None
 
 
 _RUNNER: StandaloneRunner | None = None

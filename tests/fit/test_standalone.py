@@ -80,3 +80,14 @@ def test_a_bad_candidate_is_refused_as_on_the_runtime(runner: StandaloneRunner) 
     params[0, IDX["g_Na"]] = -1.0
     with pytest.raises(ValueError):
         runner.run(HHFit, params, _steps([0.0]), T_MS, DT_MS, DT_MS)
+
+
+def test_a_binary_that_cannot_run_falls_back_to_the_runtime() -> None:
+    """A compiled project whose binary is gone (a cleaned temp directory) is not a lost fit: the run goes to the
+    runtime, as do the process's later ones."""
+    r = StandaloneRunner(compile_after=1)
+    params, stim = _preset("fast_spiking", 1), _steps([150.0])
+    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS) is not None
+    (compiled,) = r.compiled.values()
+    (compiled.directory / "main").unlink()
+    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS) is None and r.disabled
