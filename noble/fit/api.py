@@ -135,7 +135,7 @@ class FitConfig(BaseModel):
     simulator: Literal["standalone", "runtime"] = Field(
         "standalone", description="'standalone': a run shape the search repeats (a generation's chunk of candidates "
                                   "x sweeps) is compiled once with Brian2's cpp_standalone and re-run with new "
-                                  "values (standalone.py; ~2x the generations in a time budget); other runs, and "
+                                  "values (standalone.py; 1.2-1.6x the generations in a time budget); other runs, and "
                                   "all runs where no C++ toolchain works, on the cython runtime. 'runtime': all "
                                   "there. The traces are the same either way.")
     warm_sigma0: float = Field(0.12, gt=0, le=1, description="CMA-ES step size after a warm start")
@@ -481,7 +481,8 @@ def spike_peak(problem: FitProblem, threshold_mV: float) -> tuple[bool, str, flo
         return False, "no AP peak measured", None
     med = float(np.median(pk))
     e_na0 = float(np.clip(np.max(pk) + 8.0, *FIT_BOUNDS["E_Na"][:2]))
-    return bool(med > threshold_mV), f"median AP peak {med:+.1f} mV (highest {np.max(pk):+.1f}) over {len(pk)} sweeps", e_na0
+    evidence = f"median AP peak {med:+.1f} mV (highest {np.max(pk):+.1f}) over {len(pk)} sweeps"
+    return bool(med > threshold_mV), evidence, e_na0
 
 
 def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
@@ -692,7 +693,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     if cfg.sodium_reversal == "on" or (cfg.sodium_reversal == "auto" and peaks_high):
         extra_free += ("E_Na",)
         if e_na0 is not None and peaks_high:
-            base, extra = _moved_from_default(base, extra, "E_Na", max(e_na0, float(base.get("E_Na", 50.0))))
+            base, extra = _moved_from_default(base, extra, "E_Na", e_na0)
         notes.append(f"Na+ reversal fitted (E_Na free, from {base['E_Na']:.1f} mV): {peak_evidence}")
     elif peaks_high:
         notes.append(f"the recording's APs peak near or above the family's E_Na ({peak_evidence}) and E_Na is not "

@@ -25,6 +25,7 @@ import threading
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
+
 import brian2 as b2
 import numpy as np
 
