@@ -484,11 +484,13 @@ class FitProblem:
             out[k] = float(max(c * interval, 0.05 * lat[k], 1.0))
         return out
 
-    def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None
-                 ) -> tuple[np.ndarray, float]:
+    def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None,
+                 build_deadline: float | None = None) -> tuple[np.ndarray, float]:
         """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group.
         Each starts at its stable steady state nearest v_hint_mV (C,) when given (multistable models), or, with
-        a run-in, where the run-in leaves it (phase-aligned to the recording when `aligns_phase`)."""
+        a run-in, where the run-in leaves it (phase-aligned to the recording when `aligns_phase`).
+        build_deadline: time.time() by which the caller's time budget ends (a compiled binary is built only
+        where it can pay for itself before then; standalone.py)."""
         params = np.atleast_2d(params)
         C, S = params.shape[0], len(self.recording)
         stim, dur = self.stimulus(dt_ms)
@@ -511,12 +513,13 @@ class FitProblem:
             run_ms = self.settle_ms + self.config.phase_search_ms
             n_run = int(math.ceil(run_ms / dt_ms - 1e-9))
             run = self._run(HHFit.starting_near(hint_c, params[:, IDX["E_leak"]]), legal,
-                            np.repeat(holding[:, None], n_run, axis=1), n_run * dt_ms, dt_ms, rec_dt, record_state=True)
+                            np.repeat(holding[:, None], n_run, axis=1), n_run * dt_ms, dt_ms, rec_dt, record_state=True,
+                            build_deadline=build_deadline)
             assert run.state is not None
             start = aligned_states(run.state, rec_dt, self.prestep_spike_ms, self.settle_ms)
             family = family.starting_from(start)
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
-        res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt)
+        res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt, build_deadline=build_deadline)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
         v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
@@ -540,12 +543,13 @@ class FitProblem:
         return out
 
     def _run(self, family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
-             rec_dt: float, record_state: bool = False) -> SimResult:
+             rec_dt: float, record_state: bool = False, build_deadline: float | None = None) -> SimResult:
         if self.simulator == "standalone":
             from .standalone import runner
 
             with np.errstate(over="ignore", invalid="ignore"):
-                res = runner().run(family, params, drive, dur_ms, dt_ms, rec_dt, record_state=record_state)
+                res = runner().run(family, params, drive, dur_ms, dt_ms, rec_dt, record_state=record_state,
+                                   build_deadline=build_deadline)
             if res is not None:
                 return res
         # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
@@ -652,9 +656,9 @@ class FitProblem:
         return z, chi2
 
     def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False,
-                 v_hint_mV: np.ndarray | None = None) -> Evaluation:
-        """Simulate, measure and score candidates (rows of full hh parameters)."""
-        v, rec_dt = self.simulate(params, dt_ms, v_hint_mV)
+                 v_hint_mV: np.ndarray | None = None, build_deadline: float | None = None) -> Evaluation:
+        """Simulate, measure and score candidates (rows of full hh parameters); build_deadline as in `simulate`."""
+        v, rec_dt = self.simulate(params, dt_ms, v_hint_mV, build_deadline)
         per, cell = self.measure(v, rec_dt)
         z, chi2 = self.score(per, cell)
         # A candidate whose integration diverged (NaN/inf anywhere) is not a neuron: it scores the soft cap's

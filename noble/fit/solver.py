@@ -170,7 +170,11 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     def run(unit: np.ndarray, gen: np.ndarray) -> Evaluation:
         params = candidates(space, unit, rest_mV)
         hint = None if rest_mV is None else np.full(len(unit), rest_mV)
-        ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint)
+        # the budget's end on the wall clock the worker processes share (a compiled binary is built only where it
+        # can pay for itself before then)
+        until = (None if cfg.time_limit_s is None
+                 else time.time() + t_start + cfg.time_limit_s - time.perf_counter())
+        ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint, build_deadline=until)
         obj = np.where(np.isfinite(ev.objective), ev.objective, np.inf)
         U.append(unit)
         P.append(params)

@@ -8,8 +8,11 @@ dt 0.05 on this CPU; the standalone binary takes 0.55 s). Same generated code, s
 the traces agree with the runtime's to rounding (tests/fit/test_standalone.py).
 
 A shape is compiled (~6 s with g++) only once it has come up `compile_after` times in the process, so a short fit
-or a one-off run never pays the compile; when compiling fails (no C++ toolchain) the runner falls back to the
-runtime for good. Each compiled project is re-run by calling its binary directly, not through Brian2's device
+or a one-off run never pays the compile, and only while the caller's time budget (`build_deadline`) leaves
+`payback` x the build's cost after it: the binary saves 30-85 % of a run, so a build pays for itself only over the
+runs that follow it (a 20 s search built at its third generation, 16 s in, then stopped on the build's 9 s
+instead of running five more generations on the runtime). When compiling fails (no C++ toolchain) the runner
+falls back to the runtime for good. Each compiled project is re-run by calling its binary directly, not through Brian2's device
 (a process-global singleton that forgets a project when the next one is built), and reads its results from disk.
 """
 
@@ -22,6 +25,7 @@ import shutil
 import subprocess
 import tempfile
 import threading
+import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
@@ -141,9 +145,13 @@ class CompiledHH:
 class StandaloneRunner:
     """Per process: the compiled shapes, compiled on a shape's `compile_after`-th use (None: run it on the runtime)."""
 
-    def __init__(self, compile_after: int = 3, max_shapes: int = 6) -> None:
+    def __init__(self, compile_after: int = 3, max_shapes: int = 6, payback: float = 3.0,
+                 first_build_s: float = 10.0) -> None:
         self.compile_after = compile_after
         self.max_shapes = max_shapes
+        self.payback = payback
+        self.first_build_s = first_build_s  # the expected build time until this process has measured one
+        self.build_s: list[float] = []  # measured builds (wall s)
         self.seen: Counter[RunShape] = Counter()
         self.compiled: dict[RunShape, CompiledHH] = {}
         # Brian2's standalone build runs make and the C++ compiler (the cython runtime needs only the compiler)
@@ -158,14 +166,21 @@ class StandaloneRunner:
         return Path(tempfile.mkdtemp(dir=self._root))
 
     def run(self, family: type[HHFit], params: np.ndarray, drive_pA: np.ndarray, duration_ms: float, dt_ms: float,
-            record_dt_ms: float, record_state: bool = False) -> SimResult | None:
+            record_dt_ms: float, record_state: bool = False, build_deadline: float | None = None
+            ) -> SimResult | None:
         """The run on a compiled binary, or None where the runtime should do it (a shape not yet worth compiling,
-        no toolchain, a stimulus shorter than the run)."""
+        too little time left before build_deadline (time.time()) for a build to pay, no toolchain, a stimulus
+        shorter than the run)."""
         with self._lock:
-            return self._run(family, params, drive_pA, duration_ms, dt_ms, record_dt_ms, record_state)
+            return self._run(family, params, drive_pA, duration_ms, dt_ms, record_dt_ms, record_state, build_deadline)
+
+    def worth_building(self, build_deadline: float | None) -> bool:
+        """Does the time left before build_deadline cover a build and `payback` - 1 builds' worth of runs?"""
+        expected_s = max(self.build_s) if self.build_s else self.first_build_s
+        return build_deadline is None or time.time() + self.payback * expected_s < build_deadline
 
     def _run(self, family: type[HHFit], params: np.ndarray, drive_pA: np.ndarray, duration_ms: float, dt_ms: float,
-             record_dt_ms: float, record_state: bool) -> SimResult | None:
+             record_dt_ms: float, record_state: bool, build_deadline: float | None) -> SimResult | None:
         if self.disabled:
             return None
         params = np.atleast_2d(np.asarray(params, dtype=np.float64))
@@ -178,8 +193,10 @@ class StandaloneRunner:
         compiled = self.compiled.get(shape)
         if compiled is None:
             self.seen[shape] += 1
-            if self.seen[shape] < self.compile_after or len(self.compiled) >= self.max_shapes:
+            if (self.seen[shape] < self.compile_after or len(self.compiled) >= self.max_shapes
+                    or not self.worth_building(build_deadline)):
                 return None
+            t0 = time.time()
             try:
                 compiled = CompiledHH(shape, self._directory())
             except Exception as exc:  # no working toolchain: the runtime for the rest of this process
@@ -187,6 +204,7 @@ class StandaloneRunner:
                                type(exc).__name__, str(exc)[:200])
                 self.disabled = True
                 return None
+            self.build_s.append(time.time() - t0)
             self.compiled[shape] = compiled
         try:
             return compiled.run(family, params, drive_pA)

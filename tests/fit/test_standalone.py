@@ -91,3 +91,18 @@ def test_a_binary_that_cannot_run_falls_back_to_the_runtime() -> None:
     (compiled,) = r.compiled.values()
     (compiled.directory / "main").unlink()
     assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS) is None and r.disabled
+
+
+def test_no_build_where_the_time_budget_left_cannot_pay_for_it() -> None:
+    """A build (~6-10 s) is paid back only over the runs after it: with less than `payback` builds' worth of the
+    caller's budget left the shape stays on the runtime, and the measured build time sets the next estimate."""
+    import time
+
+    r = StandaloneRunner(compile_after=1, payback=3.0, first_build_s=10.0)
+    params, stim = _preset("fast_spiking", 1), _steps([100.0])
+    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS, build_deadline=time.time() + 25.0) is None
+    assert not r.compiled and not r.build_s
+    assert not r.worth_building(time.time() + 29.0) and r.worth_building(time.time() + 31.0)
+    assert r.worth_building(None)  # no budget: build
+    r.build_s.append(2.0)  # a fast compiler: 3 x 2 s are enough
+    assert r.worth_building(time.time() + 7.0) and not r.worth_building(time.time() + 5.0)
