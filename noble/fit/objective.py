@@ -71,6 +71,7 @@ from .hhmodel import IDX, HHFit, split_holding
 from .physiology import PhysiologyTolerances
 from .tolerances import COUNT_SD_FLOOR, Tolerances
 from .spikes import last_spike_sd
+from .standalone import BuildHorizon, runner
 from .targets import (FIT_FEATURES, PRESTEP_MIN_MS, RecordingTargets, analysis_end_ms, recording_targets,
                       rheobase_and_fi_slope, spike_count_between, sweep_features)
 
@@ -485,12 +486,12 @@ class FitProblem:
         return out
 
     def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None,
-                 build_deadline: float | None = None) -> tuple[np.ndarray, float]:
+                 horizon: BuildHorizon | None = None) -> tuple[np.ndarray, float]:
         """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group.
         Each starts at its stable steady state nearest v_hint_mV (C,) when given (multistable models), or, with
         a run-in, where the run-in leaves it (phase-aligned to the recording when `aligns_phase`).
-        build_deadline: time.time() by which the caller's time budget ends (a compiled binary is built only
-        where it can pay for itself before then; standalone.py)."""
+        horizon: what is left of the caller's search (its time budget, its runs), so that a compiled binary is
+        built only where the runs after it pay for the build (standalone.py)."""
         params = np.atleast_2d(params)
         C, S = params.shape[0], len(self.recording)
         stim, dur = self.stimulus(dt_ms)
@@ -514,12 +515,12 @@ class FitProblem:
             n_run = int(math.ceil(run_ms / dt_ms - 1e-9))
             run = self._run(HHFit.starting_near(hint_c, params[:, IDX["E_leak"]]), legal,
                             np.repeat(holding[:, None], n_run, axis=1), n_run * dt_ms, dt_ms, rec_dt, record_state=True,
-                            build_deadline=build_deadline)
+                            horizon=horizon)
             assert run.state is not None
             start = aligned_states(run.state, rec_dt, self.prestep_spike_ms, self.settle_ms)
             family = family.starting_from(start)
         drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
-        res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt, build_deadline=build_deadline)
+        res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt, horizon=horizon)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S
         v = res.v_mV.reshape(C, S, -1)[:, :, n_settle:]
@@ -543,13 +544,11 @@ class FitProblem:
         return out
 
     def _run(self, family: type[HHFit], params: np.ndarray, drive: np.ndarray, dur_ms: float, dt_ms: float,
-             rec_dt: float, record_state: bool = False, build_deadline: float | None = None) -> SimResult:
+             rec_dt: float, record_state: bool = False, horizon: BuildHorizon | None = None) -> SimResult:
         if self.simulator == "standalone":
-            from .standalone import runner
-
             with np.errstate(over="ignore", invalid="ignore"):
                 res = runner().run(family, params, drive, dur_ms, dt_ms, rec_dt, record_state=record_state,
-                                   build_deadline=build_deadline)
+                                   horizon=horizon)
             if res is not None:
                 return res
         # Brian2's Network.run calls gc.collect(), which scans the whole heap (0.5 s in a process holding
@@ -656,9 +655,9 @@ class FitProblem:
         return z, chi2
 
     def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False,
-                 v_hint_mV: np.ndarray | None = None, build_deadline: float | None = None) -> Evaluation:
-        """Simulate, measure and score candidates (rows of full hh parameters); build_deadline as in `simulate`."""
-        v, rec_dt = self.simulate(params, dt_ms, v_hint_mV, build_deadline)
+                 v_hint_mV: np.ndarray | None = None, horizon: BuildHorizon | None = None) -> Evaluation:
+        """Simulate, measure and score candidates (rows of full hh parameters); horizon as in `simulate`."""
+        v, rec_dt = self.simulate(params, dt_ms, v_hint_mV, horizon)
         per, cell = self.measure(v, rec_dt)
         z, chi2 = self.score(per, cell)
         # A candidate whose integration diverged (NaN/inf anywhere) is not a neuron: it scores the soft cap's

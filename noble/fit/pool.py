@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from .objective import Evaluation, FitProblem
+from .standalone import BuildHorizon
 
 _WORKER_PROBLEM: FitProblem | None = None  # the problem a pooled worker process evaluates (set once per process)
 
@@ -30,12 +31,12 @@ def _init_worker(problem: FitProblem) -> None:
 
 
 def _evaluate_chunk(problem: FitProblem | None, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None,
-                    build_deadline: float | None = None) -> tuple[Evaluation, float, float, int]:
+                    horizon: BuildHorizon | None = None) -> tuple[Evaluation, float, float, int]:
     """Evaluate rows in a worker: (evaluation, simulation s, feature s, neuron-runs) of this call."""
     pr = problem if problem is not None else _WORKER_PROBLEM
     assert pr is not None, "worker has no problem (pool initializer not run)"
     s0, f0, n0 = pr.sim_seconds, pr.feature_seconds, pr.n_simulated
-    ev = pr.evaluate(params, dt_ms, v_hint_mV=v_hint_mV, build_deadline=build_deadline)
+    ev = pr.evaluate(params, dt_ms, v_hint_mV=v_hint_mV, horizon=horizon)
     return ev, pr.sim_seconds - s0, pr.feature_seconds - f0, pr.n_simulated - n0
 
 
@@ -105,22 +106,22 @@ class ParallelEvaluator:
         return getattr(self.problem, name)
 
     def evaluate(self, params: np.ndarray, dt_ms: float, keep_traces: bool = False,
-                 v_hint_mV: np.ndarray | None = None, build_deadline: float | None = None) -> Evaluation:
+                 v_hint_mV: np.ndarray | None = None, horizon: BuildHorizon | None = None) -> Evaluation:
         """`FitProblem.evaluate`, the rows split over the workers (traces kept: in this process)."""
         if keep_traces or (self._pool is None and self._client is None) or len(params) < 2:
             return self.problem.evaluate(params, dt_ms, keep_traces=keep_traces, v_hint_mV=v_hint_mV,
-                                         build_deadline=build_deadline)
+                                         horizon=horizon)
         bounds = chunk_bounds(len(params), self.workers)
         hints = [v_hint_mV if v_hint_mV is None or np.ndim(v_hint_mV) == 0 else v_hint_mV[a:b] for a, b in bounds]
         if self._client is not None:
-            futs = [self._client.submit(_evaluate_chunk, self._remote_problem, params[a:b], dt_ms, h, build_deadline,
+            futs = [self._client.submit(_evaluate_chunk, self._remote_problem, params[a:b], dt_ms, h, horizon,
                                         pure=False, key=f"noble-fit-eval-{os.getpid()}-{time.time_ns()}-{a}")
                     for (a, b), h in zip(bounds, hints)]
             out = self._client.gather(futs)
         else:
             assert self._pool is not None
             out = [f.result() for f in [self._pool.submit(_evaluate_chunk, None, params[a:b], dt_ms, h,
-                                                          build_deadline) for (a, b), h in zip(bounds, hints)]]
+                                                          horizon) for (a, b), h in zip(bounds, hints)]]
         for _ev, sim_s, feat_s, n in out:
             self.problem.sim_seconds += sim_s
             self.problem.feature_seconds += feat_s

@@ -26,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import chi2 as chi2_dist
 
 from .hhmodel import IDX, NAMES, ParamSpace, pin_rest, solve_area
+from .standalone import BuildHorizon
 from .objective import Evaluation, FitProblem
 
 log = logging.getLogger(__name__)
@@ -167,14 +168,22 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     GEN: list[np.ndarray] = []
     history: list[dict[str, float]] = []
 
-    def run(unit: np.ndarray, gen: np.ndarray) -> Evaluation:
+    standalone = getattr(problem, "simulator", "runtime") == "standalone"
+    n_probe = 2 * d * len(cfg.probe_scales) if cfg.probe and d > 0 else 0
+    # On compiled binaries the posterior probes run in generation-sized batches: the shape the search compiled, at
+    # the per-evaluation cost the time budget predicted (one batch of all 2 d x 4 probes ran on the runtime, 1.5-2x
+    # that cost per evaluation, and a fit ended 10 s past its budget).
+    probe_step = max(1, cfg.popsize if standalone else n_probe)
+    probe_batches = -(-n_probe // probe_step)
+
+    def run(unit: np.ndarray, gen: np.ndarray, runs_left: int) -> Evaluation:
         params = candidates(space, unit, rest_mV)
         hint = None if rest_mV is None else np.full(len(unit), rest_mV)
-        # the budget's end on the wall clock the worker processes share (a compiled binary is built only where it
-        # can pay for itself before then)
+        # what is left of this search: the budget's end on the wall clock the worker processes share, and the
+        # batches of this size still to come (a compiled binary is built only where they can pay for it)
         until = (None if cfg.time_limit_s is None
                  else time.time() + t_start + cfg.time_limit_s - time.perf_counter())
-        ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint, build_deadline=until)
+        ev = problem.evaluate(params, cfg.dt_ms, v_hint_mV=hint, horizon=BuildHorizon(until, runs_left))
         obj = np.where(np.isfinite(ev.objective), ev.objective, np.inf)
         U.append(unit)
         P.append(params)
@@ -189,7 +198,7 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     first = np.concatenate(starts)
     if len(first) > 1:
         # several warm starts: score them together (one batch) and centre CMA-ES on the best
-        ev0 = run(first, np.full(len(first), -1))
+        ev0 = run(first, np.full(len(first), -1), 0)
         x0 = first[int(np.argmin(np.where(np.isfinite(ev0.objective), ev0.objective, np.inf)))]
     es = cma.CMAEvolutionStrategy(x0.tolist(), cfg.sigma0, {k: v for k, v in opts.items() if v is not None})
     g = 0
@@ -197,15 +206,15 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
     per_eval_s: list[float] = []  # wall seconds per evaluation of each generation
     stop = "budget"
     if cfg.max_generations == 0 and len(first) == 1:
-        run(first, np.full(len(first), -1))
+        run(first, np.full(len(first), -1), 0)
     while g < cfg.max_generations:
         X = np.asarray(es.ask(), dtype=np.float64)
         if g == 0 and len(first) == 1:
             batch = np.concatenate([first, X])
-            ev = run(batch, np.concatenate([np.full(len(first), -1), np.zeros(len(X), int)]))
+            ev = run(batch, np.concatenate([np.full(len(first), -1), np.zeros(len(X), int)]), 0)
             f = ev.objective[len(first):]
         else:
-            ev = run(X, np.full(len(X), g))
+            ev = run(X, np.full(len(X), g), cfg.max_generations - g - 1 + probe_batches)
             f = ev.objective
         es.tell(list(X), [float(v) if np.isfinite(v) else 1e6 for v in f])
         g += 1
@@ -241,12 +250,8 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
         pts = [ub[None, :] + sgn * sc * sd_axes[i] * vec[:, i][None, :]
                for i in range(d) for sc in cfg.probe_scales for sgn in (1.0, -1.0)]
         probes = np.clip(np.concatenate(pts), 0.0, 1.0)
-        # On compiled binaries (standalone.py) in generation-sized batches: the shape the search compiled, at the
-        # per-evaluation cost the time budget predicted (one batch of all 2 d x 4 probes ran on the runtime, 1.5-2x
-        # that cost per evaluation, and a fit ended 10 s past its budget).
-        step = cfg.popsize if getattr(problem, "simulator", "runtime") == "standalone" else len(probes)
-        for a in range(0, len(probes), step):
-            run(probes[a:a + step], np.full(len(probes[a:a + step]), -2))
+        for k, a in enumerate(range(0, len(probes), probe_step)):
+            run(probes[a:a + probe_step], np.full(len(probes[a:a + probe_step]), -2), probe_batches - k - 1)
         U_all, C_all = np.concatenate(U), np.concatenate(CHI)
         ibest = int(np.argmin(np.concatenate(OBJ)))
         n_terms = len(problem.term_labels)

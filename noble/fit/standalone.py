@@ -7,13 +7,14 @@ runtime pays a Python round trip per code object per time step (~0.5 s of a 1.3 
 dt 0.05 on this CPU; the standalone binary takes 0.55 s). Same generated code, same equations, same start states:
 the traces agree with the runtime's to rounding (tests/fit/test_standalone.py).
 
-A shape is compiled (~6 s with g++) only once it has come up `compile_after` times in the process, so a short fit
-or a one-off run never pays the compile, and only while the caller's time budget (`build_deadline`) leaves
-`payback` x the build's cost after it: the binary saves 30-85 % of a run, so a build pays for itself only over the
-runs that follow it (a 20 s search built at its third generation, 16 s in, then stopped on the build's 9 s
-instead of running five more generations on the runtime). When compiling fails (no C++ toolchain) the runner
-falls back to the runtime for good. Each compiled project is re-run by calling its binary directly, not through Brian2's device
-(a process-global singleton that forgets a project when the next one is built), and reads its results from disk.
+A shape is compiled (~6 s with g++) only once it has come up `compile_after` times in the process, and only where
+what is left of the caller's search (`BuildHorizon`: its time budget, its runs) can pay for the build: the binary
+saves ~0.5 s of a run, so a build pays for itself only over the ~20 runs after it (a 20 s search built at its
+third generation, 16 s in, then stopped on the build's 9 s instead of running five more generations on the
+runtime; a one-generation fit's posterior probes built a shape for their last 9 batches). When compiling fails
+(no C++ toolchain) the runner falls back to the runtime for good. Each compiled project is re-run by calling its
+binary directly, not through Brian2's device (a process-global singleton that forgets a project when the next one
+is built), and reads its results from disk.
 """
 
 from __future__ import annotations
@@ -40,6 +41,15 @@ from noble.datagen.state_updaters import cached_method
 from .hhmodel import HHFit
 
 logger = logging.getLogger("noble.fit")
+
+
+@dataclass(frozen=True)
+class BuildHorizon:
+    """What is left of the search a run belongs to: its time budget's end (time.time(), None: no budget) and
+    the runs of this shape still to come after this one (None: unknown)."""
+
+    deadline_s: float | None = None
+    runs_left: int | None = None
 
 
 @dataclass(frozen=True)
@@ -146,10 +156,11 @@ class StandaloneRunner:
     """Per process: the compiled shapes, compiled on a shape's `compile_after`-th use (None: run it on the runtime)."""
 
     def __init__(self, compile_after: int = 3, max_shapes: int = 6, payback: float = 3.0,
-                 first_build_s: float = 10.0) -> None:
+                 first_build_s: float = 10.0, min_runs_left: int = 20) -> None:
         self.compile_after = compile_after
         self.max_shapes = max_shapes
         self.payback = payback
+        self.min_runs_left = min_runs_left
         self.first_build_s = first_build_s  # the expected build time until this process has measured one
         self.build_s: list[float] = []  # measured builds (wall s)
         self.seen: Counter[RunShape] = Counter()
@@ -166,21 +177,25 @@ class StandaloneRunner:
         return Path(tempfile.mkdtemp(dir=self._root))
 
     def run(self, family: type[HHFit], params: np.ndarray, drive_pA: np.ndarray, duration_ms: float, dt_ms: float,
-            record_dt_ms: float, record_state: bool = False, build_deadline: float | None = None
+            record_dt_ms: float, record_state: bool = False, horizon: BuildHorizon | None = None
             ) -> SimResult | None:
         """The run on a compiled binary, or None where the runtime should do it (a shape not yet worth compiling,
-        too little time left before build_deadline (time.time()) for a build to pay, no toolchain, a stimulus
-        shorter than the run)."""
+        too little of the search left for a build to pay, no toolchain, a stimulus shorter than the run)."""
         with self._lock:
-            return self._run(family, params, drive_pA, duration_ms, dt_ms, record_dt_ms, record_state, build_deadline)
+            return self._run(family, params, drive_pA, duration_ms, dt_ms, record_dt_ms, record_state, horizon)
 
-    def worth_building(self, build_deadline: float | None) -> bool:
-        """Does the time left before build_deadline cover a build and `payback` - 1 builds' worth of runs?"""
+    def worth_building(self, horizon: BuildHorizon | None) -> bool:
+        """Are `min_runs_left` runs still to come, and does the time left cover a build and `payback` - 1 builds'
+        worth of runs (the build time measured in this process, `first_build_s` until one is)?"""
+        if horizon is None:
+            return True
+        if horizon.runs_left is not None and horizon.runs_left < self.min_runs_left:
+            return False
         expected_s = max(self.build_s) if self.build_s else self.first_build_s
-        return build_deadline is None or time.time() + self.payback * expected_s < build_deadline
+        return horizon.deadline_s is None or time.time() + self.payback * expected_s < horizon.deadline_s
 
     def _run(self, family: type[HHFit], params: np.ndarray, drive_pA: np.ndarray, duration_ms: float, dt_ms: float,
-             record_dt_ms: float, record_state: bool, build_deadline: float | None) -> SimResult | None:
+             record_dt_ms: float, record_state: bool, horizon: BuildHorizon | None) -> SimResult | None:
         if self.disabled:
             return None
         params = np.atleast_2d(np.asarray(params, dtype=np.float64))
@@ -194,7 +209,7 @@ class StandaloneRunner:
         if compiled is None:
             self.seen[shape] += 1
             if (self.seen[shape] < self.compile_after or len(self.compiled) >= self.max_shapes
-                    or not self.worth_building(build_deadline)):
+                    or not self.worth_building(horizon)):
                 return None
             t0 = time.time()
             try:

@@ -8,7 +8,7 @@ import pytest
 
 from noble.datagen.simulate import simulate
 from noble.fit.hhmodel import IDX, NAMES, HHFit
-from noble.fit.standalone import StandaloneRunner
+from noble.fit.standalone import BuildHorizon, StandaloneRunner
 from noble.datagen.models import get
 
 DT_MS = 0.05
@@ -93,16 +93,19 @@ def test_a_binary_that_cannot_run_falls_back_to_the_runtime() -> None:
     assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS) is None and r.disabled
 
 
-def test_no_build_where_the_time_budget_left_cannot_pay_for_it() -> None:
-    """A build (~6-10 s) is paid back only over the runs after it: with less than `payback` builds' worth of the
-    caller's budget left the shape stays on the runtime, and the measured build time sets the next estimate."""
+def test_no_build_where_what_is_left_of_the_search_cannot_pay_for_it() -> None:
+    """A build (~6-10 s) is paid back only over the runs after it: with fewer than `min_runs_left` runs to come, or
+    less than `payback` builds' worth of the caller's budget left, the shape stays on the runtime; the measured
+    build time sets the next estimate."""
     import time
 
-    r = StandaloneRunner(compile_after=1, payback=3.0, first_build_s=10.0)
+    r = StandaloneRunner(compile_after=1, payback=3.0, first_build_s=10.0, min_runs_left=20)
     params, stim = _preset("fast_spiking", 1), _steps([100.0])
-    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS, build_deadline=time.time() + 25.0) is None
+    short = BuildHorizon(deadline_s=time.time() + 25.0)
+    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS, horizon=short) is None
+    assert r.run(HHFit, params, stim, T_MS, DT_MS, DT_MS, horizon=BuildHorizon(runs_left=19)) is None
     assert not r.compiled and not r.build_s
-    assert not r.worth_building(time.time() + 29.0) and r.worth_building(time.time() + 31.0)
-    assert r.worth_building(None)  # no budget: build
+    assert not r.worth_building(BuildHorizon(time.time() + 29.0)) and r.worth_building(BuildHorizon(time.time() + 31.0))
+    assert r.worth_building(None) and r.worth_building(BuildHorizon(None, 20))  # no budget, enough runs: build
     r.build_s.append(2.0)  # a fast compiler: 3 x 2 s are enough
-    assert r.worth_building(time.time() + 7.0) and not r.worth_building(time.time() + 5.0)
+    assert r.worth_building(BuildHorizon(time.time() + 7.0)) and not r.worth_building(BuildHorizon(time.time() + 5.0))
