@@ -172,7 +172,8 @@ class StandaloneRunner:
 
     def _directory(self) -> Path:
         if self._root is None:
-            self._root = Path(tempfile.mkdtemp(prefix="noble-fit-standalone-"))
+            remove_orphaned_projects()
+            self._root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
             atexit.register(shutil.rmtree, self._root, True)
         return Path(tempfile.mkdtemp(dir=self._root))
 
@@ -229,6 +230,32 @@ class StandaloneRunner:
                            type(exc).__name__, str(exc)[:200])
             self.disabled = True
             return None
+
+
+ROOT_PREFIX = "noble-fit-standalone-"  # + the owning process's pid + "-" + mkdtemp's suffix
+
+
+def remove_orphaned_projects(tmp: Path | None = None) -> list[Path]:
+    """Remove the compiled projects (~26 MB a worker) of processes that are gone: a killed worker (a Dask
+    nanny's SIGKILL, an OOM kill) never runs its atexit cleanup. Returns the directories removed."""
+    removed = []
+    for d in Path(tmp or tempfile.gettempdir()).glob(f"{ROOT_PREFIX}*-*"):
+        pid = d.name[len(ROOT_PREFIX):].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        shutil.rmtree(d, ignore_errors=True)
+        removed.append(d)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    return True
 
 
 _RUNNER: StandaloneRunner | None = None

@@ -3,6 +3,8 @@ and stimuli through command-line run args, re-run without recompiling, shapes co
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -109,3 +111,23 @@ def test_no_build_where_what_is_left_of_the_search_cannot_pay_for_it() -> None:
     assert r.worth_building(None) and r.worth_building(BuildHorizon(None, 20))  # no budget, enough runs: build
     r.build_s.append(2.0)  # a fast compiler: 3 x 2 s are enough
     assert r.worth_building(BuildHorizon(time.time() + 7.0)) and not r.worth_building(BuildHorizon(time.time() + 5.0))
+
+
+def test_a_killed_workers_compiled_projects_are_removed_by_the_next_runner(tmp_path) -> None:
+    """A worker killed mid-fit never runs its atexit cleanup: the next runner in any process removes the
+    projects of processes that are gone, and leaves a live process's alone."""
+    import subprocess
+    import sys
+
+    from noble.fit.standalone import ROOT_PREFIX, remove_orphaned_projects
+
+    gone = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = tmp_path / f"{ROOT_PREFIX}{int(gone.stdout)}-abc123"
+    (dead / "project").mkdir(parents=True)
+    (dead / "project" / "main").write_bytes(b"\0" * 1024)
+    live = tmp_path / f"{ROOT_PREFIX}{os.getpid()}-def456"
+    live.mkdir()
+    other = tmp_path / "noble-fit-standalone-notapid"
+    other.mkdir()
+    assert remove_orphaned_projects(tmp_path) == [dead]
+    assert not dead.exists() and live.is_dir() and other.is_dir()
