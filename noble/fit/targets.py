@@ -62,6 +62,7 @@ FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.ite
                                  "prestep_deflection_mV": "mV", "late_deflection_mV": "mV",
                                  "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
+DRIFT_NOTE_MV = 5.0  # a pre-step baseline range across sweeps above this is reported (2.5x the rest check's 2 mV)
 STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
@@ -366,6 +367,13 @@ def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -2
     neg = amps < 0
     base = np.array([float(np.median(s.v_mV[: max(1, int(round(s.rest_end_ms / s.dt_ms)))]))  # type: ignore[operator]
                      for s in rec.sweeps])
+    if len(base) > 1 and np.ptp(base) > DRIFT_NOTE_MV:
+        lo, hi = int(np.argmin(base)), int(np.argmax(base))
+        notes.append(f"the pre-step baseline drifts over the protocol by {np.ptp(base):.1f} mV ({base[hi]:.1f} mV at "
+                     f"sweep {rec.sweeps[hi].index}, {base[lo]:.1f} mV at sweep {rec.sweeps[lo].index}; median "
+                     f"{np.median(base):.1f}): the model is one cell state for every sweep, so the sweeps far from "
+                     "the median baseline (an activity-dependent current built up over the protocol, or a change in "
+                     "access) cannot all be met")
 
     def med(name: str, mask: np.ndarray | None = None) -> float | None:
         vals = feats[name] if mask is None else feats[name][mask]

@@ -84,6 +84,9 @@ def test_fast_spiking_and_spontaneous_cells(targets: dict[str, RecordingTargets]
             assert np.isfinite(sd.sd) and sd.sd >= ABS_SD_FLOOR[name] - 1e-12
     # drift shows up as variability of the resting potential: the FSI's far exceeds the RS cell's
     assert fsi.feature_sd["v_rest_mV"].sd > 3 * rs.feature_sd["v_rest_mV"].sd
+    # and is reported, with the sweeps at either end; the RS cell's 0.4 mV sd is not
+    drift = [n for n in fsi.notes if "baseline drifts" in n]
+    assert len(drift) == 1 and "sweep 16" in drift[0] and not any("baseline drifts" in n for n in rs.notes)
 
 
 def test_rheobase_interpolation_and_edge_cases() -> None:
