@@ -106,6 +106,14 @@ class FitConfig(BaseModel):
                             "family's kinetics at 36 C give (~0.6-1 ms)")
     half_width_range_ms: tuple[float, float] = Field(
         (0.6, 1.2), description="median AP half-widths 'auto' leaves phi_NaK at 1 for")
+    baseline_drift: Literal["auto", "on", "off"] = Field(
+        "auto", description="hold each sweep at its own recorded pre-step baseline with a constant bias current "
+                            "(solved per candidate from its steady-state I-V, relative to the median baseline): a "
+                            "cell whose baseline drifts over the protocol (an activity-dependent current built up by "
+                            "the larger steps) is, within a sweep, the same cell plus a near-constant bias; 'auto': "
+                            "when the baselines span more than drift_threshold_mV")
+    drift_threshold_mV: float = Field(
+        5.0, gt=0, description="range of the sweeps' pre-step baselines above which 'auto' holds each sweep at its own")
     sodium_reversal: Literal["auto", "on", "off"] = Field(
         "auto", description="fit E_Na (the Na+ reversal, family default 50 mV; search bounds 30..70); 'auto': when "
                             "the recording's median AP peak is above ap_peak_threshold_mV, which no model with E_Na "
@@ -497,7 +505,7 @@ def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, s
 
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
            with_kir: bool = False, extra_free: tuple[str, ...] = (),
-           area_points: tuple[tuple[float, float], ...] = ()) -> ParamSpace:
+           area_points: tuple[tuple[float, ...], ...] = ()) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
     free = free + (("g_Kir",) if with_kir and "g_Kir" not in free else ())
@@ -642,6 +650,11 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         notes.append(bridge.describe())
     problem = FitProblem.from_recording(rec, cfg.objective)
     problem.simulator = cfg.simulator
+    drift_mV = float(np.ptp(problem.targets.baseline_mV)) if len(problem.targets.baseline_mV) > 1 else 0.0
+    if cfg.baseline_drift == "on" or (cfg.baseline_drift == "auto" and drift_mV > cfg.drift_threshold_mV):
+        problem.sweep_bias = True
+        notes.append(f"each sweep held at its own pre-step baseline (range {drift_mV:.1f} mV) by a constant bias "
+                     f"current solved per candidate (baseline_drift '{cfg.baseline_drift}')")
     t = problem.targets
     notes.extend(t.notes)
     if t.rest_mV is None:
@@ -802,6 +815,10 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         notes.append(f"E_leak beyond the family's range: simulated as E_leak at its edge plus a holding current of "
                      f"{holding:.1f} pA (an identical model)")
     bias = float(equivalent_bias_pA(best, HH.preset_values(cfg.cold_preset)["E_leak"])[0])
+    sweep_bias = problem.sweep_bias_pA(best)
+    if sweep_bias is not None:
+        notes.append("per-sweep bias currents holding each sweep at its recorded baseline (pA, sweep order): "
+                     + ", ".join(f"{problem.recording.sweeps[k].index}: {b:+.1f}" for k, b in enumerate(sweep_bias[0])))
 
     # ---- tables ----
     z = ev.z[0]

@@ -64,20 +64,28 @@ def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarra
     return p, ok
 
 
-def solve_area(params: np.ndarray, points: Sequence[tuple[float, float]]) -> tuple[np.ndarray, np.ndarray]:
+def solve_area(params: np.ndarray, points: Sequence[Sequence[float]]) -> tuple[np.ndarray, np.ndarray]:
     """(params with diam_um solved from recorded subthreshold steady states, mask of rows it was solved for).
 
-    A step of I_k pA holds the membrane at v_k where I_k = A J(v_k), J the net outward steady-state current
-    density (leak included, E_leak as pinned and shifted): the densities set the I-V curve's shape, the area
-    only scales it. Each point (I_k, v_k) gives A_k = I_k / J(v_k); the geometric mean over the usable ones
+    A step of I_k pA from a steady state at u_k holds the membrane at v_k where I_k = A (J(v_k) - J(u_k)), J the
+    net outward steady-state current density (leak included, E_leak as pinned and shifted; J(rest) = 0 once
+    pinned, and a point (I_k, v_k) without u_k starts there): the densities set the I-V curve's shape, the area
+    only scales it. Each point gives A_k = I_k / (J(v_k) - J(u_k)); the geometric mean over the usable ones
     (finite, positive) sets the area, clipped to the family's range (5..400 um: wider than the searched box, which
     keeps CMA-ES's steps in the sizes most cells have). Rows with no usable point keep their diam."""
     p = np.array(np.atleast_2d(params), dtype=np.float64)
     if not len(points):
         return p, np.zeros(p.shape[0], dtype=bool)
-    amps = np.array([a for a, _ in points], dtype=np.float64)
-    v = np.broadcast_to(np.array([v for _, v in points], dtype=np.float64), (p.shape[0], len(points)))
-    j = _col(p, "g_leak")[:, None] * (v - _col(p, "E_leak")[:, None]) + ionic_current_density(v, p)  # uA/cm2
+    amps = np.array([pt[0] for pt in points], dtype=np.float64)
+    v = np.broadcast_to(np.array([pt[1] for pt in points], dtype=np.float64), (p.shape[0], len(points)))
+
+    def net(vv: np.ndarray) -> np.ndarray:  # uA/cm2
+        return _col(p, "g_leak")[:, None] * (vv - _col(p, "E_leak")[:, None]) + ionic_current_density(vv, p)
+
+    j = net(v)
+    if any(len(pt) > 2 for pt in points):
+        u = np.broadcast_to(np.array([pt[2] if len(pt) > 2 else np.nan for pt in points]), v.shape)
+        j = j - np.where(np.isfinite(u), net(np.where(np.isfinite(u), u, v)), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         area_cm2 = amps[None, :] * 1e-6 / j  # pA -> uA
     ok = np.isfinite(area_cm2) & (area_cm2 > 0)
@@ -253,7 +261,7 @@ class ParamSpace(BaseModel):
     free: tuple[str, ...] = DEFAULT_FREE
     base: dict[str, float] = Field(..., description="values of every hh parameter (fixed ones stay here)")
     bounds: dict[str, tuple[float, float, bool]] = Field(default_factory=lambda: dict(FIT_BOUNDS))
-    area_points: tuple[tuple[float, float], ...] = Field(
+    area_points: tuple[tuple[float, ...], ...] = Field(
         (), description="recorded subthreshold steady states (step pA, voltage mV): when given, diam_um is not a "
                         "coordinate but solved per candidate so the model's I-V meets them (`solve_area`)")
     leak_shift_mV: tuple[float, float] | None = Field(

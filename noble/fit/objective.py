@@ -67,7 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from noble.datagen.simulate import SimResult, simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
-from .hhmodel import IDX, HHFit, split_holding
+from .hhmodel import IDX, HHFit, ionic_current_density, split_holding
 from .physiology import PhysiologyTolerances
 from .tolerances import COUNT_SD_FLOOR, Tolerances
 from .spikes import last_spike_sd
@@ -242,6 +242,7 @@ class FitProblem:
     sim_seconds: float = 0.0
     feature_seconds: float = 0.0
     simulator: str = "runtime"  # 'standalone': repeated run shapes on compiled binaries (standalone.py)
+    sweep_bias: bool = False  # each sweep held at its own pre-step baseline by a bias current (`sweep_leak_shift_mV`)
 
     @classmethod
     def from_recording(cls, rec: Recording, config: ObjectiveConfig | None = None) -> "FitProblem":
@@ -335,26 +336,30 @@ class FitProblem:
             return False
         return not (self.targets.spontaneously_active and not self.recording.sweeps[k].stim_amplitude_pA < 0)
 
-    @cached_property
-    def subthreshold_points(self) -> tuple[tuple[float, float], ...]:
-        """The recorded subthreshold steady states as (command pA from holding, absolute mV): the end of every
-        passive test step (`is_passive_step`) and every pre-step without APs, at the recorded rest plus their
-        deflection. Points on the cell's steady-state I-V curve; a 0 pA command carries none."""
+    @property
+    def subthreshold_points(self) -> tuple[tuple[float, float, float], ...]:
+        """The recorded subthreshold steady states as (command pA from holding, absolute mV, the absolute mV it
+        starts from): the end of every passive test step (`is_passive_step`) and every pre-step without APs, at
+        the recorded rest plus their deflection. Points on the cell's steady-state I-V curve, each relative to the
+        rest; with `sweep_bias` relative to the sweep's own baseline, where the sweep's bias holds it. A 0 pA
+        command carries none."""
         rest = self.targets.rest_mV
         if rest is None:
             return ()
-        out: list[tuple[float, float]] = []
+        out: list[tuple[float, float, float]] = []
         defl = self.targets.feature_array("deflection_mV")
         pre = self.targets.feature_array("prestep_deflection_mV")
         for k, sw in enumerate(self.recording.sweeps):
+            held = self.sweep_bias and bool(self.targets.baseline_mV) and bool(self.quiet_prestep[k])
+            v0 = float(self.targets.baseline_mV[k]) if held else rest
             amp = float(sw.stim_amplitude_pA)
             if self.is_passive_step(k) and amp != 0 and math.isfinite(defl[k]):
-                out.append((amp, rest + float(defl[k])))
+                out.append((amp, v0 + float(defl[k]), v0))
             steps = sw.presteps(PRESTEP_MIN_MS)
             if steps and math.isfinite(pre[k]):
                 a = float(steps[-1].amplitude_pA)
                 if a != 0 and not (self.targets.spontaneously_active and a > 0):
-                    out.append((a, rest + float(pre[k])))
+                    out.append((a, v0 + float(pre[k]), v0))
         return tuple(out)
 
     @cached_property
@@ -485,6 +490,50 @@ class FitProblem:
             out[k] = float(max(c * interval, 0.05 * lat[k], 1.0))
         return out
 
+    def sweep_leak_shift_mV(self, params: np.ndarray) -> np.ndarray | None:
+        """(C, S) shift of each candidate's effective E_leak per sweep that moves its steady state from the
+        recorded rest (the median baseline) to the sweep's own pre-step baseline, or None (`sweep_bias` off).
+
+        A cell whose baseline drifts over a protocol (an activity-dependent outward current built up by the
+        larger steps, lasting seconds) is, within one sweep, the same cell plus a near-constant bias current: the
+        shift is that bias, g_leak A dE, solved from the candidate's own steady-state I-V (as `pin_rest`). Only
+        where that is a steady state: a sweep that fires before its step (its median is no baseline) and a
+        candidate whose I-V folds between the rest and the baseline (the bias would hold it at an unstable
+        point: seen on a pacemaking FSI model, -36 pA for its most depolarised baseline) keep the rest's."""
+        if not self.sweep_bias or self.targets.rest_mV is None or not self.targets.baseline_mV:
+            return None
+        p = np.atleast_2d(params)
+        C, S = p.shape[0], len(self.recording)
+        base = np.broadcast_to(np.asarray(self.targets.baseline_mV, dtype=np.float64), (C, S))
+        rest = float(self.targets.rest_mV)
+        g = p[:, IDX["g_leak"]]
+
+        def e_at(v: np.ndarray) -> np.ndarray:  # the E_leak whose steady state is v
+            return v + ionic_current_density(v, p) / g[:, None]
+
+        # monotone between the rest and the baseline: E_leak(v) increasing over 8 points in between
+        path = rest + (base[:, :, None] - rest) * np.linspace(0.0, 1.0, 8)[None, None, :]
+        e_path = e_at(path.reshape(C, -1)).reshape(C, S, -1)
+        rising = np.all(np.diff(e_path, axis=2) * np.sign(base - rest)[:, :, None] >= 0, axis=2)
+        shift = e_path[:, :, -1] - e_path[:, :, 0]
+        ok = rising & self.quiet_prestep[None, :] & np.isfinite(shift)
+        return np.where(ok, shift, 0.0)
+
+    @cached_property
+    def quiet_prestep(self) -> np.ndarray:
+        """(S,) sweeps without an AP before the step: their pre-step median is a baseline."""
+        return np.array([spike_count_between(s.v_mV, s.dt_ms, 0.0, s.rest_end_ms) == 0  # type: ignore[arg-type]
+                         for s in self.recording.sweeps], dtype=bool)
+
+    def sweep_bias_pA(self, params: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray | None:
+        """(C, S) the bias currents (pA) `sweep_leak_shift_mV` (or the `shift` it gave) stands for, or None."""
+        shift = self.sweep_leak_shift_mV(params) if shift is None else shift
+        if shift is None:
+            return None
+        p = np.atleast_2d(params)
+        area_cm2 = np.pi * (p[:, IDX["diam_um"]] * 1e-4) ** 2
+        return (p[:, IDX["g_leak"]] * area_cm2)[:, None] * shift * 1e6  # mS x mV = uA -> pA
+
     def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None,
                  horizon: BuildHorizon | None = None) -> tuple[np.ndarray, float]:
         """Voltage (C, S, T_rec) of every candidate (rows of full hh params) at every sweep: ONE Brian2 group.
@@ -505,7 +554,16 @@ class FitProblem:
         legal, holding = split_holding(params)  # an effective E_leak beyond the family's range -> holding current
         hint_c = None if v_hint_mV is None else np.broadcast_to(v_hint_mV, (C,))
         hint = None if hint_c is None else np.repeat(hint_c, S)
-        family: type[HHFit] = HHFit.starting_near(hint, np.repeat(params[:, IDX["E_leak"]], S))
+        e_leak_rows = np.repeat(params[:, IDX["E_leak"]], S)
+        shift = self.sweep_leak_shift_mV(params)
+        bias_rows = np.zeros(C * S)
+        if shift is not None:  # each sweep from, and held at, its own baseline (a drifting cell)
+            e_leak_rows = e_leak_rows + shift.ravel()
+            bias_rows = self.sweep_bias_pA(params, shift).ravel()  # type: ignore[union-attr]
+            if hint is not None:  # the steady state nearest the sweep's baseline where it is held there
+                moved = np.asarray(self.targets.baseline_mV)[None, :] - float(self.targets.rest_mV or 0.0)
+                hint = hint + np.where(shift != 0, moved, 0.0).ravel()
+        family: type[HHFit] = HHFit.starting_near(hint, e_leak_rows)
         if self.aligns_phase:
             # One run-in per candidate at its holding current (every sweep's pre-step input), then every sweep
             # starts from the instant of it that matches the recording's phase.
@@ -519,7 +577,7 @@ class FitProblem:
             assert run.state is not None
             start = aligned_states(run.state, rec_dt, self.prestep_spike_ms, self.settle_ms)
             family = family.starting_from(start)
-        drive = np.tile(stim, (C, 1)) + np.repeat(holding, S)[:, None]
+        drive = np.tile(stim, (C, 1)) + (np.repeat(holding, S) + bias_rows)[:, None]
         res = self._run(family, np.repeat(legal, S, axis=0), drive, dur, dt_ms, rec_dt, horizon=horizon)
         self.sim_seconds += time.perf_counter() - t0
         self.n_simulated += C * S

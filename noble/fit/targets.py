@@ -110,6 +110,7 @@ class RecordingTargets(BaseModel):
     s_thr_Hz_per_pA: float | None = Field(None, description="= fi_slope_Hz_per_pA, under the datagen's name")
     rest_mV: float | None = Field(None, description="median over sweeps of the median pre-step voltage")
     rest_sd_mV: float | None = Field(None, description="sweep-to-sweep sd of that baseline (drift)")
+    baseline_mV: list[float] = Field(default_factory=list, description="each sweep's pre-step baseline (median)")
     input_resistance_MOhm: float | None = None
     tau_m_ms: float | None = None
     sag_ratio: float | None = None
@@ -394,6 +395,7 @@ def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -2
         s_thr_Hz_per_pA=_f(slope),
         rest_mV=_f(float(np.median(base))),
         rest_sd_mV=_f(float(np.std(base, ddof=1))) if len(base) > 1 else None,
+        baseline_mV=[float(b) for b in base],
         input_resistance_MOhm=med("input_resistance_MOhm", neg),
         tau_m_ms=med("tau_m_ms", neg),
         sag_ratio=med("sag_ratio", neg),

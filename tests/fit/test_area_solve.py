@@ -27,7 +27,7 @@ def test_the_solved_area_is_the_cells_and_the_deflections_follow(preset: str, ex
     rec = synthetic_recording(truth, amps, start_ms=100.0, duration_ms=400.0, tail_ms=100.0, noise_pA=0.0)
     problem = FitProblem.from_recording(rec)
     points = problem.subthreshold_points
-    assert [a for a, _v in points] == [-100.0, -50.0, -20.0, 20.0]  # the spiking +150 pA step is no steady state
+    assert [pt[0] for pt in points] == [-100.0, -50.0, -20.0, 20.0]  # the spiking +150 pA step is no steady state
     wrong = {**truth, "diam_um": 1.7 * truth["diam_um"]}
     space = _space(FitConfig(), wrong, False, "g_h" in extra, "g_Kir" in extra, (), points)
     assert "diam_um" not in space.free and space.area_points == points
@@ -46,7 +46,7 @@ def test_the_area_is_searched_without_a_passive_step_or_when_asked() -> None:
     fs = HH.preset_values("fast_spiking", {})
     # a protocol without hyperpolarising steps: its passive depolarising step is the point; without one, none
     rec = synthetic_recording(fs, [20.0, 150.0], start_ms=50.0, duration_ms=200.0, tail_ms=50.0, noise_pA=0.0)
-    assert [a for a, _v in FitProblem.from_recording(rec).subthreshold_points] == [20.0]
+    assert [pt[0] for pt in FitProblem.from_recording(rec).subthreshold_points] == [20.0]
     rec = synthetic_recording(fs, [150.0, 250.0], start_ms=50.0, duration_ms=200.0, tail_ms=50.0, noise_pA=0.0)
     assert FitProblem.from_recording(rec).subthreshold_points == ()
     assert "diam_um" in _space(FitConfig(), fs, False).free  # no points: nothing to solve from

@@ -56,6 +56,10 @@ class FitOptions(BaseModel):
                                                                                     "troughs are high)")
     sodium_reversal: Literal["auto", "on", "off"] | None = Field(None, description="fit E_Na (default 'auto': when "
                                                                                   "the APs peak above +49 mV)")
+    baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
+                                                                                 "pre-step baseline with a bias "
+                                                                                 "current (default 'auto': when the "
+                                                                                 "baselines span > 5 mV)")
     input_resistance: Literal["solve", "search"] | None = Field(None, description="solve the membrane area from the "
                                                                                "subthreshold steady states (default "
                                                                                "'solve') or search it")
@@ -78,7 +82,7 @@ class FitOptions(BaseModel):
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
-                     "bridge_balance", "input_resistance"):
+                     "baseline_drift", "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:
