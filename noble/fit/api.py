@@ -107,11 +107,14 @@ class FitConfig(BaseModel):
     half_width_range_ms: tuple[float, float] = Field(
         (0.6, 1.2), description="median AP half-widths 'auto' leaves phi_NaK at 1 for")
     baseline_drift: Literal["auto", "on", "off"] = Field(
-        "auto", description="hold each sweep at its own recorded pre-step baseline with a constant bias current "
-                            "(solved per candidate from its steady-state I-V, relative to the median baseline): a "
-                            "cell whose baseline drifts over the protocol (an activity-dependent current built up by "
-                            "the larger steps) is, within a sweep, the same cell plus a near-constant bias; 'auto': "
-                            "when the baselines span more than drift_threshold_mV")
+        "off", description="hold each sweep at its own recorded pre-step baseline with a constant bias current "
+                           "(solved per candidate from its steady-state I-V, relative to the median baseline; sweeps "
+                           "that fire before the step keep the rest's): a cell whose baseline drifts over the "
+                           "protocol (an activity-dependent current built up by the larger steps) is, within a "
+                           "sweep, the same cell plus a near-constant bias. 'auto': when the baselines span more "
+                           "than drift_threshold_mV. Default 'off': on the three drifting recordings here (8-19 mV) "
+                           "it matched the pre-step baselines but not better fits (FSI counts 9/13 vs 11/13, "
+                           "17o05028 7/11 vs 10/11, one run each; docs/fit.md)")
     drift_threshold_mV: float = Field(
         5.0, gt=0, description="range of the sweeps' pre-step baselines above which 'auto' holds each sweep at its own")
     sodium_reversal: Literal["auto", "on", "off"] = Field(

@@ -58,8 +58,8 @@ class FitOptions(BaseModel):
                                                                                   "the APs peak above +49 mV)")
     baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
                                                                                  "pre-step baseline with a bias "
-                                                                                 "current (default 'auto': when the "
-                                                                                 "baselines span > 5 mV)")
+                                                                                 "current (default 'off'; 'auto': "
+                                                                                 "when the baselines span > 5 mV)")
     input_resistance: Literal["solve", "search"] | None = Field(None, description="solve the membrane area from the "
                                                                                "subthreshold steady states (default "
                                                                                "'solve') or search it")
