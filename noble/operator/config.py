@@ -119,6 +119,14 @@ class APRenderConfig(BaseModel):
     hidden: int = Field(128, ge=8, le=2048, description="AP decoder width")
     layers: int = Field(3, ge=1, le=8, description="AP decoder hidden layers")
     isi_cap_ms: float = Field(300.0, gt=0, description="longer ISIs (and the first spike's) enter as this")
+    offset_guard_ms: float | None = Field(5.0, gt=0, description=(
+        "no AP is drawn later than max(this, the neuron's tau_m_ms) after a depolarising drive falls below its "
+        "rheobase (I_thr_pA), while the drive stays between the holding level and I_thr: the membrane relaxes to a "
+        "subthreshold level with tau_m and the solver fires nothing new there (held-out: its latest AP after a "
+        "step's end 2.9 ms (FS), 4.4 ms (RS), 14.1 ms (LTS, a burst's tail)), but the operator's phase can creep "
+        "on past the offset (phantom APs 7-96 ms after it in 4-8 % of held-out traces). After a "
+        "hyperpolarisation (rebound) or for a neuron firing at the holding level (I_thr <= holding) nothing is "
+        "dropped. None: off"))
     phase_weight: float = Field(1.0, ge=0, description="weight of the phase MSE next to the voltage rel L2")
     phase_tail_cap: float = Field(0.9, gt=0, lt=1, description=(
         "after a trace's last spike the target phase creeps on at the last ISI's pace by at most this much of a "

@@ -20,7 +20,8 @@ from torch import nn
 from .config import SurrogateConfig
 from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
-from .render import APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, sample_at, upsample_linear
+from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_after_offset, sample_at,
+                     upsample_linear)
 
 
 def _contract_dense_1d(x: torch.Tensor, weight: Any, separable: bool = False,
@@ -153,6 +154,15 @@ class NobleOperator(nn.Module):
         # wrap-around bends it) drew a phantom AP at the trace's end in ~10 % of traces. Drop those as training did.
         end_ms = phi.shape[1] * self.op_dt_ms
         keep = (spikes.time_ms > rc.pre_ms) & (spikes.time_ms < end_ms - rc.post_ms)
+        names = self.embedding_cfg.feature_names
+        if rc.offset_guard_ms is not None and "I_thr_pA" in names and len(spikes.time_ms):
+            # no AP once a depolarising step has ended and the drive sits below rheobase (config.offset_guard_ms)
+            guard = torch.full_like(features[:, 0], rc.offset_guard_ms)
+            if "tau_m_ms" in names:
+                guard = torch.maximum(guard, features[:, names.index("tau_m_ms")])
+            quiet = quiet_after_offset(stim_pA, features[:, names.index("I_thr_pA")], self.dt_ms, guard)
+            at = (spikes.time_ms / self.dt_ms).round().long().clamp(0, stim_pA.shape[1] - 1)
+            keep = keep & ~quiet[spikes.trace, at]
         if not bool(keep.all()):
             spikes = Spikes(spikes.trace[keep], spikes.time_ms[keep], spikes.index[keep], spikes.isi_ms[keep])
         if len(spikes.time_ms) == 0:

@@ -188,6 +188,23 @@ def phase_spikes(phi: torch.Tensor, dt_ms: float, spike_phase: float, isi_cap_ms
     return Spikes(trace=b_idx, time_ms=times, index=k_idx, isi_ms=times - prev)
 
 
+def quiet_after_offset(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_ms: torch.Tensor
+                       ) -> torch.Tensor:
+    """(B, T) True where no AP can start: guard_ms (B,) or more after the drive fell from >= i_thr_pA (B,) below it,
+    and it has stayed between the holding level (the first sample) and i_thr_pA since (a subthreshold neuron
+    after a depolarising step; a hyperpolarisation or a return above rheobase ends it)."""
+    B, T = stim_pA.shape
+    idx = torch.arange(T, device=stim_pA.device).expand(B, T)
+    above = stim_pA >= i_thr_pA[:, None]
+    reset = above | (stim_pA < stim_pA[:, :1] - 1e-6)
+    offset = torch.zeros_like(above)
+    offset[:, 1:] = above[:, :-1] & ~above[:, 1:]
+    none = torch.full_like(idx, -1)
+    last_reset = torch.cummax(torch.where(reset, idx, none), dim=1).values
+    last_offset = torch.cummax(torch.where(offset, idx, none), dim=1).values
+    return (last_offset > last_reset) & ((idx - last_offset) * dt_ms >= guard_ms[:, None])
+
+
 def upsample_linear(x: torch.Tensor, factor: int) -> torch.Tensor:
     """(B, Tc) samples at j*dt_c -> (B, Tc*factor) at i*dt_c/factor by linear interpolation (the last
     factor-1 samples hold the last value)."""

@@ -12,7 +12,7 @@ from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
 from noble.operator.config import APRenderConfig
 from noble.operator.render import (APDecoder, Spikes, ap_windows, excise_aps, paste_aps, peak_times_ms,
-                                   phase_spikes, phase_target, upsample_linear)
+                                   phase_spikes, phase_target, quiet_after_offset, upsample_linear)
 
 RC = APRenderConfig()
 TOTAL_MS, DT, STIM_DT = 450.0, 0.025, 0.1  # the shapes of test_hh_rest.py: the compiled code is shared
@@ -113,3 +113,21 @@ def test_training_targets_count_every_ap_and_the_phase_agrees(fs_trace: np.ndarr
     assert tg.sub_mV.shape[1] == len(fs_trace) // 8 and tg.sub_mV.max() < -20.0
     assert np.all(tg.ap_v_mV.max(axis=1) > 20.0)  # every window holds its overshooting AP
     assert tg.ap_isi_ms[0] == RC.isi_cap_ms and np.all(tg.ap_isi_ms[1:] > 5.0)
+
+
+def test_no_ap_is_drawn_once_a_depolarising_step_has_ended_below_rheobase() -> None:
+    """`quiet_after_offset`: from guard_ms after the drive falls below I_thr, while it stays between the holding level
+    and I_thr; never during a step, never after a hyperpolarisation (rebound), never for a neuron at or above its
+    rheobase at the holding level."""
+    dt = 0.5
+    t = np.arange(0, 400, dt)
+    stim = np.zeros((4, len(t)), dtype=np.float32)
+    stim[:, (t >= 50) & (t < 150)] = 100.0  # a depolarising step, ends at 150 ms
+    stim[2, (t >= 250) & (t < 300)] = -50.0  # then a hyperpolarising one: its offset may rebound
+    i_thr = torch.tensor([60.0, 60.0, 60.0, 0.0])  # the last neuron fires at the holding level
+    quiet = quiet_after_offset(torch.as_tensor(stim), i_thr, dt, torch.tensor([5.0, 20.0, 5.0, 5.0])).numpy()
+    assert not quiet[:, t < 155].any()  # before the offset and within 5 ms of it
+    np.testing.assert_array_equal(quiet[0], t >= 155)
+    np.testing.assert_array_equal(quiet[1], t >= 170)  # a longer guard (tau_m)
+    np.testing.assert_array_equal(quiet[2], (t >= 155) & (t < 250))  # the hyperpolarisation ends it
+    assert not quiet[3].any()
