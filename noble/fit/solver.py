@@ -26,8 +26,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from scipy.stats import chi2 as chi2_dist
 
 from .hhmodel import IDX, NAMES, ParamSpace, pin_rest, solve_area
-from .standalone import BuildHorizon
 from .objective import Evaluation, FitProblem
+from .standalone import BuildHorizon
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ A shape is compiled (~6 s with g++) only once it has come up `compile_after` tim
 what is left of the caller's search (`BuildHorizon`: its time budget, its runs) can pay for the build: the binary
 saves ~0.5 s of a run, so a build pays for itself only over the ~20 runs after it (a 20 s search built at its
 third generation, 16 s in, then stopped on the build's 9 s instead of running five more generations on the
-runtime; a one-generation fit's posterior probes built a shape for their last 9 batches). When compiling fails
+runtime; a one-generation fit's posterior probes built a shape for their last few batches). When compiling fails
 (no C++ toolchain) the runner falls back to the runtime for good. Each compiled project is re-run by calling its
 binary directly, not through Brian2's device (a process-global singleton that forgets a project when the next one
 is built), and reads its results from disk.
