@@ -39,7 +39,7 @@ from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, FIT_BOUNDS, IDX, NAMES,
                       params_row, pin_rest, split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
-from .targets import prestep_window
+from .targets import DRIFT_NOTE_MV, prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .screen import screen_for_fit
@@ -116,7 +116,8 @@ class FitConfig(BaseModel):
                            "it matched the pre-step baselines but not better fits (FSI counts 9/13 vs 11/13, "
                            "17o05028 7/11 vs 10/11, one run each; docs/fit.md)")
     drift_threshold_mV: float = Field(
-        5.0, gt=0, description="range of the sweeps' pre-step baselines above which 'auto' holds each sweep at its own")
+        DRIFT_NOTE_MV, gt=0, description="range of the sweeps' pre-step baselines above which 'auto' holds each "
+                                         "sweep at its own (the same threshold the drift note uses)")
     sodium_reversal: Literal["auto", "on", "off"] = Field(
         "auto", description="fit E_Na (the Na+ reversal, family default 50 mV; search bounds 30..70); 'auto': when "
                             "the recording's median AP peak is above ap_peak_threshold_mV, which no model with E_Na "

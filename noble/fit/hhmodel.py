@@ -45,6 +45,30 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     return np.nan_to_num(_ionic_current(v, gates, cols))
 
 
+def net_outward_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """Net outward steady-state current density J(v) (uA/cm^2), leak included: v (n,) or (n, G) per row."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    g, e = _col(params, "g_leak"), _col(params, "E_leak")
+    if v.ndim == 2:
+        g, e = g[:, None], e[:, None]
+    return g * (v - e) + ionic_current_density(v, params)
+
+
+def leak_reversal_at(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
+    """The E_leak that makes v a steady state of each row: g_leak (E_leak - v) = I_ion(v), so
+    E_leak = v + I_ion(v) / g_leak (densities, so area-free); v (n,) or (n, G) per row."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    g = _col(params, "g_leak")
+    return v + ionic_current_density(v, params) / (g[:, None] if v.ndim == 2 else g)
+
+
+def leak_current_pA(params: np.ndarray, dE_mV: np.ndarray) -> np.ndarray:
+    """The current g_leak A dE (pA) a shift dE of E_leak stands for (dE (n,) or (n, G) per row)."""
+    d = np.asarray(dE_mV, dtype=np.float64)
+    g_area = _col(params, "g_leak") * math.pi * (_col(params, "diam_um") * 1e-4) ** 2  # mS
+    return (g_area[:, None] if d.ndim == 2 else g_area) * d * 1e6  # mS x mV = uA -> pA
+
+
 EFFECTIVE_E_LEAK_MV = (-120.0, -20.0)  # E_leak the fit may use; beyond the family's range it is a holding current
 
 
@@ -57,7 +81,7 @@ def pin_rest(params: np.ndarray, rest_mV: float | np.ndarray) -> tuple[np.ndarra
     outside EFFECTIVE_E_LEAK_MV are clipped there (mask False: the rest will not match)."""
     p = np.array(np.atleast_2d(params), dtype=np.float64)
     v = np.broadcast_to(np.asarray(rest_mV, dtype=np.float64), (p.shape[0],))
-    e = v + ionic_current_density(v, p) / _col(p, "g_leak")
+    e = leak_reversal_at(v, p)
     lo, hi = EFFECTIVE_E_LEAK_MV
     ok = np.isfinite(e) & (e >= lo) & (e <= hi)
     p[:, IDX["E_leak"]] = np.clip(np.nan_to_num(e, nan=lo), lo, hi)
@@ -78,14 +102,10 @@ def solve_area(params: np.ndarray, points: Sequence[Sequence[float]]) -> tuple[n
         return p, np.zeros(p.shape[0], dtype=bool)
     amps = np.array([pt[0] for pt in points], dtype=np.float64)
     v = np.broadcast_to(np.array([pt[1] for pt in points], dtype=np.float64), (p.shape[0], len(points)))
-
-    def net(vv: np.ndarray) -> np.ndarray:  # uA/cm2
-        return _col(p, "g_leak")[:, None] * (vv - _col(p, "E_leak")[:, None]) + ionic_current_density(vv, p)
-
-    j = net(v)
+    j = net_outward_density(v, p)  # uA/cm2
     if any(len(pt) > 2 for pt in points):
         u = np.broadcast_to(np.array([pt[2] if len(pt) > 2 else np.nan for pt in points]), v.shape)
-        j = j - np.where(np.isfinite(u), net(np.where(np.isfinite(u), u, v)), 0.0)
+        j = j - np.where(np.isfinite(u), net_outward_density(np.where(np.isfinite(u), u, v), p), 0.0)
     with np.errstate(divide="ignore", invalid="ignore"):
         area_cm2 = amps[None, :] * 1e-6 / j  # pA -> uA
     ok = np.isfinite(area_cm2) & (area_cm2 > 0)
@@ -105,8 +125,7 @@ def split_holding(params: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     spec = HH.param_spec("E_leak")
     e = p[:, IDX["E_leak"]]
     edge = np.clip(e, spec.low, spec.high)
-    area_cm2 = math.pi * (_col(p, "diam_um") * 1e-4) ** 2
-    holding = _col(p, "g_leak") * area_cm2 * (e - edge) * 1e6  # mS x mV = uA -> pA
+    holding = leak_current_pA(p, e - edge)
     p[:, IDX["E_leak"]] = edge
     return p, holding
 
@@ -120,7 +139,7 @@ def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = 
     p = np.atleast_2d(params)
     grid = np.arange(lo_mV, hi_mV + 1e-9, step_mV)
     V = np.broadcast_to(grid, (p.shape[0], len(grid)))
-    net_in = _col(p, "g_leak")[:, None] * (_col(p, "E_leak")[:, None] - V) - ionic_current_density(V, p)
+    net_in = -net_outward_density(V, p)
     s = np.sign(net_in)
     down = (s[:, :-1] > 0) & (s[:, 1:] <= 0)  # net inward -> outward: stable fixed point
     up = (s[:, :-1] < 0) & (s[:, 1:] >= 0)
@@ -146,9 +165,7 @@ def resting_potential(params: np.ndarray, lo_mV: float = -110.0, hi_mV: float = 
 def equivalent_bias_pA(params: np.ndarray, reference_E_leak_mV: float) -> np.ndarray:
     """Holding current (pA) that, with E_leak at the reference, gives the same model: g_leak A (E - E_ref)."""
     p = np.atleast_2d(params)
-    area_cm2 = math.pi * (_col(p, "diam_um") * 1e-4) ** 2
-    g_uS = _col(p, "g_leak") * 1e-3 * area_cm2 * 1e6  # mS/cm^2 -> S/cm^2 x cm^2 -> uS
-    return g_uS * (_col(p, "E_leak") - reference_E_leak_mV) * 1e3  # uS x mV = nA -> pA
+    return leak_current_pA(p, _col(p, "E_leak") - reference_E_leak_mV)
 
 
 class HHFit(HH):

@@ -67,7 +67,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from noble.datagen.simulate import SimResult, simulate
 from noble.io.recording import Recording, RecordingError, Sweep, holding_level
 
-from .hhmodel import IDX, HHFit, ionic_current_density, split_holding
+from .hhmodel import IDX, HHFit, leak_current_pA, leak_reversal_at, split_holding
 from .physiology import PhysiologyTolerances
 from .tolerances import COUNT_SD_FLOOR, Tolerances
 from .spikes import last_spike_sd
@@ -506,14 +506,9 @@ class FitProblem:
         C, S = p.shape[0], len(self.recording)
         base = np.broadcast_to(np.asarray(self.targets.baseline_mV, dtype=np.float64), (C, S))
         rest = float(self.targets.rest_mV)
-        g = p[:, IDX["g_leak"]]
-
-        def e_at(v: np.ndarray) -> np.ndarray:  # the E_leak whose steady state is v
-            return v + ionic_current_density(v, p) / g[:, None]
-
         # monotone between the rest and the baseline: E_leak(v) increasing over 8 points in between
         path = rest + (base[:, :, None] - rest) * np.linspace(0.0, 1.0, 8)[None, None, :]
-        e_path = e_at(path.reshape(C, -1)).reshape(C, S, -1)
+        e_path = leak_reversal_at(path.reshape(C, -1), p).reshape(C, S, -1)
         rising = np.all(np.diff(e_path, axis=2) * np.sign(base - rest)[:, :, None] >= 0, axis=2)
         shift = e_path[:, :, -1] - e_path[:, :, 0]
         ok = rising & self.quiet_prestep[None, :] & np.isfinite(shift)
@@ -528,11 +523,7 @@ class FitProblem:
     def sweep_bias_pA(self, params: np.ndarray, shift: np.ndarray | None = None) -> np.ndarray | None:
         """(C, S) the bias currents (pA) `sweep_leak_shift_mV` (or the `shift` it gave) stands for, or None."""
         shift = self.sweep_leak_shift_mV(params) if shift is None else shift
-        if shift is None:
-            return None
-        p = np.atleast_2d(params)
-        area_cm2 = np.pi * (p[:, IDX["diam_um"]] * 1e-4) ** 2
-        return (p[:, IDX["g_leak"]] * area_cm2)[:, None] * shift * 1e6  # mS x mV = uA -> pA
+        return None if shift is None else leak_current_pA(np.atleast_2d(params), shift)
 
     def simulate(self, params: np.ndarray, dt_ms: float, v_hint_mV: np.ndarray | None = None,
                  horizon: BuildHorizon | None = None) -> tuple[np.ndarray, float]:
