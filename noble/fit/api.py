@@ -76,6 +76,9 @@ class FitConfig(BaseModel):
     surrogate: str | None = Field(None, description="checkpoint directory (default: the shipped one)")
     hall_of_fame: str | None = Field(None, description="dataset directory of the surrogate's population")
     free: tuple[str, ...] = DEFAULT_FREE
+    bounds: dict[str, tuple[float, float]] = Field(
+        default_factory=dict, description="search boxes (low, high) replacing the defaults (noble.fit.hhmodel."
+                                          "FIT_BOUNDS) for the parameters named; each within the hh family's range")
     cold_preset: str = Field("fast_spiking", description="start of the solver without stage 1")
     leak_shift: Literal["auto", "on", "off"] = Field(
         "auto", description="fit a shift of E_leak from the value that pins the recorded median voltage (a bias "
@@ -196,6 +199,21 @@ class FitConfig(BaseModel):
         """A partial solver (`{seed: 3}` from /v1/fit or a --config file) overrides the fit's solver defaults,
         not SolverConfig's own (it had fallen back to sigma0 0.15 where `noble fit` uses 0.25)."""
         return {**FIT_SOLVER_DEFAULTS, **v} if isinstance(v, dict) else v
+
+    @field_validator("bounds")
+    @classmethod
+    def _bounds_within_family(cls, v: dict[str, tuple[float, float]]) -> dict[str, tuple[float, float]]:
+        """Each box names a searchable parameter and lies within the hh family's range (the model refuses others)."""
+        for name, (lo, hi) in v.items():
+            if name not in FIT_BOUNDS:
+                raise ValueError(f"bounds: no search box for {name!r}; allowed: {sorted(FIT_BOUNDS)}")
+            spec = get_family("hh").param_spec(name)
+            if not spec.low <= lo < hi <= spec.high:
+                raise ValueError(f"bounds[{name!r}]: {lo}..{hi} {spec.unit} must be increasing and within the hh "
+                                 f"family's range {spec.low}..{spec.high} {spec.unit}")
+            if FIT_BOUNDS[name][2] and lo <= 0:
+                raise ValueError(f"bounds[{name!r}]: {name} is searched on a log scale: its low must be > 0")
+        return v
 
     def overridden(self, **overrides: Any) -> "FitConfig":
         """This config with some fields replaced, validated as a whole: a partial nested override (`solver={"seed":
@@ -507,6 +525,11 @@ def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, s
     return bool(med > threshold_mV), f"median interspike trough {med:.1f} mV over {len(tr)} sweeps"
 
 
+def search_bounds(cfg: FitConfig) -> dict[str, tuple[float, float, bool]]:
+    """FIT_BOUNDS with the boxes cfg.bounds names (each keeps its log/linear transform)."""
+    return {**FIT_BOUNDS, **{k: (float(lo), float(hi), FIT_BOUNDS[k][2]) for k, (lo, hi) in cfg.bounds.items()}}
+
+
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
            with_kir: bool = False, extra_free: tuple[str, ...] = (),
            area_points: tuple[tuple[float, ...], ...] = ()) -> ParamSpace:
@@ -518,7 +541,7 @@ def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bo
     if solve:
         free = tuple(n for n in free if n != "diam_um")
     return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None,
-                      area_points=area_points if solve else ())
+                      area_points=area_points if solve else (), bounds=search_bounds(cfg))
 
 
 def solved_area_at_edge(space: ParamSpace, params: np.ndarray) -> str | None:

@@ -338,11 +338,14 @@ class FitProblem:
 
     @property
     def subthreshold_points(self) -> tuple[tuple[float, float, float], ...]:
-        """The recorded subthreshold steady states as (command pA from holding, absolute mV, the absolute mV it
-        starts from): the end of every passive test step (`is_passive_step`) and every pre-step without APs, at
-        the recorded rest plus their deflection. Points on the cell's steady-state I-V curve, each relative to the
-        rest; with `sweep_bias` relative to the sweep's own baseline, where the sweep's bias holds it. A 0 pA
-        command carries none."""
+        """The recorded subthreshold steady states as (command pA from holding, absolute mV, the absolute mV a
+        bias holds the sweep at, or NaN): the end of every passive test step (`is_passive_step`) and every pre-step
+        without APs, at the recorded rest plus their deflection. Points on the cell's steady-state I-V curve. With
+        `sweep_bias`, where the sweep's bias holds it, at its own baseline plus the deflection and measured from
+        that baseline (`solve_area` subtracts the bias's current there); elsewhere the model runs unbiased, its
+        steady state is where its net current meets the command alone: no start (NaN). A start at the rest would be
+        wrong for a leak-shifted model (spontaneously active: net inward current at the rest), whose solved area
+        then left the hyperpolarising steps of 17o05028 30-50 % short. A 0 pA command carries none."""
         rest = self.targets.rest_mV
         if rest is None:
             return ()
@@ -353,13 +356,14 @@ class FitProblem:
             held = self.sweep_bias and bool(self.targets.baseline_mV) and bool(self.quiet_prestep[k])
             v0 = float(self.targets.baseline_mV[k]) if held else rest
             amp = float(sw.stim_amplitude_pA)
+            u0 = v0 if held else math.nan
             if self.is_passive_step(k) and amp != 0 and math.isfinite(defl[k]):
-                out.append((amp, v0 + float(defl[k]), v0))
+                out.append((amp, v0 + float(defl[k]), u0))
             steps = sw.presteps(PRESTEP_MIN_MS)
             if steps and math.isfinite(pre[k]):
                 a = float(steps[-1].amplitude_pA)
                 if a != 0 and not (self.targets.spontaneously_active and a > 0):
-                    out.append((a, v0 + float(pre[k]), v0))
+                    out.append((a, v0 + float(pre[k]), u0))
         return tuple(out)
 
     @cached_property

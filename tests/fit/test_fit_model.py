@@ -73,6 +73,29 @@ def test_param_space_round_trip_and_bounds() -> None:
         ParamSpace(free=("g_foo",), base=base)
 
 
+def test_a_fits_search_box_can_be_replaced_within_the_familys_range() -> None:
+    """FitConfig.bounds widens or narrows a box (a cell firing from a depolarised plateau needs V_T above the
+    default -42 mV); a box outside hh's range, or for a parameter without one, is refused naming it."""
+    from pydantic import ValidationError
+
+    from noble.fit.api import FitConfig, search_bounds
+
+    cfg = FitConfig(bounds={"V_T": (-72.0, -28.0), "g_Na": (10.0, 100.0)})
+    b = search_bounds(cfg)
+    assert b["V_T"] == (-72.0, -28.0, False) and b["g_Na"] == (10.0, 100.0, True)
+    assert b["g_Kd"] == search_bounds(FitConfig())["g_Kd"]  # the others keep their defaults
+    space = ParamSpace(free=("V_T", "g_Na"), base=HH.preset_values("fast_spiking"), bounds=b)
+    top = space.from_unit(np.ones((1, 2)))[0]
+    assert top[IDX["V_T"]] == pytest.approx(-28.0) and top[IDX["g_Na"]] == pytest.approx(100.0)
+    HH.check_params(top[None, :])  # the widened box is a model the family runs
+    with pytest.raises(ValidationError, match=r"bounds\['V_T'\].*-75.0..-25.0"):
+        FitConfig(bounds={"V_T": (-72.0, -10.0)})
+    with pytest.raises(ValidationError, match="no search box for 'cm'"):
+        FitConfig(bounds={"cm": (0.5, 2.0)})
+    with pytest.raises(ValidationError, match="log scale"):
+        FitConfig(bounds={"g_M": (0.0, 1.0)})
+
+
 def test_huber_is_quadratic_then_linear_and_continuous() -> None:
     z = np.array([-10.0, -3.0, -1.0, 0.0, 2.0, 3.0, 3.0001, 8.0])
     r = huber(z, 3.0)

@@ -426,8 +426,9 @@ class HH(ModelFamily):
         ParamSpec(name="E_Na", unit="mV", default=50.0, low=30.0, high=70.0, description="Na+ reversal"),
         ParamSpec(name="E_K", unit="mV", default=-90.0, low=-110.0, high=-70.0, description="K+ reversal"),
         ParamSpec(name="E_Ca", unit="mV", default=120.0, low=80.0, high=150.0, description="Ca2+ reversal (fixed)"),
-        ParamSpec(name="V_T", unit="mV", default=-57.9, low=-75.0, high=-40.0, variability="normal",
-                  description="spike-threshold shift of the Traub-Miles kinetics"),
+        ParamSpec(name="V_T", unit="mV", default=-57.9, low=-75.0, high=-25.0, variability="normal",
+                  description="spike-threshold shift of the Traub-Miles kinetics (up to -25: cells that fire from a "
+                              "depolarised plateau, e.g. 190619B_0003's APs from -20 mV)"),
         ParamSpec(name="V_x", unit="mV", default=2.0, low=-10.0, high=10.0, description="I_T voltage shift"),
         ParamSpec(name="tau_max", unit="ms", default=502.0, low=20.0, high=5000.0, variability="lognormal",
                   description="maximal time constant of I_M"),
