@@ -35,8 +35,8 @@ from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, Sweep, read_recording
 
 from .bridge import balance_bridge
-from .hhmodel import (DEFAULT_FREE, EFFECTIVE_E_LEAK_MV, FIT_BOUNDS, IDX, NAMES, ParamSpace, equivalent_bias_pA,
-                      params_row, pin_rest, split_holding)
+from .hhmodel import (DEFAULT_FREE, DEPOLARISED_SPIKE_BOUNDS, EFFECTIVE_E_LEAK_MV, FIT_BOUNDS, IDX, NAMES,
+                      ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import finite_or_none, of_traces
 from .targets import DRIFT_NOTE_MV, prestep_window
@@ -121,6 +121,13 @@ class FitConfig(BaseModel):
     drift_threshold_mV: float = Field(
         DRIFT_NOTE_MV, gt=0, description="range of the sweeps' pre-step baselines above which 'auto' holds each "
                                          "sweep at its own (the same threshold the drift note uses)")
+    depolarised_spikes: Literal["auto", "on", "off"] = Field(
+        "auto", description="widen the search to spikes that start high (V_T's box up to -28 mV, g_Na's down to 1 "
+                            "mS/cm2: hhmodel.DEPOLARISED_SPIKE_BOUNDS); 'auto': when the recording's median AP onset "
+                            "is above onset_threshold_mV")
+    onset_threshold_mV: float = Field(
+        -30.0, description="median AP onset (eFEL's AP_begin voltage, mV) above which 'auto' widens the boxes: "
+                           "beyond what the default V_T box (up to -42 mV: onsets near -25 at best) reaches easily")
     sodium_reversal: Literal["auto", "on", "off"] = Field(
         "auto", description="fit E_Na (the Na+ reversal, family default 50 mV; search bounds 30..70); 'auto': when "
                             "the recording's median AP peak is above ap_peak_threshold_mV, which no model with E_Na "
@@ -525,14 +532,28 @@ def interspike_trough(problem: FitProblem, threshold_mV: float) -> tuple[bool, s
     return bool(med > threshold_mV), f"median interspike trough {med:.1f} mV over {len(tr)} sweeps"
 
 
-def search_bounds(cfg: FitConfig) -> dict[str, tuple[float, float, bool]]:
-    """FIT_BOUNDS with the boxes cfg.bounds names (each keeps its log/linear transform)."""
-    return {**FIT_BOUNDS, **{k: (float(lo), float(hi), FIT_BOUNDS[k][2]) for k, (lo, hi) in cfg.bounds.items()}}
+def search_bounds(cfg: FitConfig, depolarised: bool = False) -> dict[str, tuple[float, float, bool]]:
+    """FIT_BOUNDS, widened for depolarised spikes where asked, then the boxes cfg.bounds names (each keeps its
+    log/linear transform)."""
+    wide = DEPOLARISED_SPIKE_BOUNDS if depolarised else {}
+    return {**FIT_BOUNDS, **wide,
+            **{k: (float(lo), float(hi), FIT_BOUNDS[k][2]) for k, (lo, hi) in cfg.bounds.items()}}
+
+
+def spike_onset(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
+    """(is the recording's median AP onset above threshold_mV, the evidence): onset = AP peak - AP amplitude per
+    sweep (eFEL's AP_begin voltage, where dV/dt rises through 10 mV/ms)."""
+    onset = problem.targets.feature_array("ap_peak_mV") - problem.targets.feature_array("ap_amplitude_mV")
+    onset = onset[np.isfinite(onset)]
+    if len(onset) == 0:
+        return False, "no AP onset measured"
+    med = float(np.median(onset))
+    return bool(med > threshold_mV), f"median AP onset {med:.1f} mV over {len(onset)} sweeps"
 
 
 def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bool = False,
            with_kir: bool = False, extra_free: tuple[str, ...] = (),
-           area_points: tuple[tuple[float, ...], ...] = ()) -> ParamSpace:
+           area_points: tuple[tuple[float, ...], ...] = (), depolarised: bool = False) -> ParamSpace:
     use = cfg.leak_shift == "on" or (cfg.leak_shift == "auto" and spontaneous)
     free = tuple(cfg.free) + (("g_h",) if with_h and "g_h" not in cfg.free else ())
     free = free + (("g_Kir",) if with_kir and "g_Kir" not in free else ())
@@ -541,7 +562,7 @@ def _space(cfg: FitConfig, base: dict[str, float], spontaneous: bool, with_h: bo
     if solve:
         free = tuple(n for n in free if n != "diam_um")
     return ParamSpace(free=free, base=base, leak_shift_mV=cfg.leak_shift_range_mV if use else None,
-                      area_points=area_points if solve else (), bounds=search_bounds(cfg))
+                      area_points=area_points if solve else (), bounds=search_bounds(cfg, depolarised))
 
 
 def solved_area_at_edge(space: ParamSpace, params: np.ndarray) -> str | None:
@@ -745,7 +766,13 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif high:
         notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
                      f"(persistent_sodium '{cfg.persistent_sodium}')")
-    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free, problem.subthreshold_points)
+    high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
+    depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
+    if depolarised:
+        notes.append("search widened for spikes that start high (V_T up to -28 mV, g_Na down to 1 mS/cm2): "
+                     + (onset_evidence if high_onset else "depolarised_spikes 'on'"))
+    space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free, problem.subthreshold_points,
+                   depolarised)
     if space.area_points:
         notes.append(f"membrane area solved per candidate (diam_um not searched): the geometric mean of the areas at "
                      f"which the model's steady states meet the {len(space.area_points)} recorded subthreshold ones "

@@ -271,6 +271,13 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
 }
 
 
+# Where a recording's APs start above ~-30 mV (`api.depolarised_spikes`): the family's spike onset sits ~15-20 mV
+# above V_T, so the default box's -42 mV reaches onsets near -25 at best, and an AP of ~50 mV from there asks for
+# less Na+ conductance than its floor of 5. 17o05028 (onsets ~-22 mV, peaks +30) ended at both edges in every fit.
+DEPOLARISED_SPIKE_BOUNDS: dict[str, tuple[float, float, bool]] = {"V_T": (-72.0, -28.0, False),
+                                                                   "g_Na": (1.0, 150.0, True)}
+
+
 class ParamSpace(BaseModel):
     """Free parameters of a fit, mapped to the unit cube (log-uniform where `log`) and back."""
 

@@ -174,3 +174,29 @@ def test_spikes_peaking_above_the_family_reversal_free_e_na() -> None:
         assert peaks[e_na] < e_na and e_na0 is not None and e_na0 >= min(70.0, peaks[e_na] + 7.9), why  # (bounds)
     assert peaks[65.0] > peaks[50.0] + 8.0, peaks  # the overshoot follows the reversal
     assert "E_Na" in _space(FitConfig(), fs, False, extra_free=("E_Na",)).free
+
+
+def test_spikes_that_start_high_widen_the_threshold_and_sodium_boxes() -> None:
+    """`depolarised_spikes` 'auto' widens V_T's box (to -28 mV) and g_Na's (to 1 mS/cm2) where the recording's APs
+    start above -30 mV: a fast-spiking cell with its threshold shifted to V_T -36 mV (onsets ~-25 mV, beyond what
+    the default box's -42 reaches with the other parameters at their presets) is widened, the preset (onsets near
+    -50 mV) is not; the widened box contains the cell and the default one does not."""
+    from noble.fit.api import FitConfig, _space, spike_onset
+
+    fs = HH.preset_values("fast_spiking", {})
+    cfg = FitConfig()
+    onsets = {}
+    for v_t in (-57.9, -36.0):
+        rec = synthetic_recording({**fs, "V_T": v_t}, [-50.0, 150.0, 300.0], start_ms=50.0, duration_ms=300.0,
+                                  tail_ms=100.0, noise_pA=0.0)
+        high, why = spike_onset(FitProblem.from_recording(rec), cfg.onset_threshold_mV)
+        onsets[v_t] = float(why.split(" mV")[0].rsplit(" ", 1)[-1])
+        assert high == (v_t > -42.0), why
+    assert onsets[-36.0] > onsets[-57.9] + 15.0, onsets  # the onset follows V_T
+    wide = _space(cfg, fs, False, depolarised=True)
+    narrow = _space(cfg, fs, False)
+    assert wide.bounds["V_T"][1] == -28.0 and wide.bounds["g_Na"][0] == 1.0
+    assert narrow.bounds["V_T"][1] == -42.0 and narrow.bounds["g_Na"][0] == 5.0
+    # a user's box still wins over the widened one
+    assert _space(FitConfig(bounds={"V_T": (-60.0, -30.0)}), fs, False, depolarised=True).bounds["V_T"][:2] == (
+        -60.0, -30.0)
