@@ -60,6 +60,9 @@ class FitOptions(BaseModel):
                                                                                  "pre-step baseline with a bias "
                                                                                  "current (default 'off'; 'auto': "
                                                                                  "when the baselines span > 5 mV)")
+    depolarised_spikes: Literal["auto", "on", "off"] | None = Field(None, description="widen V_T's and g_Na's "
+                                                                                     "search boxes (default 'auto': "
+                                                                                     "when APs start above -30 mV)")
     input_resistance: Literal["solve", "search"] | None = Field(None, description="solve the membrane area from the "
                                                                                "subthreshold steady states (default "
                                                                                "'solve') or search it")
@@ -82,7 +85,7 @@ class FitOptions(BaseModel):
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
-                     "baseline_drift", "bridge_balance", "input_resistance"):
+                     "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:
