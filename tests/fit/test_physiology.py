@@ -188,3 +188,32 @@ def test_rheobase_bracket_edge_cases_and_tolerances() -> None:
     assert rheobase_check(amps, np.ones(5, dtype=bool), f, 20.0)["status"] == "not judged"
     assert rheobase_check(amps, np.zeros(5, dtype=bool), f, 20.0)["status"] == "not judged"
     assert PhysiologyTolerances().model_dump()["ap_peak_mV"] == 8.0
+
+
+def test_an_ap_at_the_onset_of_a_silent_step_leaves_the_deflection_judged(sim: dict[str, np.ndarray]) -> None:
+    """A pacemaker model's ongoing AP that lands just after a hyperpolarising step's onset: the steady state at the
+    step's end is still the model's, so the deflection is judged (truth passes, the 4x input-resistance error
+    fails) beside the count; an AP in the steady-state window (last 20 %) leaves it unjudged."""
+    spiking = sim["truth"][list(AMPS).index(400.0)]
+    k0 = int(START / DT)
+    peak = k0 + int(np.argmax(spiking[k0:k0 + int(20 / DT)]))
+    ap = spiking[peak - int(2 / DT): peak + int(3 / DT)]
+    ap = ap - ap[0]  # the AP's excursion, added onto the silent trace
+
+    def with_ap(trace: np.ndarray, at_ms: float) -> np.ndarray:
+        out = trace.copy()
+        i = int(at_ms / DT)
+        out[i: i + len(ap)] += ap
+        return out
+
+    sims = dict(sim)
+    for name in ("truth", "rin4"):
+        sims[name] = sim[name].copy()
+        sims[name][0] = with_ap(sim[name][0], START + 2.0)  # -50 pA sweep, AP 2-7 ms after the onset
+    truth, wrong = _checks(sims, "truth", [0]), _checks(sims, "rin4", [0])
+    assert truth["sweeps"][0]["n_aps"] == {"data": 0, "model": 1}
+    assert truth["sweeps"][0]["checks"]["deflection"]["status"] == "ok"
+    assert wrong["sweeps"][0]["checks"]["deflection"]["status"] == "fail"
+    assert truth["sweeps"][0]["checks"]["spike_count"]["status"] == "ok"  # 1 AP against 0: within max(1, 10 %)
+    sims["truth"][0] = with_ap(sim["truth"][0], START + 0.9 * DUR)  # an AP in the last 20 %: no steady state
+    assert "deflection" not in _checks(sims, "truth", [0])["sweeps"][0]["checks"]
