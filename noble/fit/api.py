@@ -769,8 +769,9 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
     if depolarised:
-        notes.append("search widened for spikes that start high (V_T up to -28 mV, g_Na down to 1 mS/cm2): "
-                     + (onset_evidence if high_onset else "depolarised_spikes 'on'"))
+        vt_hi, na_lo = DEPOLARISED_SPIKE_BOUNDS["V_T"][1], DEPOLARISED_SPIKE_BOUNDS["g_Na"][0]
+        notes.append(f"search widened for spikes that start high (V_T up to {vt_hi:g} mV, g_Na down to {na_lo:g} "
+                     "mS/cm2): " + (onset_evidence if high_onset else "depolarised_spikes 'on'"))
     space = _space(cfg, base, t.spontaneously_active, with_h, with_kir, extra_free, problem.subthreshold_points,
                    depolarised)
     if space.area_points:
