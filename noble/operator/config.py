@@ -97,6 +97,29 @@ class FNOConfig(BaseModel):
         "-20 mV twice; trained through, so the network learns the spike shape behind the filter"))
 
 
+class PhaseNetConfig(BaseModel):
+    """A learned correction of the F-I phase prior (noble/operator/phase_net.py): the prior's rate times
+    exp(g), g a small MLP of the normalised features, the drive and the time since the drive went
+    suprathreshold, fitted on the training spikes' times before the FNO trains (so the FNO corrects less)."""
+
+    model_config = ConfigDict(extra="forbid")
+    hidden: int = Field(32, ge=4, le=1024, description="MLP width")
+    layers: int = Field(2, ge=1, le=6, description="MLP hidden layers")
+    clock_taus_ms: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0], min_length=1,
+                                       description="the clock enters as exp(-s / tau) for each tau (and s / 1 s)")
+    stride: int = Field(4, ge=1, le=64, description=(
+        "g is evaluated on every stride-th sample of the operator grid and interpolated linearly (it is smooth in "
+        "time: 4 x 0.2 ms resolves a first-spike latency of a few ms and makes training ~4x cheaper)"))
+    max_log_gain: float = Field(2.0, gt=0, le=5, description="|g| <= this (a soft bound: max * tanh(g / max))")
+    steps: int = Field(4000, ge=0, le=1_000_000, description="training steps (Adam, batches of training traces)")
+    batch: int = Field(16, ge=1, le=4096, description="traces per step")
+    lr: float = Field(3e-3, gt=0, le=1)
+    huber_ms: float = Field(1.0, gt=0, description="the spike-time loss is Huber with this knee (ms)")
+    early_spikes: float = Field(5.0, gt=0, description=(
+        "spike k of a train weighs 1 / (1 + k / early_spikes): the first spikes (where the drive's onset sets "
+        "the timing) count fully, later ones less (their error accumulates from every earlier interval)"))
+
+
 class APRenderConfig(BaseModel):
     """Spike rendering (noble/operator/render.py): the FNO draws the subthreshold voltage (APs cut out) and a
     phase phi(t) on a coarse grid; every time phi passes k + spike_phase an AP peaks there, and a small MLP
@@ -132,6 +155,9 @@ class APRenderConfig(BaseModel):
         "after a trace's last spike the target phase creeps on at the last ISI's pace by at most this much of a "
         "turn (render.phase_target); the next AP fires at 1.0, so 1 - cap is the margin an operator error must "
         "cross to draw a phantom AP after the step (0.9, the first weights: ~8 % of traces; 0.5 from hh_mc_fs)"))
+    phase_net: PhaseNetConfig | None = Field(None, description=(
+        "learned correction of the F-I phase prior, trained on the spike times before the FNO (None: the "
+        "prior as fitted, phase.py)"))
     decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
     decoder_batch: int = Field(512, ge=1, le=65536)
     decoder_lr: float = Field(2e-3, gt=0, le=1)

@@ -19,7 +19,8 @@ from torch import nn
 
 from .config import SurrogateConfig
 from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
-from .phase import CLOCK_TAUS_MS, phase_rate_Hz, spike_clock
+from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, spike_clock
+from .phase_net import PhaseNet
 from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_after_offset, sample_at,
                      upsample_linear)
 
@@ -96,12 +97,23 @@ class NobleOperator(nn.Module):
         if cfg.render is not None:
             self.decoder = APDecoder(len(cfg.feature_names), cfg.render)
             self.ap_scale_mV = cfg.ap_scale_mV
+        if cfg.render is not None and cfg.render.phase_net is not None and not cfg.embedding.fi_phase:
+            raise ValueError("render.phase_net corrects the F-I phase prior: it needs embedding.fi_phase")
+        self.phase_net = PhaseNet(len(cfg.feature_names), cfg.render.phase_net) \
+            if cfg.render is not None and cfg.render.phase_net is not None else None
 
     def prior_phase(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(rate Hz, phi turns), each (B, T) on the grid of stim_pA (the operator's): the F-I phase prior."""
         e = self.embedding_cfg
         rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.op_dt_ms,
                              e.first_spike_latency, e.spike_phase)
+        if self.phase_net is not None:  # the learned correction (phase_net.py): rate x exp(g)
+            lows = torch.as_tensor(e.lows, dtype=features.dtype, device=features.device)
+            highs = torch.as_tensor(e.highs, dtype=features.dtype, device=features.device)
+            on = stim_pA > features[:, e.feature_names.index("I_thr_pA"), None]
+            g = self.phase_net(normalise(features, lows, highs), self.in_normalizer.transform(stim_pA),
+                               drive_clock_ms(on, self.op_dt_ms))
+            rate = rate * torch.exp(g)
         return rate, torch.cumsum(rate, dim=-1) * (self.op_dt_ms / 1000.0)
 
     def phase_channels(self, rate: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:

@@ -26,6 +26,7 @@ from .config import APRenderConfig, SurrogateConfig, TrainConfig
 from .data import TraceSet, load_traces, split_models
 from .embedding import normalise
 from .model import NobleOperator
+from .phase_net import train_phase_net
 from .render import ap_windows, decoder_inputs, excise_aps, peak_times_ms, phase_target, stimulus_changes_ms
 
 log = logging.getLogger(__name__)
@@ -44,6 +45,7 @@ class RenderTargets:
     ap_stim_pA: np.ndarray
     ap_index: np.ndarray
     ap_v_mV: np.ndarray  # (S, n_template)
+    ap_peak_ms: np.ndarray  # (S,) peak time from the trace's start
 
 
 def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> RenderTargets:
@@ -58,7 +60,7 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
     sub = np.empty((len(fine.v_mV), T_op), dtype=np.float32)
     phi = np.empty_like(sub)
     counts = np.zeros(len(fine.v_mV), dtype=np.int64)
-    rows, isis, stims, idxs, res = [], [], [], [], []
+    rows, isis, stims, idxs, res, peak_list = [], [], [], [], [], []
     for r, v in enumerate(fine.v_mV):
         peaks = peak_times_ms(v, dt)
         peaks = peaks[(peaks > rc.pre_ms) & (peaks < t[-1] - rc.post_ms)]
@@ -73,9 +75,10 @@ def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> Ren
             stims.append(np.interp(peaks, t, fine.stim_pA[r]))
             idxs.append(np.arange(len(peaks)))
             res.append(ap_windows(v, dt, peaks, rc))
+            peak_list.append(peaks)
     cat = (lambda xs, w=None: np.concatenate(xs) if xs else np.zeros((0,) if w is None else (0, w)))
     return RenderTargets(sub, phi, counts, cat(rows).astype(np.int64), cat(isis), cat(stims), cat(idxs),
-                         cat(res, rc.n_template).astype(np.float32))
+                         cat(res, rc.n_template).astype(np.float32), cat(peak_list))
 
 
 def on_grid(fine: TraceSet, dt_ms: float) -> TraceSet:
@@ -189,6 +192,11 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
     if state is None:
         decoder_fit = train_decoder(net, tg, traces.features, tr_rows, scfg, cfg.seed, progress)
         log.info("AP decoder on %s", decoder_fit)
+        if net.phase_net is not None:  # before the FNO, which then sees (and corrects) the learned prior
+            decoder_fit["phase_net"] = train_phase_net(net, traces.features, traces.stim_pA, tg.ap_row,
+                                                       tg.ap_peak_ms, tg.ap_index, tr_rows, va_rows, cfg.seed,
+                                                       progress)
+            log.info("phase prior: %s", decoder_fit["phase_net"])
     opt = torch.optim.AdamW(net.fno.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     history: list[dict[str, float]] = []
     start_epoch = 0
