@@ -19,7 +19,9 @@ RUN pip install torch==2.13.0 --index-url https://download.pytorch.org/whl/cpu
 WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY noble ./noble
-RUN pip install ".[postgres]"
+# setuptools builds in-tree: its build/ and egg-info hold another copy of the package (the surrogates' 55 MB of
+# weights), removed in the same layer so they never reach the image
+RUN pip install ".[postgres]" && rm -rf build noble.egg-info
 
 RUN useradd --create-home --uid 1000 noble && mkdir -p /data && chown noble:noble /data
 USER noble
