@@ -98,26 +98,22 @@ class FNOConfig(BaseModel):
 
 
 class PhaseNetConfig(BaseModel):
-    """A learned correction of the F-I phase prior (noble/operator/phase_net.py): the prior's rate times
-    exp(g), g a small MLP of the normalised features, the drive and the time since the drive went
-    suprathreshold, fitted on the training spikes' times before the FNO trains (so the FNO corrects less)."""
+    """A learned, per-neuron version of the F-I phase prior (noble/operator/phase_net.py): an MLP of the normalised
+    features and the drive corrects the prior's latency, steady rate and onset warp; fitted on the training
+    spikes' times before the FNO trains (so the FNO corrects less)."""
 
     model_config = ConfigDict(extra="forbid")
-    hidden: int = Field(32, ge=4, le=1024, description="MLP width")
-    layers: int = Field(2, ge=1, le=6, description="MLP hidden layers")
-    clock_taus_ms: list[float] = Field(default_factory=lambda: [1.0, 3.0, 10.0, 30.0, 100.0, 300.0], min_length=1,
-                                       description="the clock enters as exp(-s / tau) for each tau (and s / 1 s)")
-    stride: int = Field(4, ge=1, le=64, description=(
-        "g is evaluated on every stride-th sample of the operator grid and interpolated linearly (it is smooth in "
-        "time: 4 x 0.2 ms resolves a first-spike latency of a few ms and makes training ~4x cheaper)"))
-    max_log_gain: float = Field(2.0, gt=0, le=5, description="|g| <= this (a soft bound: max * tanh(g / max))")
-    steps: int = Field(4000, ge=0, le=1_000_000, description="training steps (Adam, batches of training traces)")
-    batch: int = Field(16, ge=1, le=4096, description="traces per step")
+    hidden: int = Field(64, ge=4, le=1024, description="MLP width")
+    layers: int = Field(3, ge=1, le=6, description="MLP hidden layers")
+    max_log_gain: float = Field(2.0, gt=0, le=5, description=(
+        "each correction stays within +-this (a soft bound: max tanh(c / max)); 2 = factors e^-2..e^2"))
+    steps: int = Field(10000, ge=0, le=1_000_000, description="training steps (Adam, batches of training traces)")
+    batch: int = Field(64, ge=1, le=4096, description="traces per step (all their spikes)")
     lr: float = Field(3e-3, gt=0, le=1)
     huber_ms: float = Field(1.0, gt=0, description="the spike-time loss is Huber with this knee (ms)")
     early_spikes: float = Field(5.0, gt=0, description=(
-        "spike k of a train weighs 1 / (1 + k / early_spikes): the first spikes (where the drive's onset sets "
-        "the timing) count fully, later ones less (their error accumulates from every earlier interval)"))
+        "spike k of a train weighs 1 / (1 + k / early_spikes) (each trace weighs the same): the first spikes, "
+        "where the drive's onset sets the timing, count fully, later ones less"))
 
 
 class APRenderConfig(BaseModel):

@@ -19,8 +19,9 @@ from torch import nn
 
 from .config import SurrogateConfig
 from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
-from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, spike_clock
+from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, rate_Hz, spike_clock
 from .phase_net import PhaseNet
+from .phase_net import phase_rate as learned_phase_rate
 from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_after_offset, sample_at,
                      upsample_linear)
 
@@ -105,15 +106,20 @@ class NobleOperator(nn.Module):
     def prior_phase(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """(rate Hz, phi turns), each (B, T) on the grid of stim_pA (the operator's): the F-I phase prior."""
         e = self.embedding_cfg
-        rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.op_dt_ms,
-                             e.first_spike_latency, e.spike_phase)
-        if self.phase_net is not None:  # the learned correction (phase_net.py): rate x exp(g)
+        if self.phase_net is None:
+            rate = phase_rate_Hz(features, e.feature_names, stim_pA, e.fi_rate, e.phase_warp, self.op_dt_ms,
+                                 e.first_spike_latency, e.spike_phase)
+        else:  # the learned, per-neuron prior (phase_net.py)
+            if e.phase_warp is None or e.first_spike_latency is None:
+                raise ValueError("render.phase_net corrects the fitted phase_warp and first_spike_latency: "
+                                 "both must be set")
             lows = torch.as_tensor(e.lows, dtype=features.dtype, device=features.device)
             highs = torch.as_tensor(e.highs, dtype=features.dtype, device=features.device)
             on = stim_pA > features[:, e.feature_names.index("I_thr_pA"), None]
-            g = self.phase_net(normalise(features, lows, highs), self.in_normalizer.transform(stim_pA),
-                               drive_clock_ms(on, self.op_dt_ms))
-            rate = rate * torch.exp(g)
+            corr = self.phase_net(normalise(features, lows, highs), self.in_normalizer.transform(stim_pA))
+            rate = learned_phase_rate(rate_Hz(features, e.feature_names, stim_pA, e.fi_rate), on,
+                                      drive_clock_ms(on, self.op_dt_ms), corr, e.phase_warp, e.first_spike_latency,
+                                      e.spike_phase)
         return rate, torch.cumsum(rate, dim=-1) * (self.op_dt_ms / 1000.0)
 
     def phase_channels(self, rate: torch.Tensor, phi: torch.Tensor) -> torch.Tensor:
