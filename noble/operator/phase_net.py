@@ -55,14 +55,16 @@ class PhaseNet(nn.Module):
         return self.bound * torch.tanh(self.mlp(h) / self.bound)
 
     def forward(self, x_norm: torch.Tensor, drive: torch.Tensor) -> torch.Tensor:
-        """(B, F), (B, T) -> (B, T, 4): the MLP runs once per distinct (trace, drive) pair (a step has two or
-        three, a noisy waveform up to T), then is gathered back."""
+        """(B, F), (B, T) -> (B, T, 4): the MLP runs once per run of equal drive samples (a step has two or three
+        runs, a noisy waveform up to T), then is gathered back: no sort, O(B T)."""
         B, T = drive.shape
-        trace = torch.arange(B, device=drive.device).repeat_interleave(T)
-        key = torch.stack([trace.to(drive.dtype), drive.reshape(-1)], dim=1)
-        uniq, inv = torch.unique(key, dim=0, return_inverse=True)
-        h = self.lin_features(x_norm)[uniq[:, 0].long()] + self.lin_drive(uniq[:, 1:])
-        return (self.bound * torch.tanh(self.mlp(h) / self.bound))[inv].reshape(B, T, N_CORRECTIONS)
+        starts = torch.ones(B, T, dtype=torch.bool, device=drive.device)
+        starts[:, 1:] = drive[:, 1:] != drive[:, :-1]
+        flat = starts.reshape(-1)
+        first = torch.nonzero(flat).squeeze(1)  # flat index of each run's first sample
+        run = torch.cumsum(flat.long(), dim=0) - 1  # the run each sample belongs to
+        h = self.lin_features(x_norm)[first // T] + self.lin_drive(drive.reshape(-1)[first, None])
+        return (self.bound * torch.tanh(self.mlp(h) / self.bound))[run].reshape(B, T, N_CORRECTIONS)
 
 
 def corrected_terms(rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float], latency: Sequence[float]
