@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -65,7 +66,8 @@ def knn(tab: dict[str, np.ndarray], k: int) -> np.ndarray:
     for i in np.flatnonzero(te):
         cand = np.flatnonzero(~te & (amp == amp[i]))
         nb = cand[np.argsort(((X[cand, :-1] - X[i, :-1]) ** 2).sum(1))[:k]]
-        with np.errstate(all="ignore"):
+        with warnings.catch_warnings():  # a neighbour with fewer than 5 spikes leaves NaN columns
+            warnings.simplefilter("ignore", RuntimeWarning)
             P[i] = np.nanmean(Y[nb], axis=0)
     return P
 
