@@ -76,11 +76,18 @@ def phase_rate_Hz(features: torch.Tensor, names: Sequence[str], stim_pA: torch.T
     if latency is None:
         return r * warp_factor(clock, warp)
     A, tau, _delay, gain = (float(w) for w in warp)
-    L = first_spike_latency_ms(r, latency)
-    past = clock - L
-    ramp = torch.where(on & (past <= 0), spike_phase * 1000.0 / L, torch.zeros_like(r))
-    steady = torch.where(on & (past > 0), r * gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau)),
-                         torch.zeros_like(r))
+    return latency_phase_rate_Hz(on, clock, first_spike_latency_ms(r, latency), r, A, tau, gain, spike_phase)
+
+
+def latency_phase_rate_Hz(on: torch.Tensor, clock_ms: torch.Tensor, L_ms: torch.Tensor, rate: torch.Tensor,
+                          A: torch.Tensor | float, tau_ms: torch.Tensor | float, gain: float,
+                          spike_phase: float) -> torch.Tensor:
+    """(B, T) d phi / dt in Hz: a ramp from 0 to spike_phase over the latency L, then the warped steady rate
+    gain r (1 + A exp(-(s - L) / tau)). Shared by the population prior and the learned per-neuron one."""
+    past = clock_ms - L_ms
+    ramp = torch.where(on & (past <= 0), spike_phase * 1000.0 / L_ms, torch.zeros_like(rate))
+    steady = torch.where(on & (past > 0), rate * gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau_ms)),
+                         torch.zeros_like(rate))
     return ramp + steady
 
 
@@ -105,10 +112,15 @@ def spike_clock(phi: torch.Tensor, rate_Hz: torch.Tensor, offset: float) -> torc
 
 # ---- fitting the warp on the training population (numpy; steps only) ----
 
+def warped_elapsed(past_ms, A, tau_ms):  # type: ignore[no-untyped-def]  # numpy arrays or torch tensors alike
+    """Integral of (1 + A exp(-u / tau)) du from 0 to past_ms (>= 0): the warped time since the warp began."""
+    exp = torch.exp if isinstance(past_ms, torch.Tensor) else np.exp
+    return past_ms + A * tau_ms * (1.0 - exp(-past_ms / tau_ms))
+
+
 def _warped_time(s_ms: np.ndarray, A: float, tau: float, delay: float) -> np.ndarray:
     """Integral of (1 + A exp(-(s - delay)/tau)) over the time past the delay."""
-    past = np.maximum(s_ms - delay, 0.0)
-    return past + A * tau * (1.0 - np.exp(-past / tau))
+    return warped_elapsed(np.maximum(s_ms - delay, 0.0), A, tau)
 
 
 def step_phase(rate: float, s_ms: np.ndarray, warp: Sequence[float]) -> np.ndarray:
@@ -172,8 +184,7 @@ def fit_phase_warp_after_first_spike(trains: Sequence[tuple[float, np.ndarray]],
         A, tau, gain = q
         out = []
         for r, s in trains:
-            past = np.maximum(s[1:] - a * r ** (-b), 0.0)
-            out.append(r / 1000.0 * gain * (past + A * tau * (1 - np.exp(-past / tau))) - np.arange(1, len(s)))
+            out.append(r / 1000.0 * gain * _warped_time(s[1:], A, tau, a * r ** (-b)) - np.arange(1, len(s)))
         return np.concatenate(out)
 
     A, tau, gain = (float(v) for v in least_squares(resid, [1.0, 30.0, 1.0],

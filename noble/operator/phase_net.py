@@ -14,8 +14,8 @@ drive level: the latency L x exp(c0), the steady rate r x exp(c1), the onset spe
 constant tau x exp(c3). phi is still the cumulative integral of a rate, so it is defined for any drive (the
 corrections follow the drive sample by sample), stays 0 where the drive is subthreshold and is differentiable in
 the features (the fit's surrogate stage). For a step the prior's phase is closed-form at every spike
-(`step_phase`), so the MLP is fitted on the training spikes' times directly, before the FNO trains; the FNO then
-sees and corrects the learned prior.
+(`step_phase_and_pace`), so the MLP is fitted on the training spikes' times directly, before the FNO trains; the
+FNO then sees and corrects the learned prior.
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ import torch
 from torch import nn
 
 from .config import PhaseNetConfig
-from .phase import first_spike_latency_ms
+from .phase import first_spike_latency_ms, latency_phase_rate_Hz, warped_elapsed
 
 N_CORRECTIONS = 4  # log latency factor, log rate factor, onset speed-up offset, log onset time-constant factor
 
@@ -79,16 +79,11 @@ def phase_rate(rate_Hz: torch.Tensor, on: torch.Tensor, clock_ms: torch.Tensor, 
                warp: Sequence[float], latency: Sequence[float], spike_phase: float) -> torch.Tensor:
     """(B, T) d phi / dt in Hz: phase.phase_rate_Hz's ramp to spike_phase over the latency, then the warped steady
     rate, with the corrected terms."""
-    gain = float(warp[3])
     L, r, A, tau = corrected_terms(rate_Hz, corr, warp, latency)
-    past = clock_ms - L
-    ramp = torch.where(on & (past <= 0), spike_phase * 1000.0 / L, torch.zeros_like(rate_Hz))
-    steady = torch.where(on & (past > 0), r * gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau)),
-                         torch.zeros_like(rate_Hz))
-    return ramp + steady
+    return latency_phase_rate_Hz(on, clock_ms, L, r, A, tau, float(warp[3]), spike_phase)
 
 
-def step_phase(s_ms: torch.Tensor, rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float],
+def step_phase_and_pace(s_ms: torch.Tensor, rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float],
                latency: Sequence[float], spike_phase: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(phi, d phi / ds in turns per ms) s_ms after the onset of a constant suprathreshold drive: the closed form
     of phase_rate's integral (per spike: all arguments shaped (S,) and (S, 4))."""
@@ -97,7 +92,7 @@ def step_phase(s_ms: torch.Tensor, rate_Hz: torch.Tensor, corr: torch.Tensor, wa
     past = (s_ms - L).clamp_min(0.0)
     before = s_ms <= L
     phi = torch.where(before, spike_phase * s_ms / L,
-                      spike_phase + r * gain / 1000.0 * (past + A * tau * (1.0 - torch.exp(-past / tau))))
+                      spike_phase + r * gain / 1000.0 * warped_elapsed(past, A, tau))
     pace = torch.where(before, spike_phase / L, r * gain / 1000.0 * (1.0 + A * torch.exp(-past / tau)))
     return phi, pace
 
@@ -106,7 +101,7 @@ def train_phase_net(net: nn.Module, features: np.ndarray, stim_pA: np.ndarray, a
                     ap_peak_ms: np.ndarray, ap_index: np.ndarray, fit_rows: np.ndarray, val_rows: np.ndarray,
                     seed: int, progress: bool) -> dict[str, float]:
     """Fit net.phase_net (everything else frozen) on the spikes of `fit_rows`: at each spike's time since its
-    drive went suprathreshold, the closed-form phase (step_phase, the drive at the spike) should be k +
+    drive went suprathreshold, the closed-form phase (step_phase_and_pace, the drive at the spike) should be k +
     spike_phase; the loss is a Huber loss on the time error (phase miss / pace), each trace weighing the same
     and spike k of a train 1 / (1 + k / early_spikes) within it. Returns the median |time error| of the first 5
     spikes per trace before and after, on the fitting and the validation rows (ms)."""
@@ -138,7 +133,7 @@ def train_phase_net(net: nn.Module, features: np.ndarray, stim_pA: np.ndarray, a
 
     def errors(sel: torch.Tensor) -> torch.Tensor:
         corr = net.phase_net.corrections(x_norm[rows_t[sel]], drive[sel, None])[:, 0, :]
-        phi, pace = step_phase(s_ms[sel], r_Hz[sel], corr, e.phase_warp, e.first_spike_latency, c)
+        phi, pace = step_phase_and_pace(s_ms[sel], r_Hz[sel], corr, e.phase_warp, e.first_spike_latency, c)
         return (phi - (k[sel] + c)) / pace.detach().clamp_min(1.0 / 300.0)
 
     def of_rows(rows: np.ndarray) -> torch.Tensor:
