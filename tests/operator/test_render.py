@@ -113,6 +113,13 @@ def test_training_targets_count_every_ap_and_the_phase_agrees(fs_trace: np.ndarr
     assert tg.sub_mV.shape[1] == len(fs_trace) // 8 and tg.sub_mV.max() < -20.0
     assert np.all(tg.ap_v_mV.max(axis=1) > 20.0)  # every window holds its overshooting AP
     assert tg.ap_isi_ms[0] == RC.isi_cap_ms and np.all(tg.ap_isi_ms[1:] > 5.0)
+    # the validation timing that picks the epoch: ~0 for the target phase, the shift for a phase 1 ms late
+    from noble.operator.train_render import first_spike_time_error_ms
+    rows = np.array([0, 1])
+    assert first_spike_time_error_ms(tg.phi, rows, tg, RC.coarse_dt_ms, 0.5) < 0.1
+    late = np.concatenate([np.zeros((2, 5), dtype=tg.phi.dtype), tg.phi[:, :-5]], axis=1)  # 5 x 0.2 ms
+    assert first_spike_time_error_ms(late, rows, tg, RC.coarse_dt_ms, 0.5) == pytest.approx(1.0, abs=0.1)
+    assert np.isnan(first_spike_time_error_ms(tg.phi[1:], rows[1:], tg, RC.coarse_dt_ms, 0.5))  # no spikes
 
 
 def test_no_ap_is_drawn_once_a_depolarising_step_has_ended_below_rheobase() -> None:

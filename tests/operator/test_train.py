@@ -247,3 +247,8 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
           {"epoch": 5, "val_frac_count_within_1": 0.91, "val_geomean_rel_l2_per_amplitude": 0.15},
           {"epoch": 6, "val_frac_count_within_1": 1.0, "val_geomean_rel_l2_per_amplitude": 0.2}]
     assert best_epoch(h) == 5  # lowest error among those meeting it
+    # with the spike-rendering trainer's validation timing: the product of rel L2 and timing error
+    timed = [{**r, "val_first5_spike_time_ms": t} for r, t in zip(h, [1.0, 1.0, 1.0, 1.0, 1.6, 0.6])]
+    assert best_epoch(timed) == 6  # 0.2 x 0.6 ms beats 0.15 x 1.6 ms
+    timed[5]["val_first5_spike_time_ms"] = float("nan")  # no spike both drew: timing does not count
+    assert best_epoch(timed) == 6  # 0.2 x 1 < 0.15 x 1.6
