@@ -154,6 +154,11 @@ class APRenderConfig(BaseModel):
     phase_net: PhaseNetConfig | None = Field(None, description=(
         "learned correction of the F-I phase prior, trained on the spike times before the FNO (None: the "
         "prior as fitted, phase.py)"))
+    spike_times: Literal["operator", "prior"] = Field("operator", description=(
+        "where APs are drawn. 'operator': where the FNO's corrected phase passes k + spike_phase. 'prior': where "
+        "the (learned) F-I phase prior alone does; the FNO then draws only the subthreshold voltage, trained on "
+        "the solver's trajectory time-warped so its spikes sit at the prior's (train_render.warp_to_prior), so "
+        "the trajectory and the drawn APs agree by construction. Needs phase_net"))
     decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
     decoder_batch: int = Field(512, ge=1, le=65536)
     decoder_lr: float = Field(2e-3, gt=0, le=1)
@@ -161,6 +166,12 @@ class APRenderConfig(BaseModel):
     @property
     def n_template(self) -> int:
         return int(round((self.pre_ms + self.post_ms) / self.template_dt_ms)) + 1
+
+    @model_validator(mode="after")
+    def _prior_times_need_the_learned_prior(self) -> "APRenderConfig":
+        if self.spike_times == "prior" and self.phase_net is None:
+            raise ValueError("render.spike_times 'prior' draws APs from the learned phase prior: set render.phase_net")
+        return self
 
 
 class LossConfig(BaseModel):

@@ -83,7 +83,9 @@ class NobleOperator(nn.Module):
         self.output_blur = f.output_blur
         n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
             if cfg.embedding.fi_phase else 0
-        n_out = 2 if cfg.render is not None else 1  # (subthreshold voltage, phase correction) when rendering
+        # (subthreshold voltage, phase correction) when rendering from the operator's phase
+        self.prior_times = cfg.render is not None and cfg.render.spike_times == "prior"
+        n_out = 2 if cfg.render is not None and not self.prior_times else 1
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase,
             out_channels=n_out * self.fold,
@@ -134,7 +136,8 @@ class NobleOperator(nn.Module):
 
     def operator(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The FNO on its grid: (normalised voltage (B, T_op), phi (B, T_op) or None). With rendering the
-        voltage is the subthreshold one (APs cut out) and phi = the prior + the FNO's correction; the
+        voltage is the subthreshold one (APs cut out) and phi = the prior + the FNO's correction (the prior
+        alone with render.spike_times 'prior'); the
         stimulus (B, T) on the output grid is averaged over each operator step."""
         B, T = stim_pA.shape
         c, k = self.coarse, self.fold
@@ -158,6 +161,8 @@ class NobleOperator(nn.Module):
             return out, None
         if prior is None:
             _rate, prior = self.prior_phase(features, stim_op)
+        if self.prior_times:  # APs where the learned prior puts them (render.spike_times)
+            return out, prior
         return out, prior + raw[:, k:].transpose(1, 2).reshape(B, T_op)
 
     def render(self, features: torch.Tensor, stim_pA: torch.Tensor, v_op_mV: torch.Tensor,

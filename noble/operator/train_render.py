@@ -47,6 +47,7 @@ class RenderTargets:
     ap_index: np.ndarray
     ap_v_mV: np.ndarray  # (S, n_template)
     ap_peak_ms: np.ndarray  # (S,) peak time from the trace's start
+    sub_mask: np.ndarray | None = None  # (N, T_op) bool: where sub_mV enters the loss (None: everywhere)
 
 
 def build_targets(fine: TraceSet, rc: APRenderConfig, spike_phase: float) -> RenderTargets:
@@ -135,6 +136,70 @@ def count_from_phase(phi: np.ndarray, spike_phase: float) -> np.ndarray:
     return np.where(top >= spike_phase, np.floor(top - spike_phase) + 1, 0).astype(np.int64)
 
 
+def warp_to_prior(sub_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, prior_ms: np.ndarray,
+                  anchors_ms: np.ndarray, pre_ms: float, post_ms: float) -> tuple[np.ndarray, np.ndarray]:
+    """(warped (T,), loss mask (T,)): a subthreshold trace (APs cut out) time-warped so its k-th spike sits at
+    the prior's k-th spike (render.spike_times 'prior').
+
+    Piecewise linear: the trace's ends and every stimulus change stay put (the rest and the onset do not move);
+    each matched spike's AP window [-pre_ms, +post_ms] moves rigidly from peaks_ms[k] to prior_ms[k], so the
+    bridge's ends (the take-off and the fast AHP trough the AP decoder meets) keep their shape; the stretch goes
+    between windows. A spike is matched only where both times lie between the same two stimulus changes and its
+    window keeps the order in both. An unmatched spike keeps its bridge in the warped trace where no AP will be
+    drawn: the mask drops its window (widened by half on each side) from the loss."""
+    T = len(sub_mV)
+    t = np.arange(T) * dt_ms
+    fixed = np.unique(np.concatenate([[0.0, t[-1]], np.asarray(anchors_ms, dtype=np.float64)]))
+    fixed = fixed[(fixed >= 0) & (fixed <= t[-1])]
+    q = min(len(peaks_ms), len(prior_ms))
+    new_k, src_k, unmatched = list(fixed), list(fixed), list(peaks_ms[q:])
+    last_new = last_src = -np.inf
+    for src, new in zip(peaks_ms[:q], prior_ms[:q]):
+        a_new, a_src = new - pre_ms, src - pre_ms
+        b_new, b_src = new + post_ms, src + post_ms
+        gap = np.searchsorted(fixed, [a_new, b_new, a_src, b_src])
+        if len(set(gap)) == 1 and a_new > last_new and a_src > last_src:
+            new_k += [a_new, b_new]
+            src_k += [a_src, b_src]
+            last_new, last_src = b_new, b_src
+        else:
+            unmatched.append(src)
+    order = np.argsort(new_k, kind="stable")
+    new_knots, src_knots = np.asarray(new_k)[order], np.asarray(src_k)[order]
+    warped = np.interp(np.interp(t, new_knots, src_knots), t, sub_mV)
+    mask = np.ones(T, dtype=bool)
+    half = 0.5 * (pre_ms + post_ms)
+    for ts in np.interp(np.asarray(unmatched, dtype=np.float64), src_knots, new_knots):  # where each bridge lands
+        mask[(t > ts - pre_ms - half) & (t < ts + post_ms + half)] = False
+    return warped.astype(sub_mV.dtype), mask
+
+
+def warp_targets_to_prior(net: NobleOperator, feats: torch.Tensor, stim_op: torch.Tensor, tg: RenderTargets,
+                          rc: APRenderConfig, stim_fine: np.ndarray, fine_dt_ms: float, spike_phase: float,
+                          batch: int = 64) -> tuple[int, int]:
+    """Replace tg.sub_mV by its warp onto the learned prior's spikes, row by row (warp_to_prior), and return
+    (rows warped, rows with a masked stretch); the mask goes to tg.sub_mask."""
+    T_op = tg.sub_mV.shape[1]
+    end_ms = T_op * rc.coarse_dt_ms
+    mask = np.ones_like(tg.sub_mV, dtype=bool)
+    n_masked = 0
+    with torch.inference_mode():
+        for a in range(0, len(tg.sub_mV), batch):
+            r = np.arange(a, min(a + batch, len(tg.sub_mV)))
+            _rate, phi = net.prior_phase(feats[r], stim_op[r])
+            sp = phase_spikes(phi, rc.coarse_dt_ms, spike_phase, rc.isi_cap_ms)
+            for j, row in enumerate(r):
+                pr = sp.time_ms[sp.trace == j].numpy().astype(np.float64)
+                pr = pr[(pr > rc.pre_ms) & (pr < end_ms - rc.post_ms)]  # the renderer draws only these
+                peaks = tg.ap_peak_ms[tg.ap_row == row]
+                changes = stimulus_changes_ms(stim_fine[row], fine_dt_ms)
+                tg.sub_mV[row], mask[row] = warp_to_prior(tg.sub_mV[row], rc.coarse_dt_ms, peaks, pr, changes,
+                                                          rc.pre_ms, rc.post_ms)
+                n_masked += int(not mask[row].all())
+    tg.sub_mask = mask
+    return len(tg.sub_mV), n_masked
+
+
 TIMED_SPIKES = 5  # validation spike timing: the first 5 spikes of a trace, as `noble evaluate` reports
 
 
@@ -171,6 +236,8 @@ def monitor(net: NobleOperator, feats: torch.Tensor, stim: torch.Tensor, tg: Ren
             phis.append(phi.numpy())
     net.train()
     pred, true = np.concatenate(subs), tg.sub_mV[rows]
+    if tg.sub_mask is not None:
+        pred, true = pred * tg.sub_mask[rows], true * tg.sub_mask[rows]
     phi_all = np.concatenate(phis)
     rel = np.linalg.norm(pred - true, axis=1) / np.linalg.norm(true, axis=1)
     within = np.abs(count_from_phase(phi_all, spike_phase) - tg.n_spikes[rows]) <= 1
@@ -233,7 +300,17 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
 
     feats = torch.as_tensor(traces.features, dtype=torch.float32)
     stim = torch.as_tensor(traces.stim_pA)
+    prior_times = rc.spike_times == "prior"
+    if prior_times:  # the subthreshold target follows the learned prior's spikes (config.spike_times)
+        stim_op = stim.reshape(len(stim), -1, net.coarse).mean(-1)
+        n_rows, n_masked = warp_targets_to_prior(net, feats, stim_op, tg, rc, traces.stim_pA, traces.dt_ms,
+                                                 scfg.embedding.spike_phase)
+        log.info("subthreshold targets warped onto the prior's spikes: %d rows, %d with a masked stretch",
+                 n_rows, n_masked)
+        if decoder_fit is not None:
+            decoder_fit["warped_to_prior"] = {"rows": n_rows, "rows_masked": n_masked}
     sub = torch.as_tensor(tg.sub_mV)
+    mask = torch.as_tensor(tg.sub_mask, dtype=torch.float32) if tg.sub_mask is not None else torch.ones_like(sub)
     phi_t = torch.as_tensor(tg.phi)
     d_rms = float(torch.sqrt((torch.diff(sub[tr_rows], dim=-1) ** 2).mean()))
     bs = cfg.batch_size
@@ -248,10 +325,13 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
             for g in opt.param_groups:
                 g["lr"] = lr_at(cfg, epoch * steps_per_epoch + i, total_steps, steps_per_epoch)
             v, phi = net.operator(feats[idx], stim[idx])
+            m = mask[idx]
             p_mV, t_mV = net.to_mV(v), sub[idx]
-            l_v = (torch.linalg.vector_norm(p_mV - t_mV, dim=-1) / torch.linalg.vector_norm(t_mV, dim=-1)).mean()
-            l_d = (torch.sqrt((torch.diff(p_mV - t_mV, dim=-1) ** 2).mean(dim=-1)) / d_rms).mean()
-            l_phi = ((phi - phi_t[idx]) ** 2).mean()
+            err = (p_mV - t_mV) * m
+            l_v = (torch.linalg.vector_norm(err, dim=-1) / torch.linalg.vector_norm(t_mV * m, dim=-1)).mean()
+            l_d = (torch.sqrt((torch.diff(err, dim=-1) ** 2 * m[:, 1:] * m[:, :-1]).mean(dim=-1)) / d_rms).mean()
+            # the prior's phase is fixed while the FNO trains: nothing to fit
+            l_phi = torch.zeros(()) if prior_times else ((phi - phi_t[idx]) ** 2).mean()
             loss = l_v + cfg.loss.derivative_weight * l_d + rc.phase_weight * l_phi
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -116,3 +116,24 @@ def test_the_learned_prior_puts_spikes_where_unseen_neurons_fire() -> None:
         _r, phi = net.prior_phase(torch.as_tensor(feats[:4], dtype=torch.float32),
                                   torch.as_tensor(stim[:4]).reshape(4, -1, 4).mean(-1))
     assert float(phi[:, : int(START / 0.2)].abs().max()) == 0.0
+
+
+def test_spike_times_from_the_prior_draw_aps_where_the_learned_prior_puts_them() -> None:
+    """render.spike_times 'prior': the FNO draws only the subthreshold voltage (one output channel per fold) and
+    the phase the renderer reads is the learned prior's, exactly; without phase_net the config is refused."""
+    import pytest
+    from pydantic import ValidationError
+
+    cfg = config(PhaseNetConfig())
+    cfg = cfg.model_copy(update={"render": cfg.render.model_copy(update={"spike_times": "prior"})})
+    torch.manual_seed(0)
+    net = NobleOperator(cfg).eval()
+    assert net.fno.out_channels == cfg.fno.time_fold
+    feats, _amps, stim = population(3, 1)
+    f, s = torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(stim)
+    with torch.no_grad():
+        _v, phi = net.operator(f, s)
+        _rate, prior = net.prior_phase(f, s.reshape(3, -1, net.coarse).mean(-1))
+    assert torch.equal(phi, prior) and float(phi[:, -1].min()) > 1.5  # every neuron fires
+    with pytest.raises(ValidationError, match="phase_net"):
+        APRenderConfig(coarse_dt_ms=0.2, spike_times="prior")

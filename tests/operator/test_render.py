@@ -138,3 +138,34 @@ def test_no_ap_is_drawn_once_a_depolarising_step_has_ended_below_rheobase() -> N
     np.testing.assert_array_equal(quiet[1], t >= 170)  # a longer guard (tau_m)
     np.testing.assert_array_equal(quiet[2], (t >= 155) & (t < 250))  # the hyperpolarisation ends it
     assert not quiet[3].any()
+
+
+def test_warp_to_prior_moves_each_spike_to_the_prior_and_keeps_the_rest_in_place() -> None:
+    """render.spike_times 'prior': the subthreshold target's spike-locked shapes (here an AHP dip 3 ms after each
+    peak, inside the 0.8 + 3.5 ms AP window that moves rigidly) land at the prior's spike times; the pre-step rest
+    and the post-step tail are untouched; a spike the prior does not draw is masked out of the loss where its
+    bridge lands."""
+    from noble.operator.train_render import warp_to_prior
+
+    dt = 0.2
+    t = np.arange(1000) * dt
+    peaks = np.array([50.0, 90.0, 130.0])
+    sub = -60.0 - sum(10.0 * np.exp(-(((t - (p + 3.0)) / 1.5) ** 2)) for p in peaks)
+    sub[t < 20.0] = -65.0
+    prior = np.array([52.0, 86.0, 137.0])
+    changes = np.array([20.0, 180.0])
+    warped, mask = warp_to_prior(sub, dt, peaks, prior, changes, pre_ms=0.8, post_ms=3.5)
+    assert mask.all()
+    for p in prior:  # each dip at prior + 3 ms, to the sample
+        near = (t > p - 2.0) & (t < p + 8.0)
+        assert abs(t[near][np.argmin(warped[near])] - (p + 3.0)) < 0.5 * dt + 1e-9
+    np.testing.assert_array_equal(warped[t <= 20.0], sub[t <= 20.0])
+    np.testing.assert_allclose(warped[t >= 180.0], sub[t >= 180.0])
+    # the prior draws two spikes: the third keeps its dip (no AP will be drawn there) and is masked
+    warped2, mask2 = warp_to_prior(sub, dt, peaks, prior[:2], changes, pre_ms=0.8, post_ms=3.5)
+    assert not mask2.all() and mask2[t < 120.0].all()
+    dip = t[np.argmin(np.where(t > 100.0, warped2, 0.0))]
+    assert not mask2[np.argmin(np.abs(t - dip))]
+    # a prior spike on the other side of a stimulus change is not matched across it
+    _w3, mask3 = warp_to_prior(sub, dt, peaks, np.array([52.0, 86.0, 185.0]), changes, pre_ms=0.8, post_ms=3.5)
+    assert not mask3.all()
