@@ -158,7 +158,9 @@ class APRenderConfig(BaseModel):
         "where APs are drawn. 'operator': where the FNO's corrected phase passes k + spike_phase. 'prior': where "
         "the (learned) F-I phase prior alone does; the FNO then draws only the subthreshold voltage, trained on "
         "the solver's trajectory time-warped so its spikes sit at the prior's (train_render.warp_to_prior), so "
-        "the trajectory and the drawn APs agree by construction. Needs phase_net"))
+        "the trajectory and the drawn APs agree by construction. The prior fires only where the drive is above "
+        "the neuron's rheobase: no rebound burst after a hyperpolarising step (hh_lts keeps 'operator'). Needs "
+        "phase_net"))
     decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
     decoder_batch: int = Field(512, ge=1, le=65536)
     decoder_lr: float = Field(2e-3, gt=0, le=1)
