@@ -154,12 +154,14 @@ class APRenderConfig(BaseModel):
     phase_net: PhaseNetConfig | None = Field(None, description=(
         "learned correction of the F-I phase prior, trained on the spike times before the FNO (None: the "
         "prior as fitted, phase.py)"))
-    spike_times: Literal["operator", "prior"] = Field("operator", description=(
+    spike_times: Literal["operator", "prior", "prior_with_rebound"] = Field("operator", description=(
         "where APs are drawn. 'operator': where the FNO's corrected phase passes k + spike_phase. 'prior': where "
         "the (learned) F-I phase prior alone does; the FNO then draws only the subthreshold voltage, trained on "
         "the solver's trajectory time-warped so its spikes sit at the prior's (train_render.warp_to_prior), so "
         "the trajectory and the drawn APs agree by construction. The prior fires only where the drive is above "
-        "the neuron's rheobase: no rebound burst after a hyperpolarising step (hh_lts keeps 'operator'). Needs "
+        "the neuron's rheobase: no rebound burst after a hyperpolarising step. 'prior_with_rebound': the prior's "
+        "phase once the drive has first crossed rheobase, the FNO's corrected phase before that (a "
+        "hyperpolarising step and the rebound burst after it, trained on the solver's phase there). Both need "
         "phase_net"))
     decoder_steps: int = Field(3000, ge=0, le=1_000_000, description="AP decoder training steps (Adam)")
     decoder_batch: int = Field(512, ge=1, le=65536)
@@ -171,7 +173,7 @@ class APRenderConfig(BaseModel):
 
     @model_validator(mode="after")
     def _prior_times_need_the_learned_prior(self) -> "APRenderConfig":
-        if self.spike_times == "prior" and self.phase_net is None:
+        if self.spike_times != "operator" and self.phase_net is None:
             raise ValueError("render.spike_times 'prior' draws APs from the learned phase prior: set render.phase_net")
         return self
 

@@ -84,8 +84,9 @@ class NobleOperator(nn.Module):
         n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
             if cfg.embedding.fi_phase else 0
         # (subthreshold voltage, phase correction) when rendering from the operator's phase
-        self.prior_times = cfg.render is not None and cfg.render.spike_times == "prior"
-        n_out = 2 if cfg.render is not None and not self.prior_times else 1
+        self.prior_times = cfg.render is not None and cfg.render.spike_times != "operator"
+        self.rebound_phase = cfg.render is not None and cfg.render.spike_times == "prior_with_rebound"
+        n_out = 2 if cfg.render is not None and (self.rebound_phase or not self.prior_times) else 1
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase,
             out_channels=n_out * self.fold,
@@ -161,9 +162,18 @@ class NobleOperator(nn.Module):
             return out, None
         if prior is None:
             _rate, prior = self.prior_phase(features, stim_op)
-        if self.prior_times:  # APs where the learned prior puts them (render.spike_times)
+        if self.prior_times and not self.rebound_phase:  # APs where the learned prior puts them (spike_times)
             return out, prior
-        return out, prior + raw[:, k:].transpose(1, 2).reshape(B, T_op)
+        corr = raw[:, k:].transpose(1, 2).reshape(B, T_op)
+        if self.rebound_phase:  # the FNO's correction only until the drive first crosses rheobase
+            corr = corr * self.before_suprathreshold(features, stim_op)
+        return out, prior + corr
+
+    def before_suprathreshold(self, features: torch.Tensor, stim_op: torch.Tensor) -> torch.Tensor:
+        """(B, T_op) 1.0 until the drive first exceeds the neuron's rheobase (I_thr_pA), then 0.0."""
+        names = self.embedding_cfg.feature_names
+        on = stim_op > features[:, names.index("I_thr_pA"), None]
+        return (torch.cumsum(on.to(torch.int32), dim=-1) == 0).to(stim_op.dtype)
 
     def render(self, features: torch.Tensor, stim_pA: torch.Tensor, v_op_mV: torch.Tensor,
                phi: torch.Tensor) -> torch.Tensor:

@@ -178,7 +178,11 @@ def warp_targets_to_prior(net: NobleOperator, feats: torch.Tensor, stim_op: torc
                           rc: APRenderConfig, stim_fine: np.ndarray, fine_dt_ms: float, spike_phase: float,
                           batch: int = 64) -> tuple[int, int]:
     """Replace tg.sub_mV by its warp onto the learned prior's spikes, row by row (warp_to_prior), and return
-    (rows warped, rows with a masked stretch); the mask goes to tg.sub_mask."""
+    (rows warped, rows with a masked stretch); the mask goes to tg.sub_mask. With 'prior_with_rebound' the
+    spikes before the drive first crosses rheobase (a rebound burst) stay where they are: the FNO's own phase
+    draws them."""
+    rebound = rc.spike_times == "prior_with_rebound"
+    i_thr = feats[:, net.embedding_cfg.feature_names.index("I_thr_pA")].numpy()
     T_op = tg.sub_mV.shape[1]
     end_ms = T_op * rc.coarse_dt_ms
     mask = np.ones_like(tg.sub_mV, dtype=bool)
@@ -192,6 +196,9 @@ def warp_targets_to_prior(net: NobleOperator, feats: torch.Tensor, stim_op: torc
                 pr = sp.time_ms[sp.trace == j].numpy().astype(np.float64)
                 pr = pr[(pr > rc.pre_ms) & (pr < end_ms - rc.post_ms)]  # the renderer draws only these
                 peaks = tg.ap_peak_ms[tg.ap_row == row]
+                if rebound:
+                    on = np.flatnonzero(stim_fine[row] > i_thr[row])
+                    peaks = peaks[peaks >= on[0] * fine_dt_ms] if len(on) else peaks[:0]
                 changes = stimulus_changes_ms(stim_fine[row], fine_dt_ms)
                 tg.sub_mV[row], mask[row] = warp_to_prior(tg.sub_mV[row], rc.coarse_dt_ms, peaks, pr, changes,
                                                           rc.pre_ms, rc.post_ms)
@@ -300,9 +307,13 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
 
     feats = torch.as_tensor(traces.features, dtype=torch.float32)
     stim = torch.as_tensor(traces.stim_pA)
-    prior_times = rc.spike_times == "prior"
+    prior_times = rc.spike_times != "operator"
+    stim_op = stim.reshape(len(stim), -1, net.coarse).mean(-1)
+    # where the FNO's phase counts: everywhere, nowhere ('prior'), or until the drive first crosses rheobase
+    phase_where = torch.ones_like(stim_op) if not prior_times else (
+        net.before_suprathreshold(feats, stim_op) if rc.spike_times == "prior_with_rebound"
+        else torch.zeros_like(stim_op))
     if prior_times:  # the subthreshold target follows the learned prior's spikes (config.spike_times)
-        stim_op = stim.reshape(len(stim), -1, net.coarse).mean(-1)
         n_rows, n_masked = warp_targets_to_prior(net, feats, stim_op, tg, rc, traces.stim_pA, traces.dt_ms,
                                                  scfg.embedding.spike_phase)
         log.info("subthreshold targets warped onto the prior's spikes: %d rows, %d with a masked stretch",
@@ -330,8 +341,9 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
             err = (p_mV - t_mV) * m
             l_v = (torch.linalg.vector_norm(err, dim=-1) / torch.linalg.vector_norm(t_mV * m, dim=-1)).mean()
             l_d = (torch.sqrt((torch.diff(err, dim=-1) ** 2 * m[:, 1:] * m[:, :-1]).mean(dim=-1)) / d_rms).mean()
-            # the prior's phase is fixed while the FNO trains: nothing to fit
-            l_phi = torch.zeros(()) if prior_times else ((phi - phi_t[idx]) ** 2).mean()
+            # where the prior's phase is drawn it is fixed while the FNO trains: nothing to fit there
+            pw = phase_where[idx]
+            l_phi = ((phi - phi_t[idx]) ** 2 * pw).sum() / pw.sum().clamp_min(1.0)
             loss = l_v + cfg.loss.derivative_weight * l_d + rc.phase_weight * l_phi
             opt.zero_grad(set_to_none=True)
             loss.backward()

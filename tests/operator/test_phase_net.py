@@ -137,3 +137,25 @@ def test_spike_times_from_the_prior_draw_aps_where_the_learned_prior_puts_them()
     assert torch.equal(phi, prior) and float(phi[:, -1].min()) > 1.5  # every neuron fires
     with pytest.raises(ValidationError, match="phase_net"):
         APRenderConfig(coarse_dt_ms=0.2, spike_times="prior")
+
+
+def test_prior_with_rebound_uses_the_operator_phase_only_before_the_drive_first_crosses_rheobase() -> None:
+    """'prior_with_rebound': the FNO's phase correction counts until the drive first exceeds I_thr (a
+    hyperpolarising step's rebound), the learned prior alone from then on, so a step's spikes are the prior's."""
+    cfg = config(PhaseNetConfig())
+    cfg = cfg.model_copy(update={"render": cfg.render.model_copy(update={"spike_times": "prior_with_rebound"})})
+    torch.manual_seed(0)
+    net = NobleOperator(cfg).eval()
+    assert net.fno.out_channels == 2 * cfg.fno.time_fold
+    feats, _amps, stim = population(2, 2)
+    stim[1] = -stim[1]  # a hyperpolarising step: never suprathreshold
+    f, s = torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(stim)
+    s_op = s.reshape(2, -1, net.coarse).mean(-1)
+    with torch.no_grad():
+        _v, phi = net.operator(f, s)
+        _rate, prior = net.prior_phase(f, s_op)
+    t_op = np.arange(s_op.shape[1]) * net.op_dt_ms
+    after_onset = torch.as_tensor(t_op >= START + 1.0)
+    assert torch.equal(phi[0, after_onset], prior[0, after_onset])  # the depolarising step: the prior's spikes
+    assert float(prior[1].abs().max()) == 0.0 and float((phi[1] - prior[1]).abs().max()) > 0.0  # the operator's
+    assert float((phi[0, ~after_onset] - prior[0, ~after_onset]).abs().max()) > 0.0
