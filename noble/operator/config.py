@@ -239,8 +239,8 @@ class TrainConfig(BaseModel):
     holdout_models: int = Field(16, ge=1, description="whole neuron MODELS held out for evaluation")
     validation_models: int = Field(0, ge=0, description=(
         "training models set aside (seeded, whole models) to pick the epoch (train.best_epoch: the lowest "
-        "per-amplitude rel L2 among epochs with >= 90 % spike counts within +-1); the held-out models are "
-        "never used for it. 0 = keep the last epoch"))
+        "per-amplitude rel L2, times the first-5 spike-time error where the trainer measures it, among epochs with "
+        ">= 90 % spike counts within +-1); the held-out models are never used for it. 0 = keep the last epoch"))
     epochs: int = Field(40, ge=1, le=100_000)
     batch_size: int = Field(8, ge=1, le=4096)
     lr: float = Field(3e-3, gt=0, le=1)
