@@ -174,7 +174,8 @@ class APRenderConfig(BaseModel):
     @model_validator(mode="after")
     def _prior_times_need_the_learned_prior(self) -> "APRenderConfig":
         if self.spike_times != "operator" and self.phase_net is None:
-            raise ValueError("render.spike_times 'prior' draws APs from the learned phase prior: set render.phase_net")
+            raise ValueError(f"render.spike_times {self.spike_times!r} draws APs from the learned phase prior: "
+                             "set render.phase_net")
         return self
 
 

@@ -138,7 +138,8 @@ class NobleOperator(nn.Module):
     def operator(self, features: torch.Tensor, stim_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The FNO on its grid: (normalised voltage (B, T_op), phi (B, T_op) or None). With rendering the
         voltage is the subthreshold one (APs cut out) and phi = the prior + the FNO's correction (the prior
-        alone with render.spike_times 'prior'); the
+        alone with render.spike_times 'prior'; with 'prior_with_rebound' the correction only until the drive
+        first crosses rheobase); the
         stimulus (B, T) on the output grid is averaged over each operator step."""
         B, T = stim_pA.shape
         c, k = self.coarse, self.fold
