@@ -83,10 +83,9 @@ class NobleOperator(nn.Module):
         self.output_blur = f.output_blur
         n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
             if cfg.embedding.fi_phase else 0
-        # (subthreshold voltage, phase correction) when rendering from the operator's phase
-        self.prior_times = cfg.render is not None and cfg.render.spike_times != "operator"
-        self.rebound_phase = cfg.render is not None and cfg.render.spike_times == "prior_with_rebound"
-        n_out = 2 if cfg.render is not None and (self.rebound_phase or not self.prior_times) else 1
+        self.spike_times = cfg.render.spike_times if cfg.render is not None else None
+        # (subthreshold voltage, phase correction) when rendering, unless the APs come from the prior alone
+        n_out = 2 if self.spike_times in ("operator", "prior_with_rebound") else 1
         self.fno = FNO(
             n_modes=(f.n_modes,), in_channels=self.fold + cfg.embedding.n_channels + n_phase,
             out_channels=n_out * self.fold,
@@ -163,10 +162,10 @@ class NobleOperator(nn.Module):
             return out, None
         if prior is None:
             _rate, prior = self.prior_phase(features, stim_op)
-        if self.prior_times and not self.rebound_phase:  # APs where the learned prior puts them (spike_times)
+        if self.spike_times == "prior":  # APs where the learned prior puts them
             return out, prior
         corr = raw[:, k:].transpose(1, 2).reshape(B, T_op)
-        if self.rebound_phase:  # the FNO's correction only until the drive first crosses rheobase
+        if self.spike_times == "prior_with_rebound":  # the FNO's correction only until the drive crosses rheobase
             corr = corr * self.before_suprathreshold(features, stim_op)
         return out, prior + corr
 

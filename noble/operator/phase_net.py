@@ -84,7 +84,7 @@ def phase_rate(rate_Hz: torch.Tensor, on: torch.Tensor, clock_ms: torch.Tensor, 
 
 
 def step_phase_and_pace(s_ms: torch.Tensor, rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float],
-               latency: Sequence[float], spike_phase: float) -> tuple[torch.Tensor, torch.Tensor]:
+                        latency: Sequence[float], spike_phase: float) -> tuple[torch.Tensor, torch.Tensor]:
     """(phi, d phi / ds in turns per ms) s_ms after the onset of a constant suprathreshold drive: the closed form
     of phase_rate's integral (per spike: all arguments shaped (S,) and (S, 4))."""
     gain = float(warp[3])

@@ -175,14 +175,12 @@ def warp_to_prior(sub_mV: np.ndarray, dt_ms: float, peaks_ms: np.ndarray, prior_
 
 
 def warp_targets_to_prior(net: NobleOperator, feats: torch.Tensor, stim_op: torch.Tensor, tg: RenderTargets,
-                          rc: APRenderConfig, stim_fine: np.ndarray, fine_dt_ms: float, spike_phase: float,
-                          batch: int = 64) -> tuple[int, int]:
+                          rc: APRenderConfig, operator_phase: torch.Tensor, stim_fine: np.ndarray, fine_dt_ms: float,
+                          spike_phase: float, batch: int = 64) -> tuple[int, int]:
     """Replace tg.sub_mV by its warp onto the learned prior's spikes, row by row (warp_to_prior), and return
-    (rows warped, rows with a masked stretch); the mask goes to tg.sub_mask. With 'prior_with_rebound' the
-    spikes before the drive first crosses rheobase (a rebound burst) stay where they are: the FNO's own phase
-    draws them."""
-    rebound = rc.spike_times == "prior_with_rebound"
-    i_thr = feats[:, net.embedding_cfg.feature_names.index("I_thr_pA")].numpy()
+    (rows warped, rows with a masked stretch); the mask goes to tg.sub_mask. Spikes where `operator_phase`
+    (N, T_op) is still 1 (with 'prior_with_rebound': before the drive first crosses rheobase, a rebound burst)
+    stay where they are: the FNO's own phase draws them."""
     T_op = tg.sub_mV.shape[1]
     end_ms = T_op * rc.coarse_dt_ms
     mask = np.ones_like(tg.sub_mV, dtype=bool)
@@ -196,9 +194,8 @@ def warp_targets_to_prior(net: NobleOperator, feats: torch.Tensor, stim_op: torc
                 pr = sp.time_ms[sp.trace == j].numpy().astype(np.float64)
                 pr = pr[(pr > rc.pre_ms) & (pr < end_ms - rc.post_ms)]  # the renderer draws only these
                 peaks = tg.ap_peak_ms[tg.ap_row == row]
-                if rebound:
-                    on = np.flatnonzero(stim_fine[row] > i_thr[row])
-                    peaks = peaks[peaks >= on[0] * fine_dt_ms] if len(on) else peaks[:0]
+                prior_from = np.flatnonzero(operator_phase[row].numpy() == 0)  # where the prior draws the APs
+                peaks = peaks[peaks >= prior_from[0] * rc.coarse_dt_ms] if len(prior_from) else peaks[:0]
                 changes = stimulus_changes_ms(stim_fine[row], fine_dt_ms)
                 tg.sub_mV[row], mask[row] = warp_to_prior(tg.sub_mV[row], rc.coarse_dt_ms, peaks, pr, changes,
                                                           rc.pre_ms, rc.post_ms)
@@ -314,8 +311,8 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
         net.before_suprathreshold(feats, stim_op) if rc.spike_times == "prior_with_rebound"
         else torch.zeros_like(stim_op))
     if prior_times:  # the subthreshold target follows the learned prior's spikes (config.spike_times)
-        n_rows, n_masked = warp_targets_to_prior(net, feats, stim_op, tg, rc, traces.stim_pA, traces.dt_ms,
-                                                 scfg.embedding.spike_phase)
+        n_rows, n_masked = warp_targets_to_prior(net, feats, stim_op, tg, rc, phase_where, traces.stim_pA,
+                                                 traces.dt_ms, scfg.embedding.spike_phase)
         log.info("subthreshold targets warped onto the prior's spikes: %d rows, %d with a masked stretch",
                  n_rows, n_masked)
         if decoder_fit is not None:
