@@ -33,13 +33,18 @@ def frequency_embedding(x: torch.Tensor, n_frequencies: int) -> torch.Tensor:
     return emb.reshape(*x.shape[:-1], -1)
 
 
-def embed_inputs(features: torch.Tensor, stim: torch.Tensor, cfg: EmbeddingConfig) -> torch.Tensor:
-    """Raw features (B, F) and the (already scaled) stimulus channel (B, T) -> FNO input (B, 1 + 2KF, T)."""
+def feature_embedding(features: torch.Tensor, cfg: EmbeddingConfig) -> torch.Tensor:
+    """Raw features (B, F) -> the embedding channels (B, 2KF), constant in time."""
     if cfg.lows is None or cfg.highs is None:
         raise ValueError("embedding normalisers (lows/highs) are not set; fit them on the training population")
     lows = torch.as_tensor(cfg.lows, dtype=features.dtype, device=features.device)
     highs = torch.as_tensor(cfg.highs, dtype=features.dtype, device=features.device)
-    emb = frequency_embedding(normalise(features, lows, highs), cfg.n_frequencies)  # (B, C)
+    return frequency_embedding(normalise(features, lows, highs), cfg.n_frequencies)
+
+
+def embed_inputs(features: torch.Tensor, stim: torch.Tensor, cfg: EmbeddingConfig) -> torch.Tensor:
+    """Raw features (B, F) and the (already scaled) stimulus channel (B, T) -> FNO input (B, 1 + 2KF, T)."""
+    emb = feature_embedding(features, cfg)
     T = stim.shape[-1]
     return torch.cat([stim[:, None, :], emb[:, :, None].expand(-1, -1, T)], dim=1)
 

@@ -13,12 +13,15 @@ from typing import Any
 import numpy as np
 import torch
 from neuralop.data.transforms.normalizers import UnitGaussianNormalizer
+from neuralop.layers.channel_mlp import ChannelMLP
+from neuralop.layers.embeddings import GridEmbeddingND
 from neuralop.layers.spectral_convolution import SpectralConv
 from neuralop.models import FNO
 from torch import nn
+from torch.nn import functional as F
 
 from .config import SurrogateConfig
-from .embedding import embed_inputs, fi_phase, normalise, phase_sin_cos
+from .embedding import feature_embedding, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, rate_Hz, spike_clock
 from .phase_net import PhaseNet
 from .phase_net import phase_rate as learned_phase_rate
@@ -59,6 +62,42 @@ class FastSpectralConv(SpectralConv):
         if self._w_modes is None or self._w_modes[0] != key:
             self._w_modes = (key, w.detach().permute(2, 0, 1).contiguous())
         return _contract_dense_1d(x, w, w_modes=self._w_modes[1])
+
+
+def fno_with_constant_channels(fno: FNO, before: torch.Tensor, constant: torch.Tensor,
+                               after: torch.Tensor | None) -> torch.Tensor:
+    """fno(cat([before, constant broadcast along time, after], dim=1)) without materialising the constant
+    channels: their share of the lifting's first 1x1 convolution is the same at every time point, so it is
+    computed once per trace and added as a bias. Same numbers to float rounding; on hh_mc_fs the 48 feature-
+    embedding channels were 62 % of the lifting's inputs, and their concatenation 12 % of a forward pass.
+    before (B, Cb, L), constant (B, Cc), after (B, Ca, L) or None."""
+    lift = fno.lifting
+    pos = fno.positional_embedding
+    plain = (isinstance(lift, ChannelMLP) and lift.dropout is None and lift.fcs[0].kernel_size == (1,)
+             and (pos is None or isinstance(pos, GridEmbeddingND)))
+    if not plain:  # a lifting this shortcut does not know: the library's own forward on the full input
+        L = before.shape[-1]
+        parts = [before, constant[:, :, None].expand(-1, -1, L)] + ([after] if after is not None else [])
+        return fno(torch.cat(parts, dim=1))
+    x = torch.cat([before, after], dim=1) if after is not None else before
+    if pos is not None:
+        x = pos(x)  # appends the grid channel(s) after the inputs, as FNO.forward does
+    first = lift.fcs[0]
+    w = first.weight[..., 0]  # (H, C_in): [before | constant | after | grid]
+    nb, nc = before.shape[1], constant.shape[1]
+    bias = constant @ w[:, nb:nb + nc].T
+    if first.bias is not None:
+        bias = bias + first.bias
+    h = F.conv1d(x, torch.cat([w[:, :nb], w[:, nb + nc:]], dim=1)[..., None]) + bias[:, :, None]
+    for fc in lift.fcs[1:]:  # ChannelMLP.forward: the nonlinearity between layers, none after the last
+        h = fc(lift.non_linearity(h))
+    if fno.domain_padding is not None:
+        h = fno.domain_padding.pad(h)
+    for layer in range(fno.n_layers):
+        h = fno.fno_blocks(h, layer)
+    if fno.domain_padding is not None:
+        h = fno.domain_padding.unpad(h)
+    return fno.projection(h)
 
 
 class NobleOperator(nn.Module):
@@ -145,15 +184,16 @@ class NobleOperator(nn.Module):
         stim_op = stim_pA.reshape(B, T // c, c).mean(-1) if c > 1 else stim_pA
         T_op = T // c
         stim = self.in_normalizer.transform(stim_op)
-        x = embed_inputs(features, stim[:, ::k], self.embedding_cfg)  # (B, 1 + C, T/k), emb constant in time
-        parts = [stim.reshape(B, T_op // k, k).transpose(1, 2), x[:, 1:, :]]  # polyphase fold: j*k + r -> (r, j)
-        prior = None
+        stim_fold = stim.reshape(B, T_op // k, k).transpose(1, 2)  # polyphase fold: j*k + r -> (r, j)
+        emb = feature_embedding(features, self.embedding_cfg)  # (B, C), constant in time
+        prior, phase_fold = None, None
         if self.embedding_cfg.fi_phase:
             rate, prior = self.prior_phase(features, stim_op)
             ph = self.phase_channels(rate, prior)  # (B, P, T_op)
             P = ph.shape[1]
-            parts.append(ph.reshape(B, P, T_op // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T_op // k))
-        raw = self.fno(torch.cat(parts, dim=1))  # (B, n_out k, T_op/k)
+            phase_fold = ph.reshape(B, P, T_op // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T_op // k)
+        # input channels [stim (k), embedding (C), phase (P k)] (embedding.embed_inputs' layout)
+        raw = fno_with_constant_channels(self.fno, stim_fold, emb, phase_fold)  # (B, n_out k, T_op/k)
         out = raw[:, :k].transpose(1, 2).reshape(B, T_op)  # (B, k, T/k) -> (B, T)
         if self.output_blur:  # [1, 2, 1]/4 with edge samples repeated (config.FNOConfig.output_blur)
             pad = torch.cat([out[:, :1], out, out[:, -1:]], dim=1)

@@ -1,12 +1,13 @@
 """The network is neuraloperator's FNO: the faster 1-D contraction gives the same numbers as
-neuraloperator's own SpectralConv, and the polyphase time fold is an exact re-indexing."""
+neuraloperator's own SpectralConv, the lifting of constant channels as a per-trace bias gives the same numbers
+as the FNO's own forward pass, and the polyphase time fold is an exact re-indexing."""
 
 from __future__ import annotations
 
 import torch
 from neuralop.layers.spectral_convolution import SpectralConv
 
-from noble.operator.model import FastSpectralConv
+from noble.operator.model import FastSpectralConv, fno_with_constant_channels
 
 
 def test_fast_spectral_conv_equals_neuraloperator() -> None:
@@ -56,13 +57,25 @@ def test_time_fold_is_polyphase() -> None:
         embedding=EmbeddingConfig(feature_names=["a"], n_frequencies=2, lows=[0.0], highs=[1.0]),
         fno=FNOConfig(n_modes=16, hidden_channels=8, n_layers=1, time_fold=k), stim_scale_pA=1.0,
         v_mean_mV=0.0, v_std_mV=1.0, dt_ms=0.1, n_time=T, stimulus=StimulusProtocol(), population=[[0.5]])
+    import noble.operator.model as model_module
+
     net = NobleOperator(cfg).eval()
     seen = {}
-    net.fno.register_forward_hook(lambda mod, inp, out: seen.update(x=inp[0], y=out))
+    real = model_module.fno_with_constant_channels
+
+    def spy(fno, before, constant, after):  # the FNO's input channels, as fno_with_constant_channels gets them
+        y = real(fno, before, constant, after)
+        seen.update(x=before, emb=constant, y=y)
+        return y
+
     stim = torch.arange(2 * T, dtype=torch.float32).reshape(2, T)
-    out = net(torch.tensor([[0.2], [0.7]]), stim)
+    model_module.fno_with_constant_channels = spy
+    try:
+        out = net(torch.tensor([[0.2], [0.7]]), stim)
+    finally:
+        model_module.fno_with_constant_channels = real
     x, y = seen["x"], seen["y"]
-    assert x.shape == (2, k + 2 * 2, T // k) and y.shape == (2, k, T // k)
+    assert x.shape == (2, k, T // k) and seen["emb"].shape == (2, 2 * 2) and y.shape == (2, k, T // k)
     for r in range(k):
         assert torch.equal(x[:, r, :], stim[:, r::k])  # channel r = fine samples r, r+k, ...
         assert torch.equal(out[:, r::k], y[:, r, :])  # output channel r goes back to those samples
@@ -76,3 +89,28 @@ def test_time_fold_is_polyphase() -> None:
     zigzag = torch.tensor([[1.0, -1.0] * 8])  # the interleaving artefact at the fine grid's Nyquist rate
     zpad = torch.cat([zigzag[:, :1], zigzag, zigzag[:, -1:]], dim=1)
     assert (0.25 * zpad[:, :-2] + 0.5 * zpad[:, 1:-1] + 0.25 * zpad[:, 2:])[:, 1:-1].abs().max() == 0
+
+
+def test_constant_channels_lifted_as_a_bias_equal_the_full_forward_pass() -> None:
+    """fno_with_constant_channels(fno, a, c, b) == fno(cat([a, c broadcast in time, b])), values and
+    gradients, with the grid positional embedding and a two-layer lifting (the shipped surrogates' FNO)."""
+    from neuralop.models import FNO
+
+    torch.manual_seed(2)
+    fno = FNO(n_modes=(16,), in_channels=3 + 5 + 4, out_channels=2, hidden_channels=8, n_layers=2,
+              lifting_channel_ratio=2, projection_channel_ratio=2, positional_embedding="grid")
+    a = torch.randn(3, 3, 50, requires_grad=True)
+    c = torch.randn(3, 5, requires_grad=True)
+    b = torch.randn(3, 4, 50)
+    full = fno(torch.cat([a, c[:, :, None].expand(-1, -1, 50), b], dim=1))
+    fast = fno_with_constant_channels(fno, a, c, b)
+    torch.testing.assert_close(fast, full, rtol=1e-5, atol=1e-5)
+    g_full = torch.autograd.grad(full.square().sum(), (a, c))
+    g_fast = torch.autograd.grad(fast.square().sum(), (a, c))
+    for gf, gr in zip(g_fast, g_full):
+        torch.testing.assert_close(gf, gr, rtol=1e-4, atol=1e-4)
+    no_after = FNO(n_modes=(16,), in_channels=3 + 5, out_channels=1, hidden_channels=8, n_layers=1,
+                   positional_embedding=None)
+    torch.testing.assert_close(fno_with_constant_channels(no_after, a, c, None),
+                               no_after(torch.cat([a, c[:, :, None].expand(-1, -1, 50)], dim=1)),
+                               rtol=1e-5, atol=1e-5)
