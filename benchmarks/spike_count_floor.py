@@ -30,7 +30,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from spike_time_floor import knn  # noqa: E402
+from spike_time_floor import knn, train_mlp  # noqa: E402
 
 
 def count_table(dataset: Path, ckpt: Path) -> dict[str, np.ndarray]:
@@ -104,24 +104,9 @@ def mlp(tab: dict[str, np.ndarray], seed: int, steps: int = 6000) -> np.ndarray:
 
     X, Y, tr = tab["X"], tab["Y"], ~tab["held"]
     Xt, Yt = torch.tensor(X, dtype=torch.float32), torch.tensor(Y / 100.0, dtype=torch.float32)
-    torch.manual_seed(seed)
-    layers: list[torch.nn.Module] = []
-    width = X.shape[1]
-    for _ in range(3):
-        layers += [torch.nn.Linear(width, 128), torch.nn.GELU()]
-        width = 128
-    net = torch.nn.Sequential(*layers, torch.nn.Linear(width, 1))
-    opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    idx = np.flatnonzero(tr)
-    rng = np.random.default_rng(seed)
-    for _ in range(steps):
-        b = torch.as_tensor(rng.choice(idx, 256))
-        loss = torch.nn.functional.huber_loss(net(Xt[b]), Yt[b], delta=0.01)  # knee at 1 spike
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
+    net = train_mlp(Xt, np.flatnonzero(tr), 1,
+                    lambda out, b: torch.nn.functional.huber_loss(out, Yt[b], delta=0.01),  # knee at 1 spike
+                    seed, steps)
     with torch.no_grad():
         return net(Xt).numpy() * 100.0
 

@@ -84,27 +84,36 @@ def mlp(tab: dict[str, np.ndarray], seed: int, steps: int = 6000) -> np.ndarray:
     Xt = torch.tensor(X, dtype=torch.float32)
     Tt = torch.tensor(np.nan_to_num((T - mu) / sd), dtype=torch.float32)
     Mt = torch.tensor(M, dtype=torch.float32)
+    net = train_mlp(Xt, np.flatnonzero(tr), 5, lambda out, b: (((out - Tt[b]) ** 2) * Mt[b]).sum() / Mt[b].sum(),
+                    seed, steps)
+    with torch.no_grad():
+        z = net(Xt).numpy() * sd + mu
+    return np.cumsum(np.exp(z), axis=1)
+
+
+def train_mlp(Xt, rows: np.ndarray, n_out: int, loss_of, seed: int, steps: int):  # noqa: ANN001, ANN201
+    """3 x 128 GELU MLP on Xt (N, D) -> (N, n_out), AdamW with a cosine schedule, batches of 256 drawn from `rows`;
+    loss_of(output, batch index tensor) -> scalar. Shared by the floor benchmarks."""
+    import torch
+
     torch.manual_seed(seed)
     layers: list[torch.nn.Module] = []
-    width = X.shape[1]
+    width = Xt.shape[1]
     for _ in range(3):
         layers += [torch.nn.Linear(width, 128), torch.nn.GELU()]
         width = 128
-    net = torch.nn.Sequential(*layers, torch.nn.Linear(width, 5))
+    net = torch.nn.Sequential(*layers, torch.nn.Linear(width, n_out))
     opt = torch.optim.AdamW(net.parameters(), lr=2e-3, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    idx = np.flatnonzero(tr)
     rng = np.random.default_rng(seed)
     for _ in range(steps):
-        b = torch.as_tensor(rng.choice(idx, 256))
-        loss = (((net(Xt[b]) - Tt[b]) ** 2) * Mt[b]).sum() / Mt[b].sum()
+        b = torch.as_tensor(rng.choice(rows, 256))
+        loss = loss_of(net(Xt[b]), b)
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
-    with torch.no_grad():
-        z = net(Xt).numpy() * sd + mu
-    return np.cumsum(np.exp(z), axis=1)
+    return net
 
 
 def score(P: np.ndarray, tab: dict[str, np.ndarray]) -> dict[str, float]:
