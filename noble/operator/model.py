@@ -25,7 +25,7 @@ from .embedding import feature_embedding, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, rate_Hz, spike_clock
 from .phase_net import PhaseNet
 from .phase_net import phase_rate as learned_phase_rate
-from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_after_offset, sample_at,
+from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_at, sample_at,
                      upsample_linear)
 
 
@@ -233,9 +233,8 @@ class NobleOperator(nn.Module):
             guard = torch.full_like(features[:, 0], rc.offset_guard_ms)
             if "tau_m_ms" in names:
                 guard = torch.maximum(guard, features[:, names.index("tau_m_ms")])
-            quiet = quiet_after_offset(stim_pA, features[:, names.index("I_thr_pA")], self.dt_ms, guard)
             at = (spikes.time_ms / self.dt_ms).round().long().clamp(0, stim_pA.shape[1] - 1)
-            keep = keep & ~quiet[spikes.trace, at]
+            keep = keep & ~quiet_at(stim_pA, features[:, names.index("I_thr_pA")], self.dt_ms, guard, spikes.trace, at)
         if not bool(keep.all()):
             spikes = Spikes(spikes.trace[keep], spikes.time_ms[keep], spikes.index[keep], spikes.isi_ms[keep])
         if len(spikes.time_ms) == 0:

@@ -12,7 +12,8 @@ from noble.datagen.models.hh import HH
 from noble.datagen.simulate import simulate, steps_matrix
 from noble.operator.config import APRenderConfig
 from noble.operator.render import (APDecoder, Spikes, ap_windows, excise_aps, paste_aps, peak_times_ms,
-                                   phase_spikes, phase_target, quiet_after_offset, upsample_linear)
+                                   phase_spikes, phase_target, quiet_after_offset, quiet_at,
+                                   upsample_linear)
 
 RC = APRenderConfig()
 TOTAL_MS, DT, STIM_DT = 450.0, 0.025, 0.1  # the shapes of test_hh_rest.py: the compiled code is shared
@@ -138,6 +139,32 @@ def test_no_ap_is_drawn_once_a_depolarising_step_has_ended_below_rheobase() -> N
     np.testing.assert_array_equal(quiet[1], t >= 170)  # a longer guard (tau_m)
     np.testing.assert_array_equal(quiet[2], (t >= 155) & (t < 250))  # the hyperpolarisation ends it
     assert not quiet[3].any()
+
+
+def test_quiet_at_the_samples_equals_the_dense_rule() -> None:
+    """`quiet_at` (what inference reads at each drawn spike) is `quiet_after_offset` at those samples: on steps,
+    two-step and hyperpolarising protocols and piecewise-random drives, at every sample of every trace."""
+    rng = np.random.default_rng(0)
+    dt, T = 0.5, 800
+    t = np.arange(T) * dt
+    stims = []
+    for b in range(24):
+        x = np.zeros(T, dtype=np.float32)
+        for _ in range(rng.integers(1, 5)):  # a few steps of random level and length, some overlapping
+            a, w = rng.uniform(0, 350), rng.uniform(5, 150)
+            x[(t >= a) & (t < a + w)] = rng.choice([-80.0, -20.0, 30.0, 70.0, 120.0])
+        x += rng.choice([0.0, 10.0])  # a holding current on some
+        stims.append(x)
+    stim = torch.as_tensor(np.stack(stims))
+    i_thr = torch.as_tensor(rng.uniform(20, 100, size=24), dtype=torch.float32)
+    guard = torch.as_tensor(rng.uniform(1, 30, size=24), dtype=torch.float32)
+    dense = quiet_after_offset(stim, i_thr, dt, guard)
+    assert dense.any() and not dense.all()
+    trace = torch.arange(24).repeat_interleave(T)
+    at = torch.arange(T).repeat(24)
+    assert torch.equal(quiet_at(stim, i_thr, dt, guard, trace, at), dense[trace, at])
+    pick = torch.as_tensor(rng.choice(24 * T, size=300, replace=False))  # any subset, in any order
+    assert torch.equal(quiet_at(stim, i_thr, dt, guard, trace[pick], at[pick]), dense[trace[pick], at[pick]])
 
 
 def test_warp_to_prior_moves_each_spike_to_the_prior_and_keeps_the_rest_in_place() -> None:
