@@ -220,7 +220,7 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
         tiny_dataset: Path, tiny_train_config, tmp_path: Path) -> None:
     """validation_models: seeded training models are set aside (disjoint from the held-out ones), scored
     every epoch, and the checkpoint holds the best-scoring epoch's weights, not the last one's."""
-    from noble.operator.train import best_epoch
+    from noble.operator.train import best_epoch, selection_rule
 
     cfg = tiny_train_config.model_copy(update={"epochs": 3, "validation_models": 1, "holdout_models": 2,
                                                "max_steps_per_epoch": 2})
@@ -240,6 +240,7 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
          {"epoch": 2, "val_frac_count_within_1": 0.5, "val_geomean_rel_l2_per_amplitude": 0.1},
          {"epoch": 3, "val_frac_count_within_1": 0.4, "val_geomean_rel_l2_per_amplitude": 0.05}]
     assert best_epoch(h) == 2  # none meets the count target: lowest error + the count shortfall's cost
+    assert selection_rule(h, "RULE").startswith("validation models: no epoch had >= 90 %")  # and the card says so
     flat = [{"epoch": 1, "val_frac_count_within_1": 0.82, "val_geomean_rel_l2_per_amplitude": 0.16},
             {"epoch": 2, "val_frac_count_within_1": 0.80, "val_geomean_rel_l2_per_amplitude": 0.04}]
     assert best_epoch(flat) == 2  # 2 % fewer counts within +-1 does not buy a 4x worse voltage (hh_mc_fs)
@@ -247,6 +248,7 @@ def test_validation_models_pick_the_epoch_and_are_never_trained_on(
           {"epoch": 5, "val_frac_count_within_1": 0.91, "val_geomean_rel_l2_per_amplitude": 0.15},
           {"epoch": 6, "val_frac_count_within_1": 1.0, "val_geomean_rel_l2_per_amplitude": 0.2}]
     assert best_epoch(h) == 5  # lowest error among those meeting it
+    assert selection_rule(h, "RULE") == "RULE"
     # with the spike-rendering trainer's validation timing: the product of rel L2 and timing error
     timed = [{**r, "val_first5_spike_time_ms": t} for r, t in zip(h, [1.0, 1.0, 1.0, 1.0, 1.6, 0.6])]
     assert best_epoch(timed) == 6  # 0.2 x 0.6 ms beats 0.15 x 1.6 ms
