@@ -188,6 +188,16 @@ def phase_spikes(phi: torch.Tensor, dt_ms: float, spike_phase: float, isi_cap_ms
     return Spikes(trace=b_idx, time_ms=times, index=k_idx, isi_ms=times - prev)
 
 
+def drive_events(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(reset, offset), each (B, T) bool, of the after-offset guard: reset where the drive is at or above i_thr_pA
+    (B,) or below the holding level (the first sample); offset where it has just fallen from >= i_thr_pA below it."""
+    above = stim_pA >= i_thr_pA[:, None]
+    reset = above | (stim_pA < stim_pA[:, :1] - 1e-6)
+    offset = torch.zeros_like(above)
+    offset[:, 1:] = above[:, :-1] & ~above[:, 1:]
+    return reset, offset
+
+
 def quiet_after_offset(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_ms: torch.Tensor
                        ) -> torch.Tensor:
     """(B, T) True where no AP can start: guard_ms (B,) or more after the drive fell from >= i_thr_pA (B,) below it,
@@ -195,10 +205,7 @@ def quiet_after_offset(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: flo
     after a depolarising step; a hyperpolarisation or a return above rheobase ends it)."""
     B, T = stim_pA.shape
     idx = torch.arange(T, device=stim_pA.device).expand(B, T)
-    above = stim_pA >= i_thr_pA[:, None]
-    reset = above | (stim_pA < stim_pA[:, :1] - 1e-6)
-    offset = torch.zeros_like(above)
-    offset[:, 1:] = above[:, :-1] & ~above[:, 1:]
+    reset, offset = drive_events(stim_pA, i_thr_pA)
     none = torch.full_like(idx, -1)
     last_reset = torch.cummax(torch.where(reset, idx, none), dim=1).values
     last_offset = torch.cummax(torch.where(offset, idx, none), dim=1).values
@@ -211,10 +218,7 @@ def quiet_at(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_
     maxima over the whole (B, T) grid, which were ~20 % of hh_mc_fs's inference. The last reset at or before a sample
     is the sample itself or the one before its run of non-resets; the runs' starts and the offsets are sparse."""
     B, T = stim_pA.shape
-    above = stim_pA >= i_thr_pA[:, None]
-    reset = above | (stim_pA < stim_pA[:, :1] - 1e-6)
-    offset = torch.zeros_like(above)
-    offset[:, 1:] = above[:, :-1] & ~above[:, 1:]
+    reset, offset = drive_events(stim_pA, i_thr_pA)
     run_start = torch.ones_like(reset)
     run_start[:, 1:] = reset[:, 1:] != reset[:, :-1]
     key = trace * T + at

@@ -399,7 +399,7 @@ def best_epoch(history: list[dict[str, float]]) -> int:
     +-1 is 0.5 %) no epoch reached 90 %, and 'the most counts' picked epoch 4 (0.82, rel L2 0.16: the operator
     still drew a flat -58 mV under every step) over epoch 40 (0.80, 0.04). A per-epoch score also keeps the
     pick monotone: it can only move to the newest epoch, which `save_epoch` then keeps as 'best'."""
-    ok = [h for h in history if h["val_frac_count_within_1"] >= COUNT_TARGET]
+    ok = epochs_meeting_count_target(history)
     if ok:
         best = min(ok, key=lambda h: h["val_geomean_rel_l2_per_amplitude"] * _timing_factor(h))
     else:
@@ -408,10 +408,15 @@ def best_epoch(history: list[dict[str, float]]) -> int:
     return int(best["epoch"])
 
 
+def epochs_meeting_count_target(history: list[dict[str, float]]) -> list[dict[str, float]]:
+    """The epochs whose validation spike counts are within +-1 for >= COUNT_TARGET of the traces."""
+    return [h for h in history if h["val_frac_count_within_1"] >= COUNT_TARGET]
+
+
 def selection_rule(history: list[dict[str, float]], rule: str) -> str:
     """The card's words for how best_epoch picked: `rule` where some epoch met COUNT_TARGET, its fallback where none
     did (hh_mc_fs's prior-timed weights: the counts are the prior's, the same 84 % every epoch)."""
-    if any(h["val_frac_count_within_1"] >= COUNT_TARGET for h in history):
+    if epochs_meeting_count_target(history):
         return rule
     pct = f"{100 * COUNT_TARGET:.0f} %"
     return (f"validation models: no epoch had >= {pct} spike counts within +-1, so the lowest geometric mean over "
