@@ -14,6 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..datagen.config import DatasetConfig
 from ..datagen.stimuli import Stimulus
+from ..operator.targets import TargetResult
 
 NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 JOB_ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -73,6 +74,9 @@ class SurrogateOut(BaseModel):
     speed: dict[str, Any] | None = Field(None, description=(
         "traces/s of the surrogate and of Brian2 on the same traces, and their ratios (benchmarks/surrogate.py, "
         "from the model card; null where not measured)"))
+    targets: list[TargetResult] | None = Field(None, description=(
+        "the held-out targets (noise-free Brian2, depolarising steps): each figure, its bound, met or not, and the "
+        "factor it misses by (`noble evaluate --update-card`; null where the card has no such evaluation)"))
     card: dict[str, Any]
 
 

@@ -176,6 +176,8 @@ class LoadedSurrogate:
             "amplitude_range_pA": list(rng) if rng is not None else None,
             "heldout_metrics": metrics,
             "speed": card.get("speed"),
+            # the held-out targets, each with its figure and the factor it misses by (noble/operator/targets.py)
+            "targets": (card.get("metrics_heldout_noisefree") or {}).get("waveform_targets"),
             "card": card,
         })
 

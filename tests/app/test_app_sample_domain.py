@@ -56,6 +56,10 @@ def test_models_lists_trained_amplitudes(client: TestClient, amps: list[float]) 
     assert s["trained_amplitudes_pA"] == amps and len(amps) >= 2
     assert s["amplitude_range_pA"] == [amps[0], amps[-1]]
     assert s["amplitude_range_pA"] == [-90.0, 390.0]  # the shipped hh_fs (noble/assets/hh_fs/config.json)
+    # every served surrogate states its held-out targets, each met or missed by a factor (targets.py)
+    for sur in r.json()["surrogates"]:
+        assert sur["targets"] and {t["metric"] for t in sur["targets"]} >= {"F-I MAE", "voltage rel L2, median"}
+        assert all(t["met"] == (t["ratio"] is not None and t["ratio"] <= 1.0) for t in sur["targets"])
 
 
 @pytest.mark.parametrize("where", ["above", "below"])
