@@ -254,6 +254,14 @@ class NobleOperator(nn.Module):
             return v_op
         return self.normalise_v(self.render(features, stim_pA, self.to_mV(v_op), phi))
 
+    def voltage_mV(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
+        """to_mV(forward(...)) without normalising the rendered output grid only to undo it (two passes over
+        every output sample); equal to float rounding."""
+        v_op, phi = self.operator(features, stim_pA)
+        if phi is None:
+            return self.to_mV(v_op)
+        return self.render(features, stim_pA, self.to_mV(v_op), phi)
+
     def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
         return self.out_normalizer.inverse_transform(v_norm)
 
@@ -331,5 +339,5 @@ class Surrogate:
             for a in range(0, len(stim), self.batch_size):
                 f = torch.as_tensor(feats[a:a + self.batch_size], dtype=torch.float32, device=self.device)
                 s = torch.as_tensor(stim[a:a + self.batch_size], device=self.device)
-                out[a:a + self.batch_size] = self.net.to_mV(self.net(f, s)).float().cpu().numpy()
+                out[a:a + self.batch_size] = self.net.voltage_mV(f, s).float().cpu().numpy()
         return out

@@ -215,12 +215,31 @@ def quiet_after_offset(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: flo
 def quiet_at(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_ms: torch.Tensor, trace: torch.Tensor,
              at: torch.Tensor) -> torch.Tensor:
     """`quiet_after_offset` read only at the samples (trace (S,), at (S,)): the same result without its two running
-    maxima over the whole (B, T) grid, which were ~20 % of hh_mc_fs's inference. The last reset at or before a sample
-    is the sample itself or the one before its run of non-resets; the runs' starts and the offsets are sparse."""
+    maxima over the whole (B, T) grid, which were ~20 % of hh_mc_fs's inference. Every event of `drive_events` (an
+    offset, the start of a run of non-resets) sits where the drive changes or at sample 0, so they are read at the
+    drive's change points alone (a step has two), and the last one at or before each sample is a search over them."""
     B, T = stim_pA.shape
-    reset, offset = drive_events(stim_pA, i_thr_pA)
-    run_start = torch.ones_like(reset)
-    run_start[:, 1:] = reset[:, 1:] != reset[:, :-1]
+    thr = i_thr_pA[:, None]
+    hold = stim_pA[:, :1]
+    b, t = torch.nonzero(stim_pA[:, 1:] != stim_pA[:, :-1], as_tuple=True)
+    t = t + 1  # the first sample at the new level
+    rows = torch.arange(B, device=stim_pA.device)
+    b = torch.cat([rows, b])
+    t = torch.cat([torch.zeros_like(rows), t])
+    order = torch.argsort(b * T + t)
+    b, t = b[order], t[order]
+
+    def above(x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+        return x >= thr[row, 0]
+
+    def reset(x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:  # drive_events' reset at drive value x of `row`
+        return above(x, row) | (x < hold[row, 0] - 1e-6)
+
+    now = stim_pA[b, t]
+    before = stim_pA[b, (t - 1).clamp_min(0)]
+    first = t == 0
+    offset = ~first & above(before, b) & ~above(now, b)
+    run_start = first | (reset(now, b) != reset(before, b))
     key = trace * T + at
     row0 = trace * T
 
@@ -229,9 +248,9 @@ def quiet_at(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_
         hit = flat[j.clamp_min(0)] if len(flat) else torch.zeros_like(key)
         return torch.where((j >= 0) & (hit >= row0), hit - row0, torch.full_like(key, -1))
 
-    last_offset = last_at_or_before(torch.nonzero(offset.reshape(-1)).squeeze(1))
-    before_run = last_at_or_before(torch.nonzero(run_start.reshape(-1)).squeeze(1)) - 1
-    last_reset = torch.where(reset[trace, at], at, before_run)
+    last_offset = last_at_or_before((b * T + t)[offset])
+    before_run = last_at_or_before((b * T + t)[run_start]) - 1
+    last_reset = torch.where(reset(stim_pA[trace, at], trace), at, before_run)
     return (last_offset > last_reset) & ((at - last_offset) * dt_ms >= guard_ms[trace])
 
 

@@ -114,3 +114,22 @@ def test_constant_channels_lifted_as_a_bias_equal_the_full_forward_pass() -> Non
     torch.testing.assert_close(fno_with_constant_channels(no_after, a, c, None),
                                no_after(torch.cat([a, c[:, :, None].expand(-1, -1, 50)], dim=1)),
                                rtol=1e-5, atol=1e-5)
+
+
+def test_inference_in_mV_equals_the_normalised_forward_pass() -> None:
+    """`Surrogate.predict` reads `voltage_mV`, which skips forward's normalise-then-undo over the output grid: the
+    same voltages to float rounding, APs included (the shipped default surrogate at a spiking step)."""
+    import numpy as np
+
+    from noble.operator import default_surrogate_path, load_surrogate
+
+    sur = load_surrogate(default_surrogate_path())
+    feats = np.array(sur.config.population[:3], dtype=np.float32)
+    stim = np.stack([sur.step_stimulus(a) for a in (-50.0, 150.0, 300.0)])
+    f, s = torch.as_tensor(feats), torch.as_tensor(stim)
+    with torch.inference_mode():
+        ref = sur.net.to_mV(sur.net(f, s))
+        fast = sur.net.voltage_mV(f, s)
+    assert float(ref.max()) > 0.0  # APs drawn
+    torch.testing.assert_close(fast, ref, rtol=0.0, atol=1e-3)
+    np.testing.assert_array_equal(sur.predict(feats, stim), fast.numpy())
