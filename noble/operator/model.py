@@ -23,8 +23,7 @@ from torch.nn import functional as F
 from .config import SurrogateConfig
 from .embedding import feature_embedding, fi_phase, normalise, phase_sin_cos
 from .phase import CLOCK_TAUS_MS, drive_clock_ms, phase_rate_Hz, rate_Hz, spike_clock
-from .phase_net import PhaseNet
-from .phase_net import phase_rate as learned_phase_rate
+from .phase_net import PhaseNet, phase_rate_by_runs
 from .render import (APDecoder, Spikes, decoder_inputs, paste_aps, phase_spikes, quiet_at, sample_at,
                      upsample_linear)
 
@@ -157,9 +156,14 @@ class NobleOperator(nn.Module):
             lows = torch.as_tensor(e.lows, dtype=features.dtype, device=features.device)
             highs = torch.as_tensor(e.highs, dtype=features.dtype, device=features.device)
             on = stim_pA > features[:, e.feature_names.index("I_thr_pA"), None]
-            corr = self.phase_net(normalise(features, lows, highs), self.in_normalizer.transform(stim_pA))
-            rate = learned_phase_rate(rate_Hz(features, e.feature_names, stim_pA, e.fi_rate), on,
-                                      drive_clock_ms(on, self.op_dt_ms), corr, e.phase_warp, e.first_spike_latency,
+            flat_stim = stim_pA.reshape(-1)
+
+            def rate_of_runs(rows: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+                return rate_Hz(features[rows], e.feature_names, flat_stim[first, None], e.fi_rate)[:, 0]
+
+            rate = phase_rate_by_runs(self.phase_net, normalise(features, lows, highs),
+                                      self.in_normalizer.transform(stim_pA), rate_of_runs, on,
+                                      drive_clock_ms(on, self.op_dt_ms), e.phase_warp, e.first_spike_latency,
                                       e.spike_phase)
         return rate, torch.cumsum(rate, dim=-1) * (self.op_dt_ms / 1000.0)
 

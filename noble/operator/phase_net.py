@@ -20,7 +20,7 @@ FNO then sees and corrects the learned prior.
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -58,13 +58,39 @@ class PhaseNet(nn.Module):
         """(B, F), (B, T) -> (B, T, 4): the MLP runs once per run of equal drive samples (a step has two or three
         runs, a noisy waveform up to T), then is gathered back: no sort, O(B T)."""
         B, T = drive.shape
-        starts = torch.ones(B, T, dtype=torch.bool, device=drive.device)
-        starts[:, 1:] = drive[:, 1:] != drive[:, :-1]
-        flat = starts.reshape(-1)
-        first = torch.nonzero(flat).squeeze(1)  # flat index of each run's first sample
-        run = torch.cumsum(flat.long(), dim=0) - 1  # the run each sample belongs to
+        first, run = drive_runs(drive)
+        return self.run_corrections(x_norm, drive, first)[run].reshape(B, T, N_CORRECTIONS)
+
+    def run_corrections(self, x_norm: torch.Tensor, drive: torch.Tensor, first: torch.Tensor) -> torch.Tensor:
+        """(R, 4): the corrections of the runs whose first samples are `first` (flat indices into drive (B, T))."""
+        T = drive.shape[1]
         h = self.lin_features(x_norm)[first // T] + self.lin_drive(drive.reshape(-1)[first, None])
-        return (self.bound * torch.tanh(self.mlp(h) / self.bound))[run].reshape(B, T, N_CORRECTIONS)
+        return self.bound * torch.tanh(self.mlp(h) / self.bound)
+
+
+def drive_runs(drive: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(B, T) -> (flat index of each run of equal samples' first sample (R,), the run of every sample (B T,))."""
+    B, T = drive.shape
+    starts = torch.ones(B, T, dtype=torch.bool, device=drive.device)
+    starts[:, 1:] = drive[:, 1:] != drive[:, :-1]
+    flat = starts.reshape(-1)
+    return torch.nonzero(flat).squeeze(1), torch.cumsum(flat.long(), dim=0) - 1
+
+
+def phase_rate_by_runs(net: PhaseNet, x_norm: torch.Tensor, drive: torch.Tensor, rate_of_runs: Callable[
+        [torch.Tensor, torch.Tensor], torch.Tensor], on: torch.Tensor, clock_ms: torch.Tensor,
+        warp: Sequence[float], latency: Sequence[float], spike_phase: float) -> torch.Tensor:
+    """`phase_rate` with the drive's runs made explicit: the F-I rate (rate_of_runs(rows (R,), first flat samples
+    (R,)) -> (R,)), the corrections and the corrected terms are computed once per run of equal drive samples and
+    only the latency ramp and the onset warp per sample. The same numbers; on hh_mc_fs's steps (2-3 runs per
+    trace) about half of the prior's time went to those per-sample terms."""
+    B, T = drive.shape
+    first, run = drive_runs(drive)
+    L, r, A, tau = corrected_terms(rate_of_runs(first // T, first), net.run_corrections(x_norm, drive, first), warp,
+                                   latency)
+    per_sample = torch.stack([L, r, A, tau], dim=1)[run].reshape(B, T, 4)
+    return latency_phase_rate_Hz(on, clock_ms, per_sample[..., 0], per_sample[..., 1], per_sample[..., 2],
+                                 per_sample[..., 3], float(warp[3]), spike_phase)
 
 
 def corrected_terms(rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float], latency: Sequence[float]

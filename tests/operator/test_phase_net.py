@@ -98,6 +98,39 @@ def test_the_corrections_follow_the_drive_sample_by_sample() -> None:
     torch.testing.assert_close(got, pn.corrections(x, drive))
 
 
+def test_the_phase_rate_computed_per_run_equals_the_per_sample_formula() -> None:
+    """`phase_rate_by_runs` (inference: rate, corrections and corrected terms once per run of equal drive) is
+    `phase_rate` on every sample, values and gradients in the features (the fit's surrogate stage needs them), on
+    steps, two-step protocols and a noisy drive where every sample is its own run."""
+    from noble.operator.embedding import normalise
+    from noble.operator.phase import drive_clock_ms, rate_Hz
+    from noble.operator.phase_net import phase_rate, phase_rate_by_runs
+
+    torch.manual_seed(0)
+    net = NobleOperator(config(PhaseNetConfig()))
+    torch.nn.init.normal_(net.phase_net.mlp[-1].weight, std=0.5)
+    feats, _amps, stim = population(3, 1)
+    s = torch.as_tensor(stim).reshape(3, -1, 4).mean(-1)
+    s[1, 600:] += 40.0  # a second step
+    s[2] = s[2] + 30.0 * torch.randn(s.shape[1])  # noise: every sample differs
+    e = net.embedding_cfg
+    f = torch.as_tensor(feats, dtype=torch.float32).requires_grad_(True)
+    on = s > f[:, 0, None]
+    clock = drive_clock_ms(on, 0.2)
+    x = normalise(f, torch.as_tensor(LOWS), torch.as_tensor(HIGHS))
+    drive = net.in_normalizer.transform(s)
+    ref = phase_rate(rate_Hz(f, NAMES, s, "quadratic"), on, clock, net.phase_net(x, drive), e.phase_warp, LATENCY, 0.5)
+    flat = s.reshape(-1)
+    got = phase_rate_by_runs(net.phase_net, x, drive,
+                             lambda rows, first: rate_Hz(f[rows], NAMES, flat[first, None], "quadratic")[:, 0],
+                             on, clock, e.phase_warp, LATENCY, 0.5)
+    assert float(ref.detach().max()) > 10.0  # the neurons fire
+    torch.testing.assert_close(got, ref, rtol=1e-6, atol=1e-4)
+    g_ref = torch.autograd.grad(ref.sum(), f, retain_graph=True)[0]
+    g_got = torch.autograd.grad(got.sum(), f)[0]
+    torch.testing.assert_close(g_got, g_ref, rtol=1e-4, atol=1e-3)
+
+
 def test_the_learned_prior_puts_spikes_where_unseen_neurons_fire() -> None:
     torch.manual_seed(0)
     net = NobleOperator(config(PhaseNetConfig(steps=300, batch=16, lr=1e-2)))
