@@ -133,3 +133,22 @@ def test_inference_in_mV_equals_the_normalised_forward_pass() -> None:
     assert float(ref.max()) > 0.0  # APs drawn
     torch.testing.assert_close(fast, ref, rtol=0.0, atol=1e-3)
     np.testing.assert_array_equal(sur.predict(feats, stim), fast.numpy())
+
+
+def test_a_neurons_trace_does_not_depend_on_its_batch_neighbours() -> None:
+    """The service batches concurrent requests into one forward pass: a neuron's voltages alone and among 47 others
+    (and in one chunk of 48) are the same to float rounding, spikes included (the learned prior's per-run terms are
+    padded to whole SIMD blocks, phase_net.RUN_BLOCK)."""
+    import numpy as np
+
+    from noble.operator import default_surrogate_path, load_surrogate
+    from noble.operator.sample import draw_features
+
+    sur = load_surrogate(default_surrogate_path())
+    feats = draw_features(sur, 48, np.random.default_rng(0))
+    stim = np.repeat(sur.step_stimulus(250.0)[None], 48, axis=0)
+    alone = sur.predict(feats[:3], stim[:3])
+    assert float(alone.max()) > 0.0  # they fire
+    np.testing.assert_allclose(sur.predict(feats, stim)[:3], alone, atol=1e-3)
+    sur.batch_size = 48
+    np.testing.assert_allclose(sur.predict(feats, stim)[:3], alone, atol=1e-3)
