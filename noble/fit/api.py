@@ -42,6 +42,7 @@ from .physiology import finite_or_none, of_traces
 from .targets import DRIFT_NOTE_MV, prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
+from .resample import limit_sampling_rate
 from .screen import screen_for_fit
 from .solver import SolverConfig, SolverResult, posterior_draws, response_surface_cov
 from .surrogate_stage import (SurrogateFit, SurrogateStageConfig, SurrogateUnavailable, choose_population,
@@ -693,6 +694,10 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)
     rec, notes = screen_for_fit(rec)  # sweeps a fit cannot use are set aside, each with a note
+    native = rec  # the time base the NWB output's whole-sweep responses keep
+    rec, resampled = limit_sampling_rate(rec)  # 200 kHz: filtered at 10 kHz and decimated, as ipfx filters
+    if resampled is not None:
+        notes.append(resampled)
     rec, bridge = balance_bridge(rec, cfg.bridge_balance)  # the electrode's I R_s, where the edges show one
     if bridge.r_MOhm is not None:
         notes.append(bridge.describe())
@@ -852,7 +857,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     edge = solved_area_at_edge(space, best[0])
     if edge is not None:
         notes.append(edge)
-    whole = _whole_sweep_responses(problem, rec, best, cfg.final_dt_ms, hint, notes)
+    whole = _whole_sweep_responses(problem, native, best, cfg.final_dt_ms, hint, notes)
     summary = res.summary(space, pinned=pin is not None, interval=solver_cfg.interval)
     HH = get_family("hh")
     params_out = {}
