@@ -115,7 +115,8 @@ def corrected_terms(rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[fl
 def phase_rate(rate_Hz: torch.Tensor, on: torch.Tensor, clock_ms: torch.Tensor, corr: torch.Tensor,
                warp: Sequence[float], latency: Sequence[float], spike_phase: float) -> torch.Tensor:
     """(B, T) d phi / dt in Hz: phase.phase_rate_Hz's ramp to spike_phase over the latency, then the warped steady
-    rate, with the corrected terms."""
+    rate, with the corrected terms, every term per sample: the definition `phase_rate_by_runs` (what the model
+    runs) is tested against."""
     L, r, A, tau = corrected_terms(rate_Hz, corr, warp, latency)
     return latency_phase_rate_Hz(on, clock_ms, L, r, A, tau, float(warp[3]), spike_phase)
 

@@ -188,11 +188,17 @@ def phase_spikes(phi: torch.Tensor, dt_ms: float, spike_phase: float, isi_cap_ms
     return Spikes(trace=b_idx, time_ms=times, index=k_idx, isi_ms=times - prev)
 
 
+def guard_resets(drive_pA: torch.Tensor, i_thr_pA: torch.Tensor, hold_pA: torch.Tensor) -> torch.Tensor:
+    """Where the after-offset guard restarts (elementwise, broadcast): the drive at or above rheobase, or below the
+    holding level (a hyperpolarisation, whose offset may rebound)."""
+    return (drive_pA >= i_thr_pA) | (drive_pA < hold_pA - 1e-6)
+
+
 def drive_events(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(reset, offset), each (B, T) bool, of the after-offset guard: reset where the drive is at or above i_thr_pA
-    (B,) or below the holding level (the first sample); offset where it has just fallen from >= i_thr_pA below it."""
+    """(reset, offset), each (B, T) bool, of the after-offset guard: reset (guard_resets) against i_thr_pA (B,) and
+    the holding level (the first sample); offset where the drive has just fallen from >= i_thr_pA below it."""
     above = stim_pA >= i_thr_pA[:, None]
-    reset = above | (stim_pA < stim_pA[:, :1] - 1e-6)
+    reset = guard_resets(stim_pA, i_thr_pA[:, None], stim_pA[:, :1])
     offset = torch.zeros_like(above)
     offset[:, 1:] = above[:, :-1] & ~above[:, 1:]
     return reset, offset
@@ -229,16 +235,13 @@ def quiet_at(stim_pA: torch.Tensor, i_thr_pA: torch.Tensor, dt_ms: float, guard_
     order = torch.argsort(b * T + t)
     b, t = b[order], t[order]
 
-    def above(x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
-        return x >= thr[row, 0]
-
     def reset(x: torch.Tensor, row: torch.Tensor) -> torch.Tensor:  # drive_events' reset at drive value x of `row`
-        return above(x, row) | (x < hold[row, 0] - 1e-6)
+        return guard_resets(x, thr[row, 0], hold[row, 0])
 
     now = stim_pA[b, t]
     before = stim_pA[b, (t - 1).clamp_min(0)]
     first = t == 0
-    offset = ~first & above(before, b) & ~above(now, b)
+    offset = ~first & (before >= thr[b, 0]) & ~(now >= thr[b, 0])
     run_start = first | (reset(now, b) != reset(before, b))
     key = trace * T + at
     row0 = trace * T
