@@ -1,8 +1,9 @@
 """Recordings sampled far faster than an AP needs are low-pass filtered and decimated before a fit measures them.
 
 At 200 kHz (the Allen Cell Types rate) 0.3 mV of white recording noise has a sample-to-sample dV/dt of ~85 mV/ms
-(sd; p99 ~220), far above eFEL's 10 mV/ms AP-onset threshold: the fit read AP onsets of +25 mV and half-widths of 0.2 ms off a noise-jittered
-synthetic cell whose APs start at -50 mV and are 0.8 ms wide, and freed the wrong parameters on that evidence.
+(sd; p99 ~220), far above eFEL's 10 mV/ms AP-onset threshold: the fit read AP onsets of +25 mV and half-widths
+of 0.2 ms off a noise-jittered synthetic cell whose APs start at -50 mV and are 0.8 ms wide, and freed the wrong
+parameters on that evidence.
 The field's practice (ipfx filters the voltage at 10 kHz before it takes dV/dt) is followed: a 4-pole Bessel
 low-pass at `cutoff_Hz`, run forward and backward (zero phase: the AP peak stays where it was), then every k-th
 sample for the smallest k that brings the rate to at most `max_rate_Hz`. A 10 kHz Bessel's rise time (~35 us) is a
