@@ -119,7 +119,8 @@ class NobleOperator(nn.Module):
             raise ValueError(f"fno.time_fold={self.fold} (x coarse factor {self.coarse}) must divide "
                              f"n_time={cfg.n_time}")
         self.output_blur = f.output_blur
-        n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * self.fold \
+        self.phase_stride = f.phase_stride
+        n_phase = (2 + (2 * len(CLOCK_TAUS_MS) if cfg.embedding.spike_clock else 0)) * (self.fold // f.phase_stride) \
             if cfg.embedding.fi_phase else 0
         self.spike_times = cfg.render.spike_times if cfg.render is not None else None
         # (subthreshold voltage, phase correction) when rendering, unless the APs come from the prior alone
@@ -193,10 +194,11 @@ class NobleOperator(nn.Module):
         prior, phase_fold = None, None
         if self.embedding_cfg.fi_phase:
             rate, prior = self.prior_phase(features, stim_op)
-            ph = self.phase_channels(rate, prior)  # (B, P, T_op)
-            P = ph.shape[1]
-            phase_fold = ph.reshape(B, P, T_op // k, k).permute(0, 1, 3, 2).reshape(B, P * k, T_op // k)
-        # input channels [stim (k), embedding (C), phase (P k)] (embedding.embed_inputs' layout)
+            s = self.phase_stride  # the channels at every s-th operator sample (FNOConfig.phase_stride)
+            ph = self.phase_channels(rate[:, ::s], prior[:, ::s]) if s > 1 else self.phase_channels(rate, prior)
+            P, ks = ph.shape[1], k // s  # (B, P, T_op / s), folded to P k/s channels on the FNO grid
+            phase_fold = ph.reshape(B, P, T_op // k, ks).permute(0, 1, 3, 2).reshape(B, P * ks, T_op // k)
+        # input channels [stim (k), embedding (C), phase (P k / stride)] (embedding.embed_inputs' layout)
         raw = fno_with_constant_channels(self.fno, stim_fold, emb, phase_fold)  # (B, n_out k, T_op/k)
         out = raw[:, :k].transpose(1, 2).reshape(B, T_op)  # (B, k, T/k) -> (B, T)
         if self.output_blur:  # [1, 2, 1]/4 with edge samples repeated (config.FNOConfig.output_blur)

@@ -192,3 +192,41 @@ def test_prior_with_rebound_uses_the_operator_phase_only_before_the_drive_first_
     assert torch.equal(phi[0, after_onset], prior[0, after_onset])  # the depolarising step: the prior's spikes
     assert float(prior[1].abs().max()) == 0.0 and float((phi[1] - prior[1]).abs().max()) > 0.0  # the operator's
     assert float((phi[0, ~after_onset] - prior[0, ~after_onset]).abs().max()) > 0.0
+
+
+def test_phase_stride_feeds_every_strided_sample_of_the_phase_channels() -> None:
+    """fno.phase_stride s: the FNO's phase input channels are the stride-1 ones at polyphase offsets 0, s, 2s, ...
+    (the same values, fewer channels), and a stride that does not divide time_fold is refused."""
+    import pytest
+    from pydantic import ValidationError
+
+    import noble.operator.model as model_module
+
+    seen: dict[int, torch.Tensor] = {}
+    real = model_module.fno_with_constant_channels
+    feats, _amps, stim = population(2, 3)
+    f, s = torch.as_tensor(feats, dtype=torch.float32), torch.as_tensor(stim)
+    for stride in (1, 2):
+        cfg = config(PhaseNetConfig())
+        cfg = cfg.model_copy(update={"fno": cfg.fno.model_copy(update={"phase_stride": stride}),
+                                     "embedding": cfg.embedding.model_copy(update={"spike_clock": True})})
+        torch.manual_seed(0)
+        net = NobleOperator(cfg).eval()
+        assert net.fno.in_channels == 4 + cfg.embedding.n_channels + 6 * 4 // stride  # sin, cos, 4 clock channels
+
+        def spy(fno, before, constant, after, stride=stride):  # type: ignore[no-untyped-def]
+            seen[stride] = after
+            return real(fno, before, constant, after)
+
+        model_module.fno_with_constant_channels = spy
+        try:
+            with torch.no_grad():
+                net.operator(f, s)
+        finally:
+            model_module.fno_with_constant_channels = real
+    k = 4
+    full = seen[1].reshape(2, 6, k, -1)  # (B, P, polyphase offset r, T_op / k)
+    strided = seen[2].reshape(2, 6, k // 2, -1)
+    assert torch.equal(strided, full[:, :, ::2])
+    with pytest.raises(ValidationError, match="phase_stride"):
+        FNOConfig(time_fold=4, phase_stride=3)
