@@ -99,9 +99,8 @@ def phase_rate_by_runs(net: PhaseNet, x_norm: torch.Tensor, drive: torch.Tensor,
         rate = torch.cat([rate, rate.new_ones(pad)])
         corr = torch.cat([corr, corr.new_zeros(pad, corr.shape[1])])
     L, r, A, tau = corrected_terms(rate, corr, warp, latency)
-    per_sample = torch.stack([L, r, A, tau], dim=1)[run].reshape(B, T, 4)
-    return latency_phase_rate_Hz(on, clock_ms, per_sample[..., 0], per_sample[..., 1], per_sample[..., 2],
-                                 per_sample[..., 3], float(warp[3]), spike_phase)
+    L_s, r_s, A_s, tau_s = (term.index_select(0, run).reshape(B, T) for term in (L, r, A, tau))  # per sample
+    return latency_phase_rate_Hz(on, clock_ms, L_s, r_s, A_s, tau_s, float(warp[3]), spike_phase)
 
 
 def corrected_terms(rate_Hz: torch.Tensor, corr: torch.Tensor, warp: Sequence[float], latency: Sequence[float]

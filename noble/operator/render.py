@@ -262,9 +262,9 @@ def upsample_linear(x: torch.Tensor, factor: int) -> torch.Tensor:
     factor-1 samples hold the last value)."""
     if factor == 1:
         return x
-    nxt = torch.cat([x[:, 1:], x[:, -1:]], dim=1)
+    step = torch.cat([x[:, 1:] - x[:, :-1], torch.zeros_like(x[:, :1])], dim=1)  # to the next sample
     w = torch.arange(factor, dtype=x.dtype, device=x.device) / factor
-    return (x[:, :, None] * (1 - w) + nxt[:, :, None] * w).reshape(x.shape[0], -1)
+    return torch.addcmul(x[:, :, None], step[:, :, None], w).reshape(x.shape[0], -1)  # x + w step, one pass
 
 
 def sample_at(x: torch.Tensor, rows: torch.Tensor, t_ms: torch.Tensor, dt_ms: float) -> torch.Tensor:
@@ -276,9 +276,10 @@ def sample_at(x: torch.Tensor, rows: torch.Tensor, t_ms: torch.Tensor, dt_ms: fl
 
 
 def paste_aps(base: torch.Tensor, spikes: Spikes, ap_mV: torch.Tensor, dt_ms: float,
-              cfg: APRenderConfig) -> torch.Tensor:
+              cfg: APRenderConfig, inplace: bool = False) -> torch.Tensor:
     """base (B, T) on the output grid with each spike's AP voltage (S, n_template) placed at its peak time by
-    linear interpolation of the template and cross-faded in at the window edges (blend_weight)."""
+    linear interpolation of the template and cross-faded in at the window edges (blend_weight). inplace: add
+    into base itself (a contiguous tensor of the caller's own, outside autograd) instead of a copy of it."""
     if len(spikes.time_ms) == 0:
         return base
     B, T = base.shape
@@ -294,5 +295,7 @@ def paste_aps(base: torch.Tensor, spikes: Spikes, ap_mV: torch.Tensor, dt_ms: fl
     ap = ap_mV.gather(1, u0) * (1 - fr) + ap_mV.gather(1, u0 + 1) * fr
     flat = (spikes.trace[:, None] * T + idx.clamp(0, T - 1))
     w = blend_weight(u * cfg.template_dt_ms - cfg.pre_ms, cfg)
-    delta = w * (ap - base.reshape(-1)[flat])
-    return base.reshape(-1).index_add(0, flat[ok], delta[ok]).reshape(B, T)
+    delta = torch.where(ok, w * (ap - base.reshape(-1)[flat]), 0.0)  # samples outside the trace add nothing
+    if inplace:
+        return base.view(-1).index_add_(0, flat.reshape(-1), delta.reshape(-1)).view(B, T)
+    return base.reshape(-1).index_add(0, flat.reshape(-1), delta.reshape(-1)).reshape(B, T)

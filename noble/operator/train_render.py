@@ -25,7 +25,7 @@ from .checkpoint import load_network, read_config
 from .config import APRenderConfig, SurrogateConfig, TrainConfig
 from .data import TraceSet, load_traces, split_models
 from .embedding import normalise
-from .model import NobleOperator
+from .model import NobleOperator, operator_grid_mean
 from .phase_net import train_phase_net
 from .render import (ap_windows, decoder_inputs, excise_aps, peak_times_ms, phase_spikes, phase_target,
                      stimulus_changes_ms)
@@ -305,7 +305,7 @@ def train_rendered(dataset: str | Path, out: str | Path, cfg: TrainConfig, *, pr
     feats = torch.as_tensor(traces.features, dtype=torch.float32)
     stim = torch.as_tensor(traces.stim_pA)
     prior_times = rc.spike_times != "operator"
-    stim_op = stim.reshape(len(stim), -1, net.coarse).mean(-1)
+    stim_op = operator_grid_mean(stim, net.coarse)  # the operator's grid, as NobleOperator.operator averages it
     # where the FNO's phase counts: everywhere, nowhere ('prior'), or until the drive first crosses rheobase
     phase_where = torch.ones_like(stim_op) if not prior_times else (
         net.before_suprathreshold(feats, stim_op) if rc.spike_times == "prior_with_rebound"
