@@ -261,11 +261,12 @@ class NobleOperator(nn.Module):
         return (torch.cumsum(on.to(torch.int32), dim=-1) == 0).to(stim_op.dtype)
 
     def render(self, features: torch.Tensor, stim_pA: torch.Tensor, v_op_mV: torch.Tensor,
-               phi: torch.Tensor) -> torch.Tensor:
+               phi: torch.Tensor, out: torch.Tensor | None = None) -> torch.Tensor:
         """Output-grid voltage (mV): the subthreshold voltage interpolated, plus an AP from the decoder at
-        every passage of phi through k + spike_phase (noble/operator/render.py)."""
+        every passage of phi through k + spike_phase (noble/operator/render.py). out: a contiguous (B, T) tensor
+        to draw into (inference; Surrogate.predict's own array), instead of a new one."""
         rc = self.render_cfg
-        base = upsample_linear(v_op_mV, self.coarse)
+        base = upsample_linear(v_op_mV, self.coarse, out=out)
         spikes = phase_spikes(phi, self.op_dt_ms, self.embedding_cfg.spike_phase, rc.isi_cap_ms)
         # The phase targets hold no AP whose window [-pre_ms, +post_ms] overruns the trace (train_render.
         # build_targets), so the phase is unconstrained there: a passage in the last post_ms (where the FFT's
@@ -292,7 +293,7 @@ class NobleOperator(nn.Module):
         x = decoder_inputs(normalise(features, lows, highs)[spikes.trace], spikes.isi_ms, drive,
                            spikes.index.to(features.dtype), rc)
         ap = self.decoder(x) * self.ap_scale_mV + rc.ap_offset_mV
-        return paste_aps(base, spikes, ap, self.dt_ms, rc, inplace=not torch.is_grad_enabled())  # base is ours
+        return paste_aps(base, spikes, ap, self.dt_ms, rc, inplace=out is not None or not torch.is_grad_enabled())
 
     def forward(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
         v_op, phi = self.operator(features, stim_pA)
@@ -300,13 +301,16 @@ class NobleOperator(nn.Module):
             return v_op
         return self.normalise_v(self.render(features, stim_pA, self.to_mV(v_op), phi))
 
-    def voltage_mV(self, features: torch.Tensor, stim_pA: torch.Tensor) -> torch.Tensor:
+    def voltage_mV(self, features: torch.Tensor, stim_pA: torch.Tensor, out: torch.Tensor | None = None
+                   ) -> torch.Tensor:
         """to_mV(forward(...)) without normalising the rendered output grid only to undo it (two passes over
-        every output sample); equal to float rounding."""
+        every output sample); equal to float rounding. out: a contiguous (B, T) float32 tensor to write it into
+        (then returned)."""
         v_op, phi = self.operator(features, stim_pA)
         if phi is None:
-            return self.to_mV(v_op)
-        return self.render(features, stim_pA, self.to_mV(v_op), phi)
+            v = self.to_mV(v_op)
+            return v if out is None else out.copy_(v)
+        return self.render(features, stim_pA, self.to_mV(v_op), phi, out=out)
 
     def to_mV(self, v_norm: torch.Tensor) -> torch.Tensor:
         return self.out_normalizer.inverse_transform(v_norm)
@@ -381,9 +385,14 @@ class Surrogate:
         if stim.shape[0] != feats.shape[0]:
             raise ValueError(f"{feats.shape[0]} feature vectors but {stim.shape[0]} stimuli")
         out = np.empty(stim.shape, dtype=np.float32)
+        # on CPU the network draws each chunk into `out` itself (no second copy of 24000-sample traces)
+        in_place = self.device == "cpu" and all(p.dtype == torch.float32 for p in self.net.parameters())
         with torch.inference_mode():
             for a in range(0, len(stim), self.batch_size):
                 f = torch.as_tensor(feats[a:a + self.batch_size], dtype=torch.float32, device=self.device)
                 s = torch.as_tensor(stim[a:a + self.batch_size], device=self.device)
-                out[a:a + self.batch_size] = self.net.voltage_mV(f, s).float().cpu().numpy()
+                if in_place:
+                    self.net.voltage_mV(f, s, out=torch.from_numpy(out[a:a + self.batch_size]))
+                else:
+                    out[a:a + self.batch_size] = self.net.voltage_mV(f, s).float().cpu().numpy()
         return out

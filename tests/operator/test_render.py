@@ -167,6 +167,26 @@ def test_quiet_at_the_samples_equals_the_dense_rule() -> None:
     assert torch.equal(quiet_at(stim, i_thr, dt, guard, trace[pick], at[pick]), dense[trace[pick], at[pick]])
 
 
+def test_change_points_are_every_sample_that_differs_from_the_one_before() -> None:
+    """`change_points` (blocks without a change skipped) finds what comparing every sample finds, in the same
+    order: changes at block edges, at the last sample, after the last whole block, everywhere (noise), nowhere."""
+    from noble.operator.render import CHANGE_BLOCK, change_points
+
+    k = CHANGE_BLOCK
+    x = torch.zeros(6, 40 * k + 7)
+    x[:, 3 * k:30 * k] = 200.0  # a step
+    x[1, k] = 1.0  # the first sample of a block
+    x[1, k + 1] = 2.0
+    x[2, -1] = 5.0  # the very last sample
+    x[3, 40 * k + 3:] = 9.0  # after the last whole block
+    x[4] = torch.randn(x.shape[1])  # every sample
+    x[5] = 0.0  # none
+    for case in (x, torch.randint(0, 3, (5, 1001)).float(), torch.randn(3, 2 * k)):
+        b, t = torch.nonzero(case[:, 1:] != case[:, :-1], as_tuple=True)
+        got_b, got_t = change_points(case)
+        assert torch.equal(got_b, b) and torch.equal(got_t, t + 1)
+
+
 def test_warp_to_prior_moves_each_spike_to_the_prior_and_keeps_the_rest_in_place() -> None:
     """render.spike_times 'prior': the subthreshold target's spike-locked shapes (here an AHP dip 3 ms after each
     peak, inside the 0.8 + 3.5 ms AP window that moves rigidly) land at the prior's spike times; the pre-step rest
