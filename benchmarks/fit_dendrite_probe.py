@@ -12,6 +12,8 @@ the fit's, and the dendrite's leak reversal at the recording's rest (so the rest
 (g_c, rho) and scale factors of g_Kd, g_M and g_D, E_leak re-pinned to the rest (`hhmodel.pin_rest`), it reports
 the APs and the median interspike trough at each step (from rest, as `fit_trough_probe.py`), and with
 `--recording` scores every grid point with the fit's own objective (`FitProblem.evaluate`, dt 0.025 ms), per term.
+A probe of a model the package does not have: it swaps the family's equation text (`hh._EQS`) and wraps the builds
+(to start the dendrite at the soma's voltage) inside this process only, and puts the equations back at the end.
 
     .venv/bin/python benchmarks/fit_dendrite_probe.py runs/fit/171116sh_0018/fit.json --rest-mV -62 \\
         --g-c 50 100 --rho 1 --g-kd-x 1.5 2 --g-m-x 1 4 6 --recording ../shared/data/171116sh_0018.abf
