@@ -85,9 +85,8 @@ def latency_phase_rate_Hz(on: torch.Tensor, clock_ms: torch.Tensor, L_ms: torch.
     """(B, T) d phi / dt in Hz: a ramp from 0 to spike_phase over the latency L, then the warped steady rate
     gain r (1 + A exp(-(s - L) / tau)). Shared by the population prior and the learned per-neuron one."""
     past = clock_ms - L_ms
-    ramp = torch.where(on & (past <= 0), spike_phase * 1000.0 / L_ms, 0.0)
-    steady = torch.where(on & (past > 0), rate * gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau_ms)), 0.0)
-    return ramp + steady
+    steady = rate * gain * (1.0 + A * torch.exp(-past.clamp_min(0) / tau_ms))
+    return torch.where(on, torch.where(past <= 0, spike_phase * 1000.0 / L_ms, steady), 0.0)
 
 
 CLOCK_TAUS_MS = (1.0, 8.0)
