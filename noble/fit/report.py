@@ -49,8 +49,9 @@ def _check_line(ax: Any, parts: list[tuple[str, str]]) -> None:
 
 
 def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
-    """One panel per sweep: recording (black), hh fit (red), surrogate at the fitted features (blue, dashed), and
-    above it the sweep's physiology checks in a line (`physiology.compact_parts`, each coloured by its status)."""
+    """One panel per sweep: recording (black), hh fit (red), the surrogate stage's warm start (the population's
+    surrogate at its fitted features: blue, dashed), and above it the sweep's physiology checks in a line
+    (`physiology.compact_parts`, each coloured by its status)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -67,6 +68,9 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
     bridge = result.bridge or {}
     rec_label = (f"recording ({bridge['r_MOhm']:.1f} MOhm bridge error removed)" if bridge.get("applied")
                  else "recording")
+    # the surrogate stage's warm start, not a second fit: its population's best features for this recording
+    sur_name = (result.stage1 or {}).get("surrogate")
+    sur_label = f"surrogate stage ({sur_name}: the warm start)" if sur_name else "surrogate stage (the warm start)"
     for k in range(S):
         ax = axes[k // cols][k % cols]
         v = np.asarray(tr.recorded[k])
@@ -77,7 +81,7 @@ def overlay_png(result: FitResult, path: str | os.PathLike[str]) -> Path:
             ax.plot(np.arange(n) * tr.simulated_dt_ms, sv[:n], color="tab:red", lw=0.6, alpha=0.85, label="hh fit")
         if tr.surrogate_v_mV is not None and tr.surrogate_t_ms is not None:
             st, su = _surrogate_in_window(tr, k)
-            ax.plot(st, su, color="tab:blue", lw=0.6, ls="--", alpha=0.8, label="surrogate")
+            ax.plot(st, su, color="tab:blue", lw=0.6, ls="--", alpha=0.8, label=sur_label)
         ax.axvspan(tr.stim_start_ms[k], tr.stim_end_ms[k], color="0.9", zorder=0)
         ax.set_title(f"sweep {tr.sweep_index[k]}: {tr.amplitudes_pA[k]:+g} pA", fontsize=8, pad=11)
         row = phys.get(tr.sweep_index[k])
