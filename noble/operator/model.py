@@ -234,7 +234,7 @@ class NobleOperator(nn.Module):
         if self.embedding_cfg.fi_phase:
             rate, prior = self.prior_phase(features, stim_op)
             s = self.phase_stride  # the channels at every s-th operator sample (FNOConfig.phase_stride)
-            ph = self.phase_channels(rate[:, ::s], prior[:, ::s]) if s > 1 else self.phase_channels(rate, prior)
+            ph = self.phase_channels(rate[:, ::s], prior[:, ::s])  # (a step-1 slice is the same view)
             P, ks = ph.shape[1], k // s  # (B, P, T_op / s), folded to P k/s channels on the FNO grid
             phase_fold = ph.reshape(B, P, T_op // k, ks).permute(0, 1, 3, 2).reshape(B, P * ks, T_op // k)
         # input channels [stim (k), embedding (C), phase (P k / stride)] (embedding.embed_inputs' layout)
