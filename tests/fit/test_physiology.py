@@ -87,10 +87,12 @@ def test_the_truth_passes_every_check(sim: dict[str, np.ndarray]) -> None:
     assert s["all_ok"] and s["n_fail"] == 0 and s["n_not_judged"] == 0, s
     # every check is exercised: counts where it fires, the deflection where neither does, the latency at the two
     # lowest spiking steps (80, 100 pA), the shape where >= 2 APs, and the cell's rest and rheobase
-    assert set(s["by_check"]) == {"spike_count", "stops_early", "block", "deflection", "latency", "ap_peak",
-                                  "ap_half_width", "ahp_trough", "rest", "rheobase"}
+    assert set(s["by_check"]) == {"spike_count", "stops_early", "block", "deflection", "late_deflection", "latency",
+                                  "ap_peak", "ap_half_width", "ahp_trough", "rest", "rheobase"}
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "latency" in r["checks"]] == [80.0, 100.0]
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "deflection" in r["checks"]] == [-50.0, 0.0, 60.0, 70.0]
+    # near the rheobase the cell fires once and settles: where it sits then is judged
+    assert [r["amplitude_pA"] for r in doc["sweeps"] if "late_deflection" in r["checks"]] == [80.0, 100.0]
     assert doc["cell"]["rheobase"]["data"] == [70.0, 80.0] and doc["cell"]["rheobase"]["status"] == "ok"
     assert compact_line(doc["sweeps"][-1]).startswith("n 9/9 ✓ · stops early ✓")
 
@@ -217,3 +219,40 @@ def test_an_ap_at_the_onset_of_a_silent_step_leaves_the_deflection_judged(sim: d
     assert truth["sweeps"][0]["checks"]["spike_count"]["status"] == "ok"  # 1 AP against 0: within max(1, 10 %)
     sims["truth"][0] = with_ap(sim["truth"][0], START + 0.9 * DUR)  # an AP in the last 20 %: no steady state
     assert "deflection" not in _checks(sims, "truth", [0])["sweeps"][0]["checks"]
+
+
+def test_where_a_cell_settles_after_its_burst_the_late_deflection_tells_a_weak_m_current() -> None:
+    """A strongly adapting cell (g_M 1 mS/cm2, tau_max 1 s: 1-2 APs, then it settles) against a model whose I_M is
+    too weak (g_M 0.4) with its leak raised 2.5x so the input resistance below rest stays the cell's: the counts and
+    the hyperpolarising deflection pass, and only the late deflection tells that the model settles 3-5 mV higher
+    after its APs (File_axon_5's fit sat 6-9 mV above the cell there). The truth passes."""
+    base = params_row(HH.preset_values("regular_spiking", {"diam_um": 60.0}))
+    truth = _variant(base, g_M=1.0, tau_max=1000.0)
+    weak = _variant(truth, g_M=0.4, x_g_leak=2.5)
+    P, ok = pin_rest(np.stack([truth, truth, weak]), REST)
+    assert ok.all()
+    amps = np.array([-50.0, 150.0, 300.0])
+    start, dur = 20.0, 300.0
+    total = start + dur + 20.0
+    stim = steps_matrix(amps, start, dur, total, DT)
+    noise = ou_noise(len(amps), stim.shape[1], DT, 5.0, 2.0, np.random.default_rng(2))
+    res = simulate(HHFit, np.repeat(P, len(amps), axis=0), np.concatenate([stim + noise, stim, stim]),
+                   stim_dt_ms=DT, duration_ms=total, dt_ms=0.025, record_dt_ms=DT)
+    v = res.v_mV.astype(np.float64).reshape(3, len(amps), -1)
+    n = len(amps)
+
+    def checks(model: np.ndarray) -> dict:
+        return physiology_checks(list(v[0]), [DT] * n, list(model), DT, [start] * n, [start + dur] * n, amps)
+
+    good, bad = checks(v[1]), checks(v[2])
+    assert good["summary"]["all_ok"], good["summary"]
+    for doc in (good, bad):  # judged where the cell fires and then settles, not on the silent step
+        assert [r["amplitude_pA"] for r in doc["sweeps"] if "late_deflection" in r["checks"]] == [150.0, 300.0]
+    for r in bad["sweeps"]:
+        c = r["checks"]
+        assert c["spike_count"]["status"] == "ok" if r["amplitude_pA"] > 0 else c["deflection"]["status"] == "ok"
+        if r["amplitude_pA"] > 0:
+            late = c["late_deflection"]
+            assert late["status"] == "fail" and late["model"] - late["data"] > 2.5, late
+            assert late["tol"] == pytest.approx(max(2.0, 0.15 * abs(late["data"])))
+    assert "ΔV late ✗" in compact_line(bad["sweeps"][1])
