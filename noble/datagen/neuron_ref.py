@@ -39,7 +39,7 @@ from .models.hh import HH
 from .simulate import SimResult, settle_steps
 
 NMODL_DIR = Path(__file__).with_name("nmodl")
-MECHANISMS = ("nb_na", "nb_kd", "nb_im", "nb_it", "nb_il", "nb_id", "nb_ih", "nb_kir", "nb_nap")
+MECHANISMS = ("nb_na", "nb_kd", "nb_im", "nb_it", "nb_il", "nb_id", "nb_ih", "nb_kir", "nb_nap", "nb_ahp")
 SPIKE_THRESHOLD_mV = -20.0  # hh.py's threshold "v > -20*mV"
 
 _state: dict[str, Any] = {"h": None}
@@ -161,7 +161,7 @@ class _Cells:
             for mech, gname, erev in (("nb_na", "g_Na", "E_Na"), ("nb_kd", "g_Kd", "E_K"), ("nb_im", "g_M", "E_K"),
                                       ("nb_it", "g_T", "E_Ca"), ("nb_il", "g_L", "E_Ca"), ("nb_id", "g_D", "E_K"),
                                       ("nb_ih", "g_h", "E_h"), ("nb_kir", "g_Kir", "E_K"),
-                                      ("nb_nap", "g_NaP", "E_Na")):
+                                      ("nb_nap", "g_NaP", "E_Na"), ("nb_ahp", "g_AHP", "E_K")):
                 g = float(col[gname][k])
                 # A zero conductance carries no current; leaving the channel out is what a NEURON user does.
                 if skip_zero_channels and g == 0.0:
@@ -183,6 +183,8 @@ class _Cells:
                     m.vhalf = float(col["V_Kir"][k])
                 elif mech == "nb_nap":
                     m.vhalf = float(col["V_NaP"][k])
+                elif mech == "nb_ahp":
+                    m.tau = float(col["tau_AHP"][k])
             seg.v = float(col["E_leak"][k])
             self.sections.append(sec)
             stim = h.IClamp(seg)

@@ -147,6 +147,14 @@ class FitConfig(BaseModel):
         -50.0, description="median interspike trough (mV) above which 'auto' frees g_NaP: the fast-spiking and "
                            "regular-spiking presets' troughs are -62..-67 mV, and no fit without I_NaP came "
                            "within 10 mV of a -42..-46 mV trough")
+    ahp_current: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit I_AHP (g_AHP and tau_AHP: the hh family's spike-activated slow K+ current); 'auto': "
+                            "when the recording, after firing in a step, settles at or below where a weaker step "
+                            "that did not fire left it (`settles_low_after_firing`), which no voltage-gated current "
+                            "of the family reaches (a steady-state I-V is monotone in the current)")
+    settle_margin_mV: float = Field(
+        1.0, ge=0, description="'auto' frees I_AHP when a step's late voltage after its APs is at most this far above "
+                               "the steady state of a weaker silent depolarising step")
     shift_starts_mV: tuple[float, ...] = Field(
         (6.0, 12.0, 18.0), description="when the leak shift is fitted, every start is also scored with these "
                                        "shifts (the pacemaking basin; see fit_recording)")
@@ -541,6 +549,38 @@ def search_bounds(cfg: FitConfig, depolarised: bool = False) -> dict[str, tuple[
             **{k: (float(lo), float(hi), FIT_BOUNDS[k][2]) for k, (lo, hi) in cfg.bounds.items()}}
 
 
+# Where 'auto' starts I_AHP: g_AHP 0.05 mS/cm2 lowers a fit of File_axon_5 after its 2-3 APs by ~1-2 mV (0.3: ~15 mV)
+AHP_START = {"g_AHP": 0.05, "tau_AHP": 1000.0}
+
+
+def settles_low_after_firing(problem: FitProblem, margin_mV: float) -> tuple[bool, str]:
+    """(does the recording, in some step, fire and then settle at or below (+ margin_mV) the steady state of a weaker
+    depolarising step that did not fire, the evidence). 'Settles': no AP in the step's last quarter, not in block.
+    A one-compartment model of voltage-gated currents has a steady-state I-V monotone in the current, so only a
+    current the APs themselves switch on (I_AHP) puts the cell there (File_axon_5: -60 mV after 2 APs at +200 pA,
+    -57 mV at +150 pA without one)."""
+    t = problem.targets
+    amps = problem.amplitudes_pA
+    counts = t.feature_array("spike_count")
+    last = t.feature_array("last_spike_fraction")
+    late = t.feature_array("late_deflection_mV")
+    defl = t.feature_array("deflection_mV")
+    silent = [j for j in range(len(amps)) if amps[j] > 0 and counts[j] == 0 and np.isfinite(defl[j])]
+    for k in np.argsort(amps):
+        if not (counts[k] >= 1 and np.isfinite(last[k]) and last[k] < 0.75 and np.isfinite(late[k])):
+            continue
+        if t.rest_mV is not None and t.rest_mV + late[k] >= -40.0:
+            continue  # a plateau in depolarisation block, not a settled cell
+        below = [j for j in silent if amps[j] < amps[k]]
+        if not below:
+            continue
+        j = max(below, key=lambda i: defl[i])
+        if late[k] <= defl[j] + margin_mV:
+            return True, (f"after {counts[k]:.0f} AP(s) at {amps[k]:+g} pA it settles {late[k]:+.1f} mV from rest, "
+                          f"where {amps[j]:+g} pA without an AP holds it at {defl[j]:+.1f} mV")
+    return False, "no step where the recording settles after its APs below a weaker silent step's steady state"
+
+
 def spike_onset(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
     """(is the recording's median AP onset above threshold_mV, the evidence): onset = AP peak - AP amplitude per
     sweep (eFEL's AP_begin voltage, where dV/dt rises through 10 mV/ms)."""
@@ -771,6 +811,16 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif high:
         notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
                      f"(persistent_sodium '{cfg.persistent_sodium}')")
+    settles_low, settle_evidence = settles_low_after_firing(problem, cfg.settle_margin_mV)
+    if cfg.ahp_current == "on" or (cfg.ahp_current == "auto" and settles_low):
+        extra_free += ("g_AHP", "tau_AHP")
+        for name, value in AHP_START.items():
+            base, extra = _moved_from_default(base, extra, name, value)
+        notes.append(f"I_AHP fitted (g_AHP, tau_AHP free, from {base['g_AHP']:g} mS/cm2, {base['tau_AHP']:g} ms): "
+                     + (settle_evidence if settles_low else "ahp_current 'on'"))
+    elif settles_low:
+        notes.append(f"the recording settles low after firing ({settle_evidence}) and I_AHP is not fitted "
+                     f"(ahp_current '{cfg.ahp_current}')")
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
     if depolarised:

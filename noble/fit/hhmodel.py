@@ -203,7 +203,8 @@ class HHFit(HH):
         I_T, I_L (and I_h, unless the recording sags) at 0 (204 neurons x 800 ms at dt 0.05: 3.2 -> 2.3 s)."""
         return {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
                                                                     ("with_D", "g_D"), ("with_h", "g_h"),
-                                                                    ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"))}
+                                                                    ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"),
+                                                                    ("with_AHP", "g_AHP"))}
 
     @classmethod
     def start_state(cls, params: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -264,6 +265,9 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     "V_NaP": (-62.0, -42.0, False),
     # log: Q10 3 puts 0.15 ~17 C below the model's 36 C; APs are ~0.75 ms / phi_NaK wide (fast-spiking preset)
     "phi_NaK": (0.15, 1.2, True),
+    # linear: the lower edge is exactly "no I_AHP"; at 1 mS/cm2 three APs (z ~0.3) hold a cell ~20 mV down
+    "g_AHP": (0.0, 1.0, False),
+    "tau_AHP": (100.0, 5000.0, True),
     "E_h": (-55.0, -25.0, False),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),

@@ -234,3 +234,34 @@ def test_persistent_sodium_amplifies_near_threshold_and_matches_neuron():
     assert abs(defl[1] / defl[0]) < 1.2, defl  # without: near-symmetric
     assert abs(defl[3] / defl[2]) > abs(defl[1] / defl[0]) + 0.15, defl  # with: depolarising steps amplified
     assert counts[1] >= counts[0] + 2, counts
+
+
+def test_slow_ahp_holds_the_cell_down_after_spikes_only_and_matches_neuron():
+    """The spike-activated slow K+ current (I_AHP): a subthreshold step's response is unchanged (its activation is
+    ~0 below threshold), a suprathreshold step fires fewer APs with longer ISIs late in the train, and after the
+    step the cell sits below its rest for hundreds of ms (the slow AHP); Brian2 and NEURON agree on the
+    subthreshold traces within 0.1 mV and on every spike within SPIKE_TOL_MS."""
+    names = HH.param_names()
+    base = HH.preset_values("regular_spiking")
+    amps = np.array([-30.0, 30.0, -30.0, 30.0, 250.0, 250.0])
+    g = (0.0, 0.0, 0.2, 0.2, 0.0, 0.2)
+    rows = np.array([[{**base, "g_AHP": gk, "tau_AHP": 500.0}[k] for k in names] for gk in g])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    counts = []
+    for k in range(6):
+        v = brian.v_mV[k].astype(float)
+        up_b = np.flatnonzero((v[:-1] < -20.0) & (v[1:] >= -20.0)) * 0.1
+        up_n = np.flatnonzero((ref.v_mV[k][:-1] < -20.0) & (ref.v_mV[k][1:] >= -20.0)) * 0.1
+        assert len(up_b) == len(up_n), (k, len(up_b), len(up_n))
+        if len(up_b) == 0:
+            assert float(np.max(np.abs(v - ref.v_mV[k]))) < 0.1, k
+        else:
+            assert float(np.max(np.abs(up_b - up_n))) < SPIKE_TOL_MS, (k, up_b[:3], up_n[:3])
+            counts.append(len(up_b))
+    for off, on in ((0, 2), (1, 3)):  # below threshold it is not there
+        assert float(np.max(np.abs(brian.v_mV[off] - brian.v_mV[on]))) < 0.01
+    assert counts[1] < counts[0] - 2, counts
+    after = int(round((START_MS + STEP_MS + 50.0) / 0.1))  # 50 ms after the step: deeper than I_M's AHP alone
+    assert float(brian.v_mV[5][after]) < float(brian.v_mV[4][after]) - 2.0, (brian.v_mV[5][after], brian.v_mV[4][after])

@@ -42,6 +42,8 @@ SHARED = {  # family defaults no preset overrides (except where the preset's row
     "phi_NaK": (1.0, "the published kinetics: hh2.mod's tadj at celsius 36"),
     "g_NaP": (0.0, "I_NaP is not Pospischil's (Magistretti & Alonso 1999), off in every preset"),
     "V_NaP": (-52.3, "Magistretti & Alonso 1999, J. Gen. Physiol. 114:491: V_1/2 of activation -52.3 mV"),
+    "g_AHP": (0.0, "I_AHP is not Pospischil's (a Wang 1998-type slow AHP), off in every preset"),
+    "tau_AHP": (1000.0, "the slow AHP's 1-2 s decay in cortical pyramidal cells (Sah & Faber 2002)"),
 }
 
 TABLE: dict[str, dict[str, tuple[float, str]]] = {

@@ -200,3 +200,30 @@ def test_spikes_that_start_high_widen_the_threshold_and_sodium_boxes() -> None:
     # a user's box still wins over the widened one
     assert _space(FitConfig(bounds={"V_T": (-60.0, -30.0)}), fs, False, depolarised=True).bounds["V_T"][:2] == (
         -60.0, -30.0)
+
+
+@pytest.mark.parametrize("g_AHP, g_M, frees", [(0.2, 0.075, True), (0.0, 0.3, False), (0.0, 0.075, False)])
+def test_a_cell_that_settles_below_a_weaker_silent_step_after_firing_frees_the_slow_ahp(
+        g_AHP: float, g_M: float, frees: bool) -> None:
+    """`ahp_current` 'auto' frees I_AHP (g_AHP, tau_AHP) where the recording, after its APs, settles at or below the
+    steady state of a weaker step that did not fire, which a steady-state I-V of voltage-gated currents cannot give:
+    a regular-spiking cell with I_AHP (1 AP at +100 pA, then 5 mV below the silent +50 pA step) is freed; the same
+    cell adapting through a 4x I_M (1 AP, then above the +50 pA step's level) and the tonic preset are not."""
+    from noble.fit.api import FitConfig, _space, settles_low_after_firing
+
+    rs = HH.preset_values("regular_spiking", {})
+    cell = {**rs, "g_AHP": g_AHP, "tau_AHP": 1000.0, "g_M": g_M}
+    rec = synthetic_recording(cell, [-50.0, 50.0, 100.0, 150.0, 200.0], start_ms=50.0, duration_ms=400.0,
+                              tail_ms=100.0, noise_pA=0.0)
+    problem = FitProblem.from_recording(rec)
+    settles, why = settles_low_after_firing(problem, FitConfig().settle_margin_mV)
+    assert settles == frees, why
+    t = problem.targets
+    fired = t.feature_array("spike_count") > 0
+    late, defl = t.feature_array("late_deflection_mV"), t.feature_array("deflection_mV")
+    if frees:
+        assert "+100 pA" in why and late[2] < defl[1] - 3.0, (late, defl)
+    elif g_M > 0.1:  # it fires once and settles too, but above where the weaker silent step left it
+        assert fired[2] and t.feature_array("last_spike_fraction")[2] < 0.5 and late[2] > defl[1] + 3.0, (late, defl)
+    space = _space(FitConfig(), cell, False, extra_free=("g_AHP", "tau_AHP") if settles else ())
+    assert {"g_AHP", "tau_AHP"} <= set(space.free) if frees else "g_AHP" not in space.free

@@ -56,6 +56,9 @@ class FitOptions(BaseModel):
                                                                                     "troughs are high)")
     sodium_reversal: Literal["auto", "on", "off"] | None = Field(None, description="fit E_Na (default 'auto': when "
                                                                                   "the APs peak above +49 mV)")
+    ahp_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_AHP, a spike-activated slow "
+                                                                              "K+ current (default 'auto': when the "
+                                                                              "cell settles low after firing)")
     baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
                                                                                  "pre-step baseline with a bias "
                                                                                  "current (default 'off'; 'auto': "
@@ -85,7 +88,7 @@ class FitOptions(BaseModel):
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
-                     "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
+                     "ahp_current", "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:

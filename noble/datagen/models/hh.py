@@ -4,7 +4,7 @@ Source: M. Pospischil, M. Toledo-Rodriguez, C. Monier, Z. Piwkowska, T. Bal, Y. 
 A. Destexhe (2008), "Minimal Hodgkin-Huxley type models for different classes of cortical and thalamic
 neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
 
-    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP + I_inj
+    C dV/dt = -g_leak (V - E_leak) - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP - I_AHP + I_inj
 
 * I_Na = g_Na m^3 h (V - E_Na), I_Kd = g_Kd n^4 (V - E_K): Traub & Miles (1991) kinetics shifted by the
   threshold parameter V_T (alpha/beta below, V and V_T in mV, rates in 1/ms).
@@ -37,6 +37,18 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   (g_NaP = 0 in every preset, then not integrated): an inward current that turns on just below threshold, so a
   cell with it depolarises more near threshold than below rest, and sits well above E_K between spikes (the
   interspike troughs of -40..-50 mV that pyramidal recordings show, where the presets' fall to -65 mV).
+* I_AHP = g_AHP z (V - E_K), dz/dt = (c - z) / 50 ms, dc/dt = alpha_c(V) (1 - c) - c / tau_AHP, alpha_c = 0.2 / ms
+  / (1 + exp(-(V + 10) / 2 mV)): the slow afterhyperpolarisation current of cortical principal cells, a
+  Ca2+-activated K+ current, in the structure of Wang (1998), J. Neurophysiol. 79:1549 (each spike raises
+  [Ca2+]_i by a fixed amount, which decays with tau_Ca; the K+ conductance follows [Ca2+]_i). Stated
+  simplification: no Ca2+ current: c, the pool's occupancy, rises only while the membrane is above ~-10 mV
+  (during an AP: ~0.1 per AP of ~0.5 ms there, saturating at 1) and decays with tau_AHP; the conductance follows
+  it with a 50 ms lag (AHP_RISE_MS: the slow AHP rises over 100s of ms, Sah & Faber 2002, so it does not end the
+  burst that raises it). Its steady state is < 1e-6 below -50 mV (6e-5 at -40 mV, tau_AHP 1 s), so it leaves
+  the rest and the subthreshold I-V alone and acts after spikes: it holds a cell
+  that has fired a burst below where a weaker step that did not fire leaves it (File_axon_5 at +200..+300 pA sits
+  at -60 mV after 2-3 APs, at -57 mV at +150 pA without one), which no voltage-gated current of the family can
+  (a steady-state I-V is monotone in the current). Not Pospischil's (g_AHP = 0 in every preset, then not integrated).
 * phi_NaK multiplies every rate of I_Na's and I_Kd's gates (m, h, n): the temperature factor
   tadj = 3^((celsius - 36) / 10) of Pospischil's hh2.mod (Q10 3; the Traub-Miles rates hold at 36 C, where
   tadj is 1). Steady states are unchanged, the gates' time constants divide by it: at 0.5 (a recording ~6 C
@@ -102,7 +114,8 @@ or [MDB]; the Brain Dynamics Toolbox's Pospischil2008.m, github.com/bdtoolbox-or
 for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g_D = 0 (not Pospischil's) and
 tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006);
 g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000); phi_NaK 1 (the kinetics as published);
-g_NaP = 0 (not Pospischil's) and V_NaP -52.3 mV (Magistretti & Alonso 1999).
+g_NaP = 0 (not Pospischil's) and V_NaP -52.3 mV (Magistretti & Alonso 1999); g_AHP = 0 (not Pospischil's) and
+tau_AHP 1000 ms (the slow AHP's decay in cortical pyramidal cells: 1-2 s, e.g. Sah & Faber 2002's review).
 tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
@@ -124,7 +137,7 @@ KIR_SLOPE_MV = 10.0  # I_Kir's activation slope (Mahon et al. 2000), written as 
 NAP_SLOPE_MV = 6.8  # I_NaP's activation slope (Magistretti & Alonso 1999), written as 6.8 * mV in _EQS
 
 _EQS = """
-dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP + I_inj) / Cm : volt
+dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP - I_AHP + I_inj) / Cm : volt
 area = pi * diam_um**2 : metre**2
 Cm = 1 * ufarad / cm**2 * area : farad
 I_inj = I_stim(t, i) : amp
@@ -138,6 +151,7 @@ I_D = g_D * area * a_D**3 * b_D * (v - E_K) : amp
 I_h = g_h * area * w_h * (v - E_h) : amp
 I_Kir = g_Kir * area * m_Kir_inf * (v - E_K) : amp
 I_NaP = g_NaP * area * m_NaP_inf * (v - E_Na) : amp
+I_AHP = g_AHP * area * z_AHP * (v - E_K) : amp
 vu = (v - V_T) / mV : 1
 dm/dt = phi_NaK * (alpha_m * (1 - m) - beta_m * m) : 1
 dh/dt = phi_NaK * (alpha_h * (1 - h) - beta_h * h) : 1
@@ -171,6 +185,9 @@ alpha_w = 0.00643 * 11.9 / exprel((v / mV + 154.9) / 11.9) / ms : Hz
 beta_w = 0.193 * exp(v / mV / 33.1) / ms : Hz
 m_Kir_inf = 1 / (1 + exp((v - V_Kir) / (10 * mV))) : 1
 m_NaP_inf = 1 / (1 + exp(-(v - V_NaP) / (6.8 * mV))) : 1
+dz_AHP/dt = (c_AHP - z_AHP) / (50 * ms) : 1
+dc_AHP/dt = alpha_c * (1 - c_AHP) - c_AHP / tau_AHP : 1
+alpha_c = 0.2 / ms / (1 + exp(-(v / mV + 10) / 2)) : Hz
 g_leak : siemens / metre**2 (constant)
 E_leak : volt (constant)
 g_Na : siemens / metre**2 (constant)
@@ -194,6 +211,8 @@ V_Kir : volt (constant)
 phi_NaK : 1 (constant)
 g_NaP : siemens / metre**2 (constant)
 V_NaP : volt (constant)
+g_AHP : siemens / metre**2 (constant)
+tau_AHP : second (constant)
 """
 
 
@@ -222,6 +241,8 @@ def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[s
         "a_D": 1 / (1 + np.exp(-(v_mV + 50) / 20)),
         "b_D": 1 / (1 + np.exp((v_mV + 70) / 6)),
         "w_h": _w_inf(v_mV),
+        "z_AHP": np.zeros_like(np.asarray(v_mV, dtype=np.float64)),  # below -50 mV: < 1e-6 (module docstring)
+        "c_AHP": np.zeros_like(np.asarray(v_mV, dtype=np.float64)),
     }
 
 
@@ -241,6 +262,12 @@ def kir_activation(v_mV: np.ndarray, V_Kir_mV: np.ndarray | float) -> np.ndarray
         return 1.0 / (1.0 + np.exp((np.asarray(v_mV, dtype=np.float64) - V_Kir_mV) / KIR_SLOPE_MV))
 
 
+def ahp_entry_rate(v_mV: np.ndarray) -> np.ndarray:
+    """I_AHP's Ca2+-pool entry rate alpha_c (1/ms): 0.2 / (1 + exp(-(V + 10) / 2 mV)), non-zero only during APs."""
+    with np.errstate(over="ignore"):
+        return 0.2 / (1.0 + np.exp(-(np.asarray(v_mV, dtype=np.float64) + 10.0) / 2.0))
+
+
 def nap_activation(v_mV: np.ndarray, V_NaP_mV: np.ndarray | float) -> np.ndarray:
     """I_NaP's instantaneous activation 1 / (1 + exp(-(V - V_NaP) / 6.8 mV)) (Magistretti & Alonso 1999)."""
     with np.errstate(over="ignore"):
@@ -248,7 +275,8 @@ def nap_activation(v_mV: np.ndarray, V_NaP_mV: np.ndarray | float) -> np.ndarray
 
 
 # ---- steady state -----------------------------------------------------------------------------------
-_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h")
+_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h", "z_AHP", "c_AHP")
+AHP_RISE_MS = 50.0  # I_AHP's conductance follows its Ca2+ pool with this lag (written as 50 * ms in _EQS)
 _GATES = _STATE[1:]
 
 
@@ -272,6 +300,7 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
         aq, bq = 0.055 * _vtrap(-27 - v, 3.8), 0.94 * np.exp((-75 - v) / 17)
         ar, br = 0.000457 * np.exp((-13 - v) / 50), 0.0065 / (np.exp((-15 - v) / 28) + 1)
         aw, bw = _w_rates(v)
+        az = ahp_entry_rate(v)
         phi = col["phi_NaK"]
         tau_p = col["tau_max"] / (3.3 * np.exp((v + 35) / 20) + np.exp(-(v + 35) / 20))
         tau_u = (30.8 + (211.4 + np.exp((vx + 113.2) / 5)) / (1 + np.exp((vx + 84) / 3.2))) / 3.7
@@ -286,6 +315,9 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
             "a_D": (1 / (1 + np.exp(-(v + 50) / 20)), np.full_like(v, 2.0)),
             "b_D": (1 / (1 + np.exp((v + 70) / 6)), np.broadcast_to(col["tau_D"], np.shape(v))),
             "w_h": (aw / (aw + bw), 1 / (aw + bw)),
+            # z relaxes to the pool c, not to a function of v: its steady state is c's (see _derivatives)
+            "z_AHP": (az / (az + 1 / col["tau_AHP"]), np.full_like(v, AHP_RISE_MS)),
+            "c_AHP": (az / (az + 1 / col["tau_AHP"]), 1 / (az + 1 / col["tau_AHP"])),
         }
     return out
 
@@ -307,11 +339,12 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
             + col["g_D"] * gates["a_D"] ** 3 * gates["b_D"] * (v - col["E_K"])
             + col["g_h"] * gates["w_h"] * (v - col["E_h"])
             + col["g_Kir"] * kir_activation(v, col["V_Kir"]) * (v - col["E_K"])
-            + col["g_NaP"] * nap_activation(v, col["V_NaP"]) * (v - col["E_Na"]))
+            + col["g_NaP"] * nap_activation(v, col["V_NaP"]) * (v - col["E_Na"])
+            + col["g_AHP"] * gates["z_AHP"] * (v - col["E_K"]))
 
 
 def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) -> np.ndarray:
-    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 11) in `_STATE` order, C = 1 uF/cm^2 and a
+    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 13) in `_STATE` order, C = 1 uF/cm^2 and a
     constant injected current density J_hold (uA/cm^2)."""
     v = y[..., 0]
     gates = {g: y[..., k + 1] for k, g in enumerate(_GATES)}
@@ -321,6 +354,8 @@ def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) 
     for k, g in enumerate(_GATES):
         inf, tau = kin[g]
         out[..., k + 1] = (inf - gates[g]) / tau
+    k = _GATES.index("z_AHP")  # I_AHP's conductance follows the pool's state, not v
+    out[..., k + 1] = (gates["c_AHP"] - gates["z_AHP"]) / AHP_RISE_MS
     return out
 
 
@@ -394,7 +429,7 @@ def steady_state(params: np.ndarray, holding_pA: np.ndarray | float = 0.0, v_lo_
 
 class HH(ModelFamily):
     """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D,
-    Kole 2006 I_h, Mahon 2000 I_Kir and Magistretti & Alonso 1999 I_NaP)."""
+    Kole 2006 I_h, Mahon 2000 I_Kir, Magistretti & Alonso 1999 I_NaP and a Wang 1998-type slow I_AHP)."""
 
     name: ClassVar[str] = "hh"
     description: ClassVar[str] = (
@@ -402,7 +437,8 @@ class HH(ModelFamily):
         "(Na, Kd, M, T-type and L-type Ca2+ currents), with an optional slowly inactivating d-type K+ "
         "current (Golomb et al. 2007) for delayed firing, an optional h-current (Kole et al. 2006) for sag and an "
         "optional inward rectifier (Mahon et al. 2000) for hyperpolarised input resistance and an optional "
-        "persistent Na+ current (Magistretti & Alonso 1999) for depolarised interspike troughs."
+        "persistent Na+ current (Magistretti & Alonso 1999) for depolarised interspike troughs and an optional "
+        "spike-activated slow K+ current (I_AHP, after Wang 1998) for where a cell settles after a burst."
     )
     # RK4 at dt 0.025 ms: spike times within 0.05 ms of NEURON run to convergence. exponential_euler at the
     # same dt made ISIs ~5% too long (10 ms drift over a 300 ms train; benchmarks/datagen.py measures it).
@@ -459,6 +495,11 @@ class HH(ModelFamily):
                   description="persistent Na+ conductance density: depolarising drive near threshold"),
         ParamSpec(name="V_NaP", unit="mV", default=-52.3, low=-70.0, high=-35.0,
                   description="half-activation voltage of I_NaP"),
+        # Last and not varied, like I_NaP's.
+        ParamSpec(name="g_AHP", unit="mS/cm2", default=0.0, low=0.0, high=2.0,
+                  description="spike-activated slow K+ (sAHP) conductance density: holds a cell down after a burst"),
+        ParamSpec(name="tau_AHP", unit="ms", default=1000.0, low=20.0, high=10000.0,
+                  description="decay time constant of I_AHP's activation"),
     )
     # Sources of every value: module docstring (pinned by tests/datagen/test_hh_presets.py).
     presets: ClassVar[dict[str, dict[str, float]]] = {
@@ -478,10 +519,12 @@ class HH(ModelFamily):
 
     @classmethod
     def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True,
-                  with_Kir: bool = True, with_NaP: bool = True) -> str:
+                  with_Kir: bool = True, with_NaP: bool = True, with_AHP: bool = True) -> str:
         """The model's equations; a Ca2+, d-type, h or Kir current whose conductance is zero in the whole group
         is dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
         drop: set[str] = set()
+        if not with_AHP:
+            drop |= {"I_AHP", "dz_AHP/dt", "dc_AHP/dt", "alpha_c"}
         if not with_NaP:
             drop |= {"I_NaP", "m_NaP_inf"}
         if not with_Kir:
@@ -498,7 +541,7 @@ class HH(ModelFamily):
         for line in _EQS.strip().splitlines():
             head = line.split("=")[0].strip()  # "I_T", "du/dt", ...
             if head in drop:
-                if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir", "I_NaP"):
+                if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir", "I_NaP", "I_AHP"):
                     lines.append(f"{head} = 0*amp : amp")
                 continue
             lines.append(line)
@@ -523,8 +566,10 @@ class HH(ModelFamily):
         with_h = bool(np.any(params[:, names.index("g_h")] > 0))
         with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
         with_NaP = bool(np.any(params[:, names.index("g_NaP")] > 0))
+        with_AHP = bool(np.any(params[:, names.index("g_AHP")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP), method=cached_method(cls.method),
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP, with_AHP),
+            method=cached_method(cls.method),
             threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
         )
