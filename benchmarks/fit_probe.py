@@ -7,8 +7,9 @@ together), re-pins E_leak to the recorded rest and
 re-solves the membrane area from the recorded subthreshold steady states as the search does for every candidate
 (`solver.candidates`), and simulates every sweep with `FitProblem.evaluate` (dt 0.025 ms). Per point: the
 objective, the terms' rms z above --show-z, and the physiology checks that fail (`physiology.physiology_checks`).
-With no --set / --scale the grid is the fit itself: its objective and checks recomputed with today's code. Evidence behind a check the fit misses: if no point
-of a grid that spans the family's range meets it without failing others, the model class is what limits it.
+With no --set / --scale the grid is the fit itself: its objective and checks recomputed with today's code.
+Evidence behind a check the fit misses: if no point of a grid that spans the family's range meets it without
+failing others, the model class is what limits it.
 
     .venv/bin/python benchmarks/fit_probe.py runs/fit/File_axon_5/fit.json ../shared/data/File_axon_5.abf \\
         --set g_M=0.13,0.3,1 --set tau_max=918,5000 --scale g_leak=0.6,1
