@@ -1,0 +1,79 @@
+"""The default fit of a synthetic recording from known hh parameters: a cell no recording here was tuned to.
+
+Simulates long squares from a preset with parameters set on the command line (Brian2, OU current noise, as
+`tests/fit/_synth.py`), fits it with `fit_recording` (default FitConfig, `--set field=JSON` overrides) and prints
+the wall time, the objective, the notes on optional currents, the true and fitted values of the parameters set,
+and the physiology checks per check and per sweep (late deflection).
+
+    .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.2 --param g_M=0.05 --param tau_AHP=1000
+    .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.2 --param g_M=0.05 --set 'ahp_current="off"'
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+for extra in (ROOT, ROOT / "tests" / "fit"):
+    if str(extra) not in sys.path:
+        sys.path.insert(0, str(extra))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--preset", default="regular_spiking")
+    ap.add_argument("--param", action="append", default=[], metavar="NAME=VALUE", help="an hh parameter of the cell")
+    ap.add_argument("--amps", type=float, nargs="+", default=[-100.0, -50.0, 50.0, 100.0, 150.0, 200.0, 300.0])
+    ap.add_argument("--duration-ms", type=float, default=500.0)
+    ap.add_argument("--noise-pA", type=float, default=5.0)
+    ap.add_argument("--seed", type=int, default=4)
+    ap.add_argument("--set", dest="set_", action="append", default=[], metavar="FIELD=JSON",
+                    help="a FitConfig field (JSON value)")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+
+    from _synth import synthetic_recording
+
+    from noble.datagen.models import get as get_family
+    from noble.fit.api import FitConfig, fit_recording
+
+    cell = get_family("hh").preset_values(args.preset, {})
+    for item in args.param:
+        name, _, value = item.partition("=")
+        cell[name] = float(value)
+    overrides = {}
+    for item in args.set_:
+        name, _, value = item.partition("=")
+        overrides[name] = json.loads(value)
+    rec = synthetic_recording(cell, args.amps, start_ms=100.0, duration_ms=args.duration_ms, tail_ms=200.0,
+                              noise_pA=args.noise_pA, seed=args.seed)
+    t0 = time.perf_counter()
+    res = fit_recording(rec, FitConfig.model_validate(overrides))
+    wall = time.perf_counter() - t0
+    names = [item.partition("=")[0] for item in args.param]
+    truth_vs_fit = {n: (cell[n], res.parameters[n]["value"], res.parameters[n]["free"]) for n in names}
+    phys = res.physiology
+    print(f"wall {wall:.1f} s, objective {res.objective:.3f}")
+    for note in res.notes:
+        if any(k in note for k in ("fitted (", "is not fitted")):
+            print(f"  note: {note}")
+    for n, (t, f, free) in truth_vs_fit.items():
+        print(f"  {n}: truth {t:g}, fit {f:.4g}" + ("" if free else " (not free)"))
+    print("checks: " + ", ".join(f"{k} {v['ok']}/{v['ok'] + v['fail']}" for k, v in phys["summary"]["by_check"].items()))
+    print("failed: " + (", ".join(phys["summary"]["failed"]) or "none"))
+    for r in phys["sweeps"]:
+        c = r["checks"].get("late_deflection")
+        if c is not None:
+            print(f"  {r['amplitude_pA']:+g} pA: APs {r['n_aps']['data']}/{r['n_aps']['model']}, late deflection "
+                  f"{c['data']:.1f} / {c['model']:.1f} mV ({c['status']})")
+    if args.json:
+        args.json.write_text(json.dumps({"cell": cell, "wall_s": wall, "objective": res.objective,
+                                         "truth_vs_fit": truth_vs_fit, "physiology": phys["summary"]}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
