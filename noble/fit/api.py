@@ -549,7 +549,8 @@ def search_bounds(cfg: FitConfig, depolarised: bool = False) -> dict[str, tuple[
             **{k: (float(lo), float(hi), FIT_BOUNDS[k][2]) for k, (lo, hi) in cfg.bounds.items()}}
 
 
-# Where 'auto' starts I_AHP: g_AHP 0.05 mS/cm2 lowers a fit of File_axon_5 after its 2-3 APs by ~1-2 mV (0.3: ~15 mV)
+# Where 'auto' starts I_AHP. Added to File_axon_5's fit without it (tau_AHP 1 s), g_AHP 0.05 / 0.15 / 0.3 mS/cm2
+# take the late deflection's rms z from 4.0 to 2.4 / 0.8 / 2.6 (0.3: below the cell; benchmarks/fit_probe.py)
 AHP_START = {"g_AHP": 0.05, "tau_AHP": 1000.0}
 
 
