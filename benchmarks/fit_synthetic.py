@@ -7,6 +7,8 @@ and the physiology checks per check and per sweep (late deflection).
 
     .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.2 --param g_M=0.05 --param tau_AHP=1000
     .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.2 --param g_M=0.05 --set 'ahp_current="off"'
+    .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.1 --param tau_AHP=300 --param g_M=0.03 \
+        --amps 0 30 60 90 120 150 180 210 240 270 --prestep-pA -100 --prestep-ms 100   # a -100 pA pre-step
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ def main() -> None:
     ap.add_argument("--amps", type=float, nargs="+", default=[-100.0, -50.0, 50.0, 100.0, 150.0, 200.0, 300.0])
     ap.add_argument("--duration-ms", type=float, default=500.0)
     ap.add_argument("--noise-pA", type=float, default=5.0)
+    ap.add_argument("--prestep-pA", type=float, default=0.0, help="a pre-step right before every test step")
+    ap.add_argument("--prestep-ms", type=float, default=0.0)
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--set", dest="set_", action="append", default=[], metavar="FIELD=JSON",
                     help="a FitConfig field (JSON value)")
@@ -49,8 +53,9 @@ def main() -> None:
     for item in args.set_:
         name, _, value = item.partition("=")
         overrides[name] = json.loads(value)
-    rec = synthetic_recording(cell, args.amps, start_ms=100.0, duration_ms=args.duration_ms, tail_ms=200.0,
-                              noise_pA=args.noise_pA, seed=args.seed)
+    rec = synthetic_recording(cell, args.amps, start_ms=100.0 + args.prestep_ms, duration_ms=args.duration_ms,
+                              tail_ms=200.0, noise_pA=args.noise_pA, seed=args.seed, prestep_pA=args.prestep_pA,
+                              prestep_ms=args.prestep_ms)
     t0 = time.perf_counter()
     res = fit_recording(rec, FitConfig.model_validate(overrides))
     wall = time.perf_counter() - t0
