@@ -31,7 +31,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def parse_axes(items: list[str], how: str) -> list[tuple[str, str, list[float]]]:
+def parse_axes(items: list[str], how: str) -> list["Axis"]:
     """'name=v1,v2' -> (name, how, [v1, v2])."""
     out = []
     for item in items:
@@ -42,17 +42,13 @@ def parse_axes(items: list[str], how: str) -> list[tuple[str, str, list[float]]]
     return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("fit_json", type=Path)
-    ap.add_argument("recording", type=Path)
-    ap.add_argument("--set", dest="set_", action="append", default=[], metavar="NAME=V1,V2",
-                    help="absolute values of an hh parameter")
-    ap.add_argument("--scale", action="append", default=[], metavar="NAME=X1,X2", help="factors on the fit's value")
-    ap.add_argument("--show-z", type=float, default=1.5, help="print the terms whose rms z exceeds this")
-    ap.add_argument("--json", type=Path, default=None)
-    args = ap.parse_args()
+Axis = tuple[str, str, list[float]]  # ('g_M' or 'g_leak+g_Na', 'set' | 'scale', values)
 
+
+def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dict[str, Any]]:
+    """Every grid point of `axes` around the fit `fit_doc` (a fit.json document) on `recording` (a path or a
+    Recording, read, screened and bridge-balanced as `fit_recording` does): its parameters, solved diameter,
+    objective, per-feature rms z and physiology checks (failed, by check)."""
     from noble.fit.api import FitConfig
     from noble.fit.bridge import balance_bridge
     from noble.fit.hhmodel import IDX, NAMES, pin_rest, solve_area
@@ -60,18 +56,16 @@ def main() -> None:
     from noble.fit.physiology import physiology_checks
     from noble.fit.screen import screen_for_fit
     from noble.fit.targets import prestep_window
-    from noble.io import read_recording
+    from noble.io import Recording, read_recording
 
-    doc = json.loads(args.fit_json.read_text())
-    base = np.array([doc["parameters"][n]["value"] for n in NAMES])
-    solved = {p["name"] for p in doc.get("free_parameters", []) if p.get("transform") == "solved"}
-    axes = parse_axes(args.set_, "set") + parse_axes(args.scale, "scale")
+    base = np.array([fit_doc["parameters"][n]["value"] for n in NAMES])
+    solved = {p["name"] for p in fit_doc.get("free_parameters", []) if p.get("transform") == "solved"}
     for names, _, _ in axes:
         for name in names.split("+"):
             if name not in IDX:
-                raise SystemExit(f"unknown hh parameter {name!r}; allowed: {', '.join(NAMES)}")
+                raise ValueError(f"unknown hh parameter {name!r}; allowed: {', '.join(NAMES)}")
     cfg = FitConfig()
-    rec, _ = screen_for_fit(read_recording(args.recording))
+    rec, _ = screen_for_fit(recording if isinstance(recording, Recording) else read_recording(recording))
     rec, _ = balance_bridge(rec, cfg.bridge_balance)
     problem = FitProblem.from_recording(rec, cfg.objective)
     grid = list(itertools.product(*[values for _, _, values in axes]))
@@ -96,15 +90,33 @@ def main() -> None:
                                  [s.stim_end_ms for s in sweeps], problem.amplitudes_pA,
                                  [s.index for s in sweeps], rest_end_ms=[s.rest_end_ms for s in sweeps],
                                  prestep_ms=[prestep_window(s) for s in sweeps])
-        rms = problem.per_feature_rms_z(ev.z[k])
-        row = {"point": {name: v for (name, _, _), v in zip(axes, point)}, "diam_um": float(P[k, IDX["diam_um"]]),
-               "objective": float(ev.objective[k]), "rms_z": rms, "failed": phys["summary"]["failed"],
-               "by_check": phys["summary"]["by_check"]}
-        rows.append(row)
-        label = " ".join(f"{name} {'x' if how == 'scale' else ''}{v:g}" for (name, how, _), v in zip(axes, point))
-        big = ", ".join(f"{t} {z:.1f}" for t, z in rms.items() if z > args.show_z)
-        fails = {}
-        for f in phys["summary"]["failed"]:
+        rows.append({"point": {name: v for (name, _, _), v in zip(axes, point)},
+                     "diam_um": float(P[k, IDX["diam_um"]]), "objective": float(ev.objective[k]),
+                     "rms_z": problem.per_feature_rms_z(ev.z[k]), "failed": phys["summary"]["failed"],
+                     "by_check": phys["summary"]["by_check"]})
+    return rows
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("fit_json", type=Path)
+    ap.add_argument("recording", type=Path)
+    ap.add_argument("--set", dest="set_", action="append", default=[], metavar="NAME=V1,V2",
+                    help="absolute values of an hh parameter")
+    ap.add_argument("--scale", action="append", default=[], metavar="NAME=X1,X2", help="factors on the fit's value")
+    ap.add_argument("--show-z", type=float, default=1.5, help="print the terms whose rms z exceeds this")
+    ap.add_argument("--json", type=Path, default=None)
+    args = ap.parse_args()
+    axes = parse_axes(args.set_, "set") + parse_axes(args.scale, "scale")
+    try:
+        rows = probe(json.loads(args.fit_json.read_text()), args.recording, axes)
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from exc
+    for row in rows:
+        label = " ".join(f"{name} {'x' if how == 'scale' else ''}{row['point'][name]:g}" for name, how, _ in axes)
+        big = ", ".join(f"{t} {z:.1f}" for t, z in row["rms_z"].items() if z > args.show_z)
+        fails: dict[str, int] = {}
+        for f in row["failed"]:
             name = f.split(": ")[-1]
             fails[name] = fails.get(name, 0) + 1
         print(f"{label} | diam {row['diam_um']:.0f} um | objective {row['objective']:.2f} | z>{args.show_z:g}: {big}"
