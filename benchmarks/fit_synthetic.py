@@ -68,7 +68,8 @@ def main() -> None:
             print(f"  note: {note}")
     for n, (t, f, free) in truth_vs_fit.items():
         print(f"  {n}: truth {t:g}, fit {f:.4g}" + ("" if free else " (not free)"))
-    print("checks: " + ", ".join(f"{k} {v['ok']}/{v['ok'] + v['fail']}" for k, v in phys["summary"]["by_check"].items()))
+    by_check = phys["summary"]["by_check"]
+    print("checks: " + ", ".join(f"{k} {v['ok']}/{v['ok'] + v['fail']}" for k, v in by_check.items()))
     print("failed: " + (", ".join(phys["summary"]["failed"]) or "none"))
     for r in phys["sweeps"]:
         c = r["checks"].get("late_deflection")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 
@@ -33,3 +33,16 @@ def synthetic_recording(params: Mapping[str, float], amplitudes_pA: Sequence[flo
                     stim_start_ms=start_ms, stim_end_ms=start_ms + duration_ms, index=k)
               for k, a in enumerate(amps)]
     return Recording(sweeps, source="synthetic-hh", format="memory", cell="synthetic")
+
+
+def load_benchmark(name: str) -> Any:
+    """The module benchmarks/<name>.py (benchmarks are scripts, not a package), for the benchmarks' CI smokes."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[2] / "benchmarks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod

@@ -4,29 +4,20 @@ hall-of-fame figures are consistent (distances sorted, members needed >= members
 
 from __future__ import annotations
 
-import importlib.util
 import math
-from pathlib import Path
 
 from noble.datagen.models import get as get_family
 
-from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
+from _synth import load_benchmark, synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
 
-ROOT = Path(__file__).resolve().parents[2]
 HH = get_family("hh")
 TRUTH = HH.preset_values("fast_spiking", {"diam_um": 58.0, "g_leak": 0.045, "V_T": -56.0, "g_Kd": 4.6})
 
 
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("fit_basin", ROOT / "benchmarks" / "fit_basin.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
 
 def test_the_true_parameters_are_the_bottom_of_the_basin() -> None:
     rec = synthetic_recording(TRUTH, [-60, 60, 120, 240], duration_ms=300.0, tail_ms=100.0, noise_pA=2.0, seed=3)
-    res = _benchmark().basin(rec, dict(TRUTH), per_radius=6, radii=(0.05, 0.4), seed=0)
+    res = load_benchmark("fit_basin").basin(rec, dict(TRUTH), per_radius=6, radii=(0.05, 0.4), seed=0)
     near, far = res["radii"]["0.05"], res["radii"]["0.4"]
     print(f"\nbasin: reference {res['reference_objective']:.3f}, r 0.05 median {near['median']:.3f}, "
           f"r 0.4 median {far['median']:.3f}; nearest hall-of-fame member at r "

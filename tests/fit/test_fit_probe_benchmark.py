@@ -4,24 +4,15 @@ the same grid point without the current settles too high after its one AP and fi
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 
 from noble.datagen.models import get as get_family
 from noble.fit.hhmodel import NAMES, params_row
 
-from _synth import synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
+from _synth import load_benchmark, synthetic_recording  # tests/fit is on sys.path (pytest rootdir-relative import)
 
-ROOT = Path(__file__).resolve().parents[2]
 HH = get_family("hh")
 TRUTH = {**HH.preset_values("regular_spiking", {}), "g_AHP": 0.2, "tau_AHP": 1000.0, "g_M": 0.05}
 
-
-def _benchmark():
-    spec = importlib.util.spec_from_file_location("fit_probe", ROOT / "benchmarks" / "fit_probe.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 def test_the_probe_scores_the_truth_and_tells_the_missing_current() -> None:
@@ -30,7 +21,7 @@ def test_the_probe_scores_the_truth_and_tells_the_missing_current() -> None:
     row = params_row(TRUTH)
     doc = {"parameters": {n: {"value": float(v)} for n, v in zip(NAMES, row)},
            "free_parameters": [{"name": "E_leak", "transform": "solved"}, {"name": "diam_um", "transform": "solved"}]}
-    truth, without = _benchmark().probe(doc, rec, [("g_AHP", "set", [0.2, 0.0])])
+    truth, without = load_benchmark("fit_probe").probe(doc, rec, [("g_AHP", "set", [0.2, 0.0])])
     assert truth["point"] == {"g_AHP": 0.2} and without["point"] == {"g_AHP": 0.0}
     assert abs(truth["diam_um"] - TRUTH["diam_um"]) < 0.01 * TRUTH["diam_um"]  # the area solve finds the cell's
     assert truth["objective"] < 0.05 and truth["failed"] == [], truth["failed"]
