@@ -150,8 +150,9 @@ class FitConfig(BaseModel):
     ahp_current: Literal["auto", "on", "off"] = Field(
         "auto", description="fit I_AHP (g_AHP and tau_AHP: the hh family's spike-activated slow K+ current); 'auto': "
                             "when the recording, after firing in a step, settles at or below where a weaker step "
-                            "that did not fire left it (`settles_low_after_firing`), which no voltage-gated current "
-                            "of the family reaches (a steady-state I-V is monotone in the current)")
+                            "that did not fire left it (`settles_low_after_firing`): at steady state a cell of "
+                            "voltage-gated currents sits higher at a larger current, and I_M did not reach it "
+                            "(docs/fit.md)")
     settle_margin_mV: float = Field(
         1.0, ge=0, description="'auto' frees I_AHP when a step's late voltage after its APs is at most this far above "
                                "the steady state of a weaker silent depolarising step")
@@ -557,9 +558,10 @@ AHP_START = {"g_AHP": 0.05, "tau_AHP": 1000.0}
 def settles_low_after_firing(problem: FitProblem, margin_mV: float) -> tuple[bool, str]:
     """(does the recording, in some step, fire and then settle at or below (+ margin_mV) the steady state of a weaker
     depolarising step that did not fire, the evidence). 'Settles': no AP in the step's last quarter, not in block.
-    A one-compartment model of voltage-gated currents has a steady-state I-V monotone in the current, so only a
-    current the APs themselves switch on (I_AHP) puts the cell there (File_axon_5: -60 mV after 2 APs at +200 pA,
-    -57 mV at +150 pA without one)."""
+    At steady state a one-compartment cell of voltage-gated currents sits higher at a larger current; only a slow
+    current the APs themselves switch on (I_AHP) keeps it below for the rest of the step, which the family's I_M did
+    not do anywhere on a grid over its range (File_axon_5: -60 mV after 2 APs at +200 pA, -57 mV at +150 pA without
+    one; docs/fit.md)."""
     t = problem.targets
     amps = problem.amplitudes_pA
     counts = t.feature_array("spike_count")

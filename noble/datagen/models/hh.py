@@ -47,8 +47,9 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   burst that raises it). Its steady state is < 1e-6 below -50 mV (6e-5 at -40 mV, tau_AHP 1 s), so it leaves
   the rest and the subthreshold I-V alone and acts after spikes: it holds a cell
   that has fired a burst below where a weaker step that did not fire leaves it (File_axon_5 at +200..+300 pA sits
-  at -60 mV after 2-3 APs, at -57 mV at +150 pA without one), which no voltage-gated current of the family can
-  (a steady-state I-V is monotone in the current). Not Pospischil's (g_AHP = 0 in every preset, then not integrated).
+  at -60 mV after 2-3 APs, at -57 mV at +150 pA without one): at steady state a cell of voltage-gated currents
+  sits higher at the larger current, and the family's slow I_M did not get there anywhere on a grid over its
+  range (docs/fit.md). Not Pospischil's (g_AHP = 0 in every preset, then not integrated).
 * phi_NaK multiplies every rate of I_Na's and I_Kd's gates (m, h, n): the temperature factor
   tadj = 3^((celsius - 36) / 10) of Pospischil's hh2.mod (Q10 3; the Traub-Miles rates hold at 36 C, where
   tadj is 1). Steady states are unchanged, the gates' time constants divide by it: at 0.5 (a recording ~6 C
