@@ -83,16 +83,9 @@ def main() -> None:
     patch_start(HHFit)
     problem = None
     if args.recording is not None:
-        from noble.fit.api import FitConfig
-        from noble.fit.bridge import balance_bridge
-        from noble.fit.objective import FitProblem
-        from noble.fit.screen import screen_for_fit
-        from noble.io import read_recording
+        from noble.fit.api import FitConfig, prepare_problem
 
-        cfg = FitConfig()
-        rec, _ = screen_for_fit(read_recording(args.recording))
-        rec, _ = balance_bridge(rec, cfg.bridge_balance)
-        problem = FitProblem.from_recording(rec, cfg.objective)
+        problem = prepare_problem(args.recording, FitConfig())[0]
     rest_mV = args.rest_mV if problem is None else float(problem.targets.rest_mV)  # the objective's own rest
     plain = hh._EQS
     scales = list(itertools.product(args.g_kd_x, args.g_m_x, args.g_d_x))

@@ -47,16 +47,12 @@ Axis = tuple[str, str, list[float]]  # ('g_M' or 'g_leak+g_Na', 'set' | 'scale',
 
 def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dict[str, Any]]:
     """Every grid point of `axes` around the fit `fit_doc` (a fit.json document) on `recording` (a path or a
-    Recording, read, screened and bridge-balanced as `fit_recording` does): its parameters, solved diameter,
-    objective, per-feature rms z and physiology checks (failed, by check)."""
-    from noble.fit.api import FitConfig
-    from noble.fit.bridge import balance_bridge
+    Recording, on the fit's sweeps, prepared as `fit_recording` prepares it: `api.prepare_problem`): its
+    parameters, solved diameter, objective, per-feature rms z and physiology checks (failed, by check)."""
+    from noble.fit.api import FitConfig, prepare_problem
     from noble.fit.hhmodel import IDX, NAMES, pin_rest, solve_area
-    from noble.fit.objective import FitProblem
     from noble.fit.physiology import physiology_checks
-    from noble.fit.screen import screen_for_fit
     from noble.fit.targets import prestep_window
-    from noble.io import Recording, read_recording
 
     base = np.array([fit_doc["parameters"][n]["value"] for n in NAMES])
     solved = {p["name"] for p in fit_doc.get("free_parameters", []) if p.get("transform") == "solved"}
@@ -64,10 +60,9 @@ def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dic
         for name in names.split("+"):
             if name not in IDX:
                 raise ValueError(f"unknown hh parameter {name!r}; allowed: {', '.join(NAMES)}")
-    cfg = FitConfig()
-    rec, _ = screen_for_fit(recording if isinstance(recording, Recording) else read_recording(recording))
-    rec, _ = balance_bridge(rec, cfg.bridge_balance)
-    problem = FitProblem.from_recording(rec, cfg.objective)
+    fitted = fit_doc.get("sweeps")
+    cfg = FitConfig(sweeps=[int(sw["index"]) for sw in fitted] if fitted else None)
+    problem = prepare_problem(recording, cfg)[0]
     grid = list(itertools.product(*[values for _, _, values in axes]))
     P = np.repeat(base[None, :], len(grid), axis=0)
     for k, point in enumerate(grid):

@@ -34,11 +34,11 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from noble.datagen.models import get as get_family
 from noble.io import Recording, RecordingError, Sweep, read_recording
 
-from .bridge import balance_bridge
+from .bridge import BridgeEstimate, balance_bridge
 from .hhmodel import (DEFAULT_FREE, DEPOLARISED_SPIKE_BOUNDS, EFFECTIVE_E_LEAK_MV, FIT_BOUNDS, IDX, NAMES,
                       ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
-from .physiology import finite_or_none, of_traces
+from .physiology import BLOCK_MV, finite_or_none, of_traces
 from .targets import DRIFT_NOTE_MV, prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
@@ -572,7 +572,7 @@ def settles_low_after_firing(problem: FitProblem, margin_mV: float) -> tuple[boo
     for k in np.argsort(amps):
         if not (counts[k] >= 1 and np.isfinite(last[k]) and last[k] < 0.75 and np.isfinite(late[k])):
             continue
-        if t.rest_mV is not None and t.rest_mV + late[k] >= -40.0:
+        if t.rest_mV is not None and t.rest_mV + late[k] >= BLOCK_MV:
             continue  # a plateau in depolarisation block, not a settled cell
         below = [j for j in silent if amps[j] < amps[k]]
         if not below:
@@ -725,15 +725,11 @@ def _warm_start(problem: FitProblem, cfg: FitConfig, sur: Any, fit: SurrogateFit
     return base, extra, info
 
 
-def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConfig | None = None,
-                  progress: Callable[[str, float], None] | None = None, **overrides: Any) -> FitResult:
-    """Fit the hh family to a recording (file path or Recording); see the module docstring.
-
-    Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
-    is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for
-    unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
-    cfg = (config or FitConfig()).overridden(**overrides)
-    t0 = time.perf_counter()
+def prepare_problem(recording: str | os.PathLike[str] | Recording, cfg: FitConfig
+                    ) -> tuple[FitProblem, Recording, BridgeEstimate, list[str]]:
+    """The fit's first stage: the recording read, its sweeps selected and screened, limited to 50 kHz and
+    bridge-balanced, and the objective built on it. Returns (problem, the screened recording at its native time
+    base, the bridge estimate, notes). The probes (benchmarks/fit_probe.py) score candidates on this same problem."""
     rec = recording if isinstance(recording, Recording) else read_recording(recording)
     rec = select_sweeps(rec, cfg.sweeps)
     rec, notes = screen_for_fit(rec)  # sweeps a fit cannot use are set aside, each with a note
@@ -744,7 +740,19 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     rec, bridge = balance_bridge(rec, cfg.bridge_balance)  # the electrode's I R_s, where the edges show one
     if bridge.r_MOhm is not None:
         notes.append(bridge.describe())
-    problem = FitProblem.from_recording(rec, cfg.objective)
+    return FitProblem.from_recording(rec, cfg.objective), native, bridge, notes
+
+
+def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConfig | None = None,
+                  progress: Callable[[str, float], None] | None = None, **overrides: Any) -> FitResult:
+    """Fit the hh family to a recording (file path or Recording); see the module docstring.
+
+    Keyword overrides set FitConfig fields (e.g. `stage1="off"`, `sweeps=[4, 5, 6]`). `progress(stage, fraction)`
+    is called as the fit advances ('surrogate', 'solver', 'polish' when it runs, 'done'). Raises RecordingError for
+    unusable recordings and SurrogateUnavailable when stage1="on" and no surrogate can be loaded."""
+    cfg = (config or FitConfig()).overridden(**overrides)
+    t0 = time.perf_counter()
+    problem, native, bridge, notes = prepare_problem(recording, cfg)
     problem.simulator = cfg.simulator
     drift_mV = float(np.ptp(problem.targets.baseline_mV)) if len(problem.targets.baseline_mV) > 1 else 0.0
     if cfg.baseline_drift == "on" or (cfg.baseline_drift == "auto" and drift_mV > cfg.drift_threshold_mV):
@@ -754,7 +762,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     t = problem.targets
     notes.extend(t.notes)
     if t.rest_mV is None:
-        raise RecordingError(f"{rec.source}: no resting potential can be measured (no pre-step baseline)")
+        raise RecordingError(f"{native.source}: no resting potential can be measured (no pre-step baseline)")
 
     # ---- stage 1 ----
     if progress is not None:
@@ -967,7 +975,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     if progress is not None:
         progress("done", 1.0)
     return FitResult(
-        source=rec.source,
+        source=native.source,
         sweeps=[{"index": s.index, "amplitude_pA": s.stim_amplitude_pA, "stim_start_ms": s.stim_start_ms + c0,
                  "stim_end_ms": s.stim_end_ms + c0}
                 for s, c0 in zip(problem.recording.sweeps, problem.crop_start_ms)],

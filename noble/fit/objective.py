@@ -409,7 +409,7 @@ class FitProblem:
         like an acceptance tolerance, but is not an acceptance check (the polish's feasibility ignores it)."""
         if name in ("deflection_mV", "prestep_deflection_mV"):
             phys = PhysiologyTolerances()
-            return max(phys.deflection_mV, phys.deflection_rel * abs(target))
+            return phys.deflection_tol(target)
         return math.inf
 
     def tolerance_excess(self, z: np.ndarray) -> np.ndarray:

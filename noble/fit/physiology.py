@@ -71,6 +71,7 @@ from noble.operator.ap_metrics import find_aps
 SWEEP_CHECKS = ("spike_count", "stops_early", "block", "deflection", "late_deflection", "prestep_deflection",
                 "latency", "ap_peak", "ap_half_width", "ahp_trough")
 CELL_CHECKS = ("rest", "rheobase")
+BLOCK_MV = -40.0  # a step's silent last part at or above this is depolarisation block (`block_mV`)
 # short names for the overlay PNG and the explorer's captions
 SHORT = {"spike_count": "n", "stops_early": "stops early", "block": "block", "deflection": "ΔV",
          "late_deflection": "ΔV late", "prestep_deflection": "ΔV pre",
@@ -92,7 +93,7 @@ class PhysiologyTolerances(BaseModel):
     deflection_rel: float = Field(0.15, ge=0)
     steady_fraction: float = Field(0.2, gt=0, le=1, description="steady state: the mean of this last part of the "
                                                                 "step")
-    block_mV: float = Field(-40.0, description="depolarisation block: the step's last part without an AP and its "
+    block_mV: float = Field(BLOCK_MV, description="depolarisation block: the step's last part without an AP and its "
                                                "median voltage at or above this")
     latency_ms: float = Field(5.0, gt=0)
     latency_rel: float = Field(0.2, ge=0)
@@ -103,6 +104,10 @@ class PhysiologyTolerances(BaseModel):
     min_aps_shape: int = Field(2, ge=1, description="AP shape judged where both fire at least this many APs")
     rest_mV: float = Field(2.0, gt=0)
     rheobase_pA: float = Field(20.0, gt=0)
+
+    def deflection_tol(self, data_mV: float) -> float:
+        """The tolerance of a steady-state deflection (subthreshold, late in a step, pre-step): max(2 mV, 15 %)."""
+        return max(self.deflection_mV, self.deflection_rel * abs(data_mV))
 
 
 def finite_or_none(x: Any) -> float | None:
@@ -288,7 +293,7 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
         # reaches measurable, and its count is judged as well
         if d["n"] == 0 and m.get("late_aps", 0) == 0:
             dv, mv = d["deflection_mV"], m["deflection_mV"]
-            t = max(tol.deflection_mV, tol.deflection_rel * abs(dv)) if math.isfinite(dv) else tol.deflection_mV
+            t = tol.deflection_tol(dv) if math.isfinite(dv) else tol.deflection_mV
             ok = bool(math.isfinite(dv) and math.isfinite(mv) and abs(mv - dv) <= t)
             checks["deflection"] = _check(dv, mv, t, "mV", ok if math.isfinite(dv) else None,
                                           note if math.isfinite(dv) else "no deflection measurable in the recording")
@@ -296,11 +301,11 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
         if d["n"] > 0 and d.get("late_aps", 0) == 0 and m.get("late_aps", 0) == 0 \
                 and math.isfinite(d["late_median_mV"]) and d["late_median_mV"] < tol.block_mV:
             dv, mv = d["late_deflection_mV"], m["late_deflection_mV"]
-            t = max(tol.deflection_mV, tol.deflection_rel * abs(dv))
+            t = tol.deflection_tol(dv)
             checks["late_deflection"] = _check(dv, mv, t, "mV", bool(math.isfinite(mv) and abs(mv - dv) <= t), note)
         if math.isfinite(d["prestep_deflection_mV"]) and d["prestep_n"] == 0 and m["prestep_n"] == 0:
             dv, mv = d["prestep_deflection_mV"], m["prestep_deflection_mV"]
-            t = max(tol.deflection_mV, tol.deflection_rel * abs(dv))
+            t = tol.deflection_tol(dv)
             checks["prestep_deflection"] = _check(dv, mv, t, "mV", bool(math.isfinite(mv) and abs(mv - dv) <= t), note)
         if k in latency_sweeps:
             dl = float(d["times_ms"][0])
