@@ -9,6 +9,11 @@ and the physiology checks per check and per sweep (late deflection).
     .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.2 --param g_M=0.05 --set 'ahp_current="off"'
     .venv/bin/python benchmarks/fit_synthetic.py --param g_AHP=0.1 --param tau_AHP=300 --param g_M=0.03 \
         --amps 0 30 60 90 120 150 180 210 240 270 --prestep-pA -100 --prestep-ms 100   # a -100 pA pre-step
+    .venv/bin/python benchmarks/fit_synthetic.py --preset fast_spiking --draw 3 --cv 0.3   # 3 cells, not picked
+
+`--draw N` fits N cells drawn around the preset (`sample_params`: log-normal conductances and time constants with
+coefficient of variation --cv, normal potentials with sd --sd-mV; then the --param values), one after the other,
+and prints a line per cell and a summary of the checks over all of them.
 """
 
 from __future__ import annotations
@@ -18,6 +23,9 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Sequence
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 for extra in (ROOT, ROOT / "tests" / "fit"):
@@ -37,37 +45,72 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=4)
     ap.add_argument("--set", dest="set_", action="append", default=[], metavar="FIELD=JSON",
                     help="a FitConfig field (JSON value)")
+    ap.add_argument("--draw", type=int, default=0, help="fit this many cells drawn around the preset")
+    ap.add_argument("--cv", type=float, default=0.3, help="--draw: coefficient of variation of conductances")
+    ap.add_argument("--sd-mV", type=float, default=3.0, help="--draw: sd of potentials (V_T, E_leak)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
 
-    from _synth import synthetic_recording
-
     from noble.datagen.models import get as get_family
-    from noble.fit.api import FitConfig, fit_recording
 
-    cell = get_family("hh").preset_values(args.preset, {})
+    family = get_family("hh")
+    given = {}
     for item in args.param:
         name, _, value = item.partition("=")
-        cell[name] = float(value)
+        given[name] = float(value)
     overrides = {}
     for item in args.set_:
         name, _, value = item.partition("=")
         overrides[name] = json.loads(value)
+    if args.draw <= 0:
+        cells = [family.preset_values(args.preset, given)]
+    else:
+        rows = family.sample_params(args.draw, np.random.default_rng(args.seed), preset=args.preset, overrides=given,
+                                    cv=args.cv, sd_potential=args.sd_mV)
+        cells = [dict(zip(family.param_names(), map(float, row))) for row in rows]
+    results = [fit_cell(cell, args, overrides, list(given) if args.draw <= 0 else VARIED) for cell in cells]
+    if args.draw > 0:
+        print(f"\n{len(results)} cells drawn around {args.preset} (cv {args.cv}, sd {args.sd_mV} mV, seed {args.seed})")
+        totals: dict[str, list[int]] = {}
+        for r in results:
+            for k, v in r["physiology"]["by_check"].items():
+                t = totals.setdefault(k, [0, 0])
+                t[0] += v["ok"]
+                t[1] += v["ok"] + v["fail"]
+        print("checks over all cells: " + ", ".join(f"{k} {ok}/{n}" for k, (ok, n) in totals.items()))
+        n_ok = sum(r["physiology"]["all_ok"] for r in results)
+        print(f"cells with every check met: {n_ok}/{len(results)}")
+        print("objective median {:.3f}, wall median {:.0f} s".format(
+            float(np.median([r["objective"] for r in results])), float(np.median([r["wall_s"] for r in results]))))
+    if args.json:
+        args.json.write_text(json.dumps(results if args.draw > 0 else results[0], indent=1))
+
+
+VARIED = ("g_leak", "E_leak", "g_Na", "g_Kd", "g_M", "V_T", "tau_max", "diam_um")
+
+
+def fit_cell(cell: dict[str, float], args: argparse.Namespace, overrides: dict, shown: Sequence[str]) -> dict:
+    """Simulate the cell's steps, fit them with the default fit and print what the fit met."""
+    from _synth import synthetic_recording
+
+    from noble.fit.api import FitConfig, fit_recording
+
     rec = synthetic_recording(cell, args.amps, start_ms=100.0 + args.prestep_ms, duration_ms=args.duration_ms,
                               tail_ms=200.0, noise_pA=args.noise_pA, seed=args.seed, prestep_pA=args.prestep_pA,
                               prestep_ms=args.prestep_ms)
     t0 = time.perf_counter()
     res = fit_recording(rec, FitConfig.model_validate(overrides))
     wall = time.perf_counter() - t0
-    names = [item.partition("=")[0] for item in args.param]
-    truth_vs_fit = {n: (cell[n], res.parameters[n]["value"], res.parameters[n]["free"]) for n in names}
+    truth_vs_fit = {n: (cell[n], res.parameters[n]["value"], res.parameters[n]["free"]) for n in shown}
     phys = res.physiology
+    counts = [r["n_aps"]["data"] for r in phys["sweeps"]]
+    print(f"\ncell: APs per step {counts} at {[f'{a:g}' for a in args.amps]} pA")
     print(f"wall {wall:.1f} s, objective {res.objective:.3f}")
     for note in res.notes:
         if any(k in note for k in ("fitted (", "is not fitted")):
             print(f"  note: {note}")
     for n, (t, f, free) in truth_vs_fit.items():
-        print(f"  {n}: truth {t:g}, fit {f:.4g}" + ("" if free else " (not free)"))
+        print(f"  {n}: truth {t:.4g}, fit {f:.4g}" + ("" if free else " (not free)"))
     by_check = phys["summary"]["by_check"]
     print("checks: " + ", ".join(f"{k} {v['ok']}/{v['ok'] + v['fail']}" for k, v in by_check.items()))
     print("failed: " + (", ".join(phys["summary"]["failed"]) or "none"))
@@ -76,10 +119,8 @@ def main() -> None:
         if c is not None:
             print(f"  {r['amplitude_pA']:+g} pA: APs {r['n_aps']['data']}/{r['n_aps']['model']}, late deflection "
                   f"{c['data']:.1f} / {c['model']:.1f} mV ({c['status']})")
-    if args.json:
-        args.json.write_text(json.dumps({"cell": cell, "wall_s": wall, "objective": res.objective,
-                                         "truth_vs_fit": truth_vs_fit, "physiology": phys["summary"]}, indent=1))
-
+    return {"cell": cell, "wall_s": wall, "objective": res.objective, "truth_vs_fit": truth_vs_fit,
+            "physiology": phys["summary"]}
 
 if __name__ == "__main__":
     main()

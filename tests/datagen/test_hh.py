@@ -68,3 +68,26 @@ def test_regular_spiking_adapts(run):
         isi = np.diff(s)
         assert isi[-1] > 1.3 * isi[0], f"RS at {amp} pA: first ISI {isi[0]:.1f} ms, last {isi[-1]:.1f} ms"
         assert np.all(np.diff(isi) > -0.5), f"RS at {amp} pA: ISIs shrink along the train {isi}"
+
+
+def test_deep_hyperpolarisation_settles_on_the_leak_instead_of_diverging():
+    """A 1.7 GOhm cell at -100 pA goes to ~-240 mV, where alpha_h and beta_q grow without bound: explicit RK4
+    diverged there (NaN from ~-169 mV). With the gates' rates held below their floors it settles where only the
+    leak conducts, E_leak + I / G_leak, for the regular-spiking, bursting (I_L) and fastest-kinetics cells."""
+    rows = []
+    for preset, phi in (("regular_spiking", 1.0), ("intrinsically_bursting", 1.0), ("regular_spiking", 3.0)):
+        values = HH.preset_values(preset, {"diam_um": 31.6, "g_leak": 0.0187, "phi_NaK": phi})
+        rows.append([values[k] for k in HH.param_names()])
+    params = np.array(rows)
+    amps = np.full(len(rows), -100.0)
+    total_ms = 700.0
+    res = simulate(HH, params, steps_matrix(amps, 50.0, 600.0, total_ms, 0.1), stim_dt_ms=0.1,
+                   duration_ms=total_ms, dt_ms=0.025, record_dt_ms=0.1)
+    assert np.isfinite(res.v_mV).all()
+    col = {k: params[:, j] for j, k in enumerate(HH.param_names())}
+    area_cm2 = np.pi * (col["diam_um"] * 1e-4) ** 2
+    g_leak_nS = col["g_leak"] * area_cm2 * 1e6  # mS/cm2 x cm2 -> nS
+    expected_mV = col["E_leak"] + amps / g_leak_nS  # pA / nS = mV
+    settled = res.v_mV[:, int(640.0 / 0.1)]
+    assert np.all(expected_mV < -220.0)
+    np.testing.assert_allclose(settled, expected_mV, atol=0.5)

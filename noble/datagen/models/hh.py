@@ -137,6 +137,14 @@ from .base import BuiltGroup, ModelFamily, ParamSpec, assign_params
 KIR_SLOPE_MV = 10.0  # I_Kir's activation slope (Mahon et al. 2000), written as 10 * mV in _EQS
 NAP_SLOPE_MV = 6.8  # I_NaP's activation slope (Magistretti & Alonso 1999), written as 6.8 * mV in _EQS
 
+# Where the gates' rates are read (written as -75 and -150 in _EQS). Below V_T - 75 mV the Traub-Miles gates sit at
+# their limits (m, n < 1e-7, 1 - h < 1e-9) and alpha_h, beta_m keep growing (alpha_h 21/ms there, 340/ms at V_T - 125):
+# RK4 at dt 0.025-0.05 ms diverges from ~V_T - 105 mV (a 1.7 GOhm cell at -100 pA went to NaN near -169 mV). The
+# rates are held at their value there, and those of I_M and I_L's q gate below -150 mV (tau_p and beta_q grow the
+# same way); no steady state moves by more than 1e-5, and above these floors nothing changes.
+GATE_FLOOR_REL_MV = -75.0
+GATE_FLOOR_MV = -150.0
+
 _EQS = """
 dv/dt = (I_leak - I_Na - I_Kd - I_M - I_T - I_L - I_D - I_h - I_Kir - I_NaP - I_AHP + I_inj) / Cm : volt
 area = pi * diam_um**2 : metre**2
@@ -153,7 +161,8 @@ I_h = g_h * area * w_h * (v - E_h) : amp
 I_Kir = g_Kir * area * m_Kir_inf * (v - E_K) : amp
 I_NaP = g_NaP * area * m_NaP_inf * (v - E_Na) : amp
 I_AHP = g_AHP * area * z_AHP * (v - E_K) : amp
-vu = (v - V_T) / mV : 1
+vu = clip((v - V_T) / mV, -75, 1000) : 1
+vg = clip(v / mV, -150, 1000) : 1
 dm/dt = phi_NaK * (alpha_m * (1 - m) - beta_m * m) : 1
 dh/dt = phi_NaK * (alpha_h * (1 - h) - beta_h * h) : 1
 dn/dt = phi_NaK * (alpha_n * (1 - n) - beta_n * n) : 1
@@ -164,8 +173,8 @@ beta_h = 4 / (1 + exp((40 - vu) / 5)) / ms : Hz
 alpha_n = 0.032 * (15 - vu) / (exp((15 - vu) / 5) - 1) / ms : Hz
 beta_n = 0.5 * exp((10 - vu) / 40) / ms : Hz
 dp/dt = (p_inf - p) / tau_p : 1
-p_inf = 1 / (1 + exp(-(v / mV + 35) / 10)) : 1
-tau_p = tau_max / (3.3 * exp((v / mV + 35) / 20) + exp(-(v / mV + 35) / 20)) : second
+p_inf = 1 / (1 + exp(-(vg + 35) / 10)) : 1
+tau_p = tau_max / (3.3 * exp((vg + 35) / 20) + exp(-(vg + 35) / 20)) : second
 vx = (v + V_x) / mV : 1
 s_inf = 1 / (1 + exp(-(vx + 57) / 6.2)) : 1
 du/dt = (u_inf - u) / tau_u : 1
@@ -173,8 +182,8 @@ u_inf = 1 / (1 + exp((vx + 81) / 4)) : 1
 tau_u = (30.8 + (211.4 + exp((vx + 113.2) / 5)) / (1 + exp((vx + 84) / 3.2))) / 3.7 * ms : second
 dq/dt = (alpha_q * (1 - q) - beta_q * q) : 1
 dr/dt = (alpha_r * (1 - r) - beta_r * r) : 1
-alpha_q = 0.055 * (-27 - v / mV) / (exp((-27 - v / mV) / 3.8) - 1) / ms : Hz
-beta_q = 0.94 * exp((-75 - v / mV) / 17) / ms : Hz
+alpha_q = 0.055 * (-27 - vg) / (exp((-27 - vg) / 3.8) - 1) / ms : Hz
+beta_q = 0.94 * exp((-75 - vg) / 17) / ms : Hz
 alpha_r = 0.000457 * exp((-13 - v / mV) / 50) / ms : Hz
 beta_r = 0.0065 / (exp((-15 - v / mV) / 28) + 1) / ms : Hz
 da_D/dt = (a_D_inf - a_D) / (2 * ms) : 1
@@ -219,7 +228,8 @@ tau_AHP : second (constant)
 
 def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[str, np.ndarray]:
     """Steady-state gating variables at a holding potential, so runs start at rest without a transient."""
-    vu = v_mV - V_T
+    vu = np.maximum(v_mV - V_T, GATE_FLOOR_REL_MV)
+    vg = np.maximum(v_mV, GATE_FLOOR_MV)
     with np.errstate(divide="ignore", invalid="ignore"):
         am = 0.32 * (13 - vu) / np.expm1((13 - vu) / 4)
         bm = 0.28 * (vu - 40) / np.expm1((vu - 40) / 5)
@@ -227,15 +237,15 @@ def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[s
         bh = 4 / (1 + np.exp((40 - vu) / 5))
         an = 0.032 * (15 - vu) / np.expm1((15 - vu) / 5)
         bn = 0.5 * np.exp((10 - vu) / 40)
-        aq = 0.055 * (-27 - v_mV) / np.expm1((-27 - v_mV) / 3.8)
-        bq = 0.94 * np.exp((-75 - v_mV) / 17)
+        aq = 0.055 * (-27 - vg) / np.expm1((-27 - vg) / 3.8)
+        bq = 0.94 * np.exp((-75 - vg) / 17)
         ar = 0.000457 * np.exp((-13 - v_mV) / 50)
         br = 0.0065 / (np.exp((-15 - v_mV) / 28) + 1)
     return {
         "m": am / (am + bm),
         "h": ah / (ah + bh),
         "n": an / (an + bn),
-        "p": 1 / (1 + np.exp(-(v_mV + 35) / 10)),
+        "p": 1 / (1 + np.exp(-(vg + 35) / 10)),
         "u": 1 / (1 + np.exp((v_mV + V_x + 81) / 4)),
         "q": aq / (aq + bq),
         "r": ar / (ar + br),
@@ -292,24 +302,25 @@ def _vtrap(x: np.ndarray, y: float) -> np.ndarray:
 
 def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """(x_inf, tau_x in ms) of every gate at v (mV): exactly the rate functions of `_EQS`."""
-    vu = v - col["V_T"]
+    vu = np.maximum(v - col["V_T"], GATE_FLOOR_REL_MV)
+    vg = np.maximum(v, GATE_FLOOR_MV)
     vx = v + col["V_x"]
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         am, bm = 0.32 * _vtrap(13 - vu, 4), 0.28 * _vtrap(vu - 40, 5)
         ah, bh = 0.128 * np.exp((17 - vu) / 18), 4 / (1 + np.exp((40 - vu) / 5))
         an, bn = 0.032 * _vtrap(15 - vu, 5), 0.5 * np.exp((10 - vu) / 40)
-        aq, bq = 0.055 * _vtrap(-27 - v, 3.8), 0.94 * np.exp((-75 - v) / 17)
+        aq, bq = 0.055 * _vtrap(-27 - vg, 3.8), 0.94 * np.exp((-75 - vg) / 17)
         ar, br = 0.000457 * np.exp((-13 - v) / 50), 0.0065 / (np.exp((-15 - v) / 28) + 1)
         aw, bw = _w_rates(v)
         az = ahp_entry_rate(v)
         phi = col["phi_NaK"]
-        tau_p = col["tau_max"] / (3.3 * np.exp((v + 35) / 20) + np.exp(-(v + 35) / 20))
+        tau_p = col["tau_max"] / (3.3 * np.exp((vg + 35) / 20) + np.exp(-(vg + 35) / 20))
         tau_u = (30.8 + (211.4 + np.exp((vx + 113.2) / 5)) / (1 + np.exp((vx + 84) / 3.2))) / 3.7
         out = {
             "m": (am / (am + bm), 1 / (am + bm) / phi),
             "h": (ah / (ah + bh), 1 / (ah + bh) / phi),
             "n": (an / (an + bn), 1 / (an + bn) / phi),
-            "p": (1 / (1 + np.exp(-(v + 35) / 10)), tau_p),
+            "p": (1 / (1 + np.exp(-(vg + 35) / 10)), tau_p),
             "u": (1 / (1 + np.exp((vx + 81) / 4)), tau_u),
             "q": (aq / (aq + bq), 1 / (aq + bq)),
             "r": (ar / (ar + br), 1 / (ar + br)),
