@@ -13,7 +13,8 @@ and the physiology checks per check and per sweep (late deflection).
 
 `--draw N` fits N cells drawn around the preset (`sample_params`: log-normal conductances and time constants with
 coefficient of variation --cv, normal potentials with sd --sd-mV; then the --param values), one after the other,
-and prints a line per cell and a summary of the checks over all of them.
+each on --amps scaled by the preset's leak resistance over the cell's (as a lab sizes its steps to the cell), and
+prints a line per cell and a summary of the checks over all of them.
 """
 
 from __future__ import annotations
@@ -68,7 +69,9 @@ def main() -> None:
         rows = family.sample_params(args.draw, np.random.default_rng(args.seed), preset=args.preset, overrides=given,
                                     cv=args.cv, sd_potential=args.sd_mV)
         cells = [dict(zip(family.param_names(), map(float, row))) for row in rows]
-    results = [fit_cell(cell, args, overrides, list(given) if args.draw <= 0 else VARIED) for cell in cells]
+    centre = family.preset_values(args.preset, given)
+    results = [fit_cell(cell, protocol_for(cell, centre, args.amps) if args.draw > 0 else list(args.amps), args,
+                        overrides, list(given) if args.draw <= 0 else VARIED) for cell in cells]
     if args.draw > 0:
         print(f"\n{len(results)} cells drawn around {args.preset} (cv {args.cv}, sd {args.sd_mV} mV, seed {args.seed})")
         totals: dict[str, list[int]] = {}
@@ -89,13 +92,27 @@ def main() -> None:
 VARIED = ("g_leak", "E_leak", "g_Na", "g_Kd", "g_M", "V_T", "tau_max", "diam_um")
 
 
-def fit_cell(cell: dict[str, float], args: argparse.Namespace, overrides: dict, shown: Sequence[str]) -> dict:
+def leak_resistance_MOhm(cell: dict[str, float]) -> float:
+    """1 / (g_leak x area): the input resistance a lab sizes its steps by, before the active currents."""
+    area_cm2 = np.pi * (cell["diam_um"] * 1e-4) ** 2
+    return 1e3 / (cell["g_leak"] * area_cm2 * 1e6)  # 1 / nS = 1e3 MOhm
+
+
+def protocol_for(cell: dict[str, float], centre: dict[str, float], amps: Sequence[float]) -> list[float]:
+    """The steps scaled as a lab sizes them to the cell: by the preset's leak resistance over the cell's (a drawn
+    1.7 GOhm cell at the preset's -100 pA would sit near -240 mV), rounded to 5 pA."""
+    scale = leak_resistance_MOhm(centre) / leak_resistance_MOhm(cell)
+    return [5.0 * round(a * scale / 5.0) for a in amps]
+
+
+def fit_cell(cell: dict[str, float], amps: list[float], args: argparse.Namespace, overrides: dict,
+             shown: Sequence[str]) -> dict:
     """Simulate the cell's steps, fit them with the default fit and print what the fit met."""
     from _synth import synthetic_recording
 
     from noble.fit.api import FitConfig, fit_recording
 
-    rec = synthetic_recording(cell, args.amps, start_ms=100.0 + args.prestep_ms, duration_ms=args.duration_ms,
+    rec = synthetic_recording(cell, amps, start_ms=100.0 + args.prestep_ms, duration_ms=args.duration_ms,
                               tail_ms=200.0, noise_pA=args.noise_pA, seed=args.seed, prestep_pA=args.prestep_pA,
                               prestep_ms=args.prestep_ms)
     t0 = time.perf_counter()
@@ -104,7 +121,7 @@ def fit_cell(cell: dict[str, float], args: argparse.Namespace, overrides: dict, 
     truth_vs_fit = {n: (cell[n], res.parameters[n]["value"], res.parameters[n]["free"]) for n in shown}
     phys = res.physiology
     counts = [r["n_aps"]["data"] for r in phys["sweeps"]]
-    print(f"\ncell: APs per step {counts} at {[f'{a:g}' for a in args.amps]} pA")
+    print(f"\ncell: APs per step {counts} at {[f'{a:g}' for a in amps]} pA")
     print(f"wall {wall:.1f} s, objective {res.objective:.3f}")
     for note in res.notes:
         if any(k in note for k in ("fitted (", "is not fitted")):
@@ -119,8 +136,8 @@ def fit_cell(cell: dict[str, float], args: argparse.Namespace, overrides: dict, 
         if c is not None:
             print(f"  {r['amplitude_pA']:+g} pA: APs {r['n_aps']['data']}/{r['n_aps']['model']}, late deflection "
                   f"{c['data']:.1f} / {c['model']:.1f} mV ({c['status']})")
-    return {"cell": cell, "wall_s": wall, "objective": res.objective, "truth_vs_fit": truth_vs_fit,
-            "physiology": phys["summary"]}
+    return {"cell": cell, "amplitudes_pA": amps, "wall_s": wall, "objective": res.objective,
+            "truth_vs_fit": truth_vs_fit, "physiology": phys["summary"]}
 
 if __name__ == "__main__":
     main()

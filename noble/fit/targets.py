@@ -5,7 +5,8 @@ Per-sweep features (`FIT_FEATURES`) come from `noble.datagen.features.trace_feat
 the datagen uses, except the spike-train features (spike count, rate, first-spike latency, ISI CV, adaptation
 index) and the last AP's time in the step (`last_spike_fraction`), which come from `noble.fit.spikes`: APs as the
 physiology checks define them (peak above -10 mV, prominence >= 20 mV), so a depolarisation-block plateau and its
-ringing, which eFEL's -20 mV threshold counts as spikes, never count. A simulated and a recorded trace are
+ringing, which eFEL's -20 mV threshold counts as spikes, never count, and the sag ratio (`step_sag_ratio`: a
+smoothed minimum, 0 within the trace's own fluctuations). A simulated and a recorded trace are
 measured identically. Each sweep is cut at the next change
 of its command after the test step (e.g. the fixed -100 pA step of the pyABF protocols), so later epochs
 cannot leak into post-stimulus features.
@@ -177,7 +178,44 @@ def prestep_features(sweep: Sweep) -> tuple[float, float]:
 
 
 AP_SHAPE_FEATURES = ("ap_amplitude_mV", "ap_half_width_ms", "ahp_depth_mV")
-PASSIVE_FEATURES = ("input_resistance_MOhm", "tau_m_ms", "sag_ratio")
+PASSIVE_FEATURES = ("input_resistance_MOhm", "tau_m_ms")  # eFEL's; the sag ratio is `step_sag_ratio`'s
+SAG_SMOOTH_MS = 5.0  # the running mean the sag's minimum is taken on
+SAG_NOISE_FACTOR = 4.0  # a sag smaller than this many sd of the step's late fluctuations is noise, not I_h
+
+
+def _running_mean(x: np.ndarray, k: int) -> np.ndarray:
+    c = np.concatenate(([0.0], np.cumsum(x, dtype=np.float64)))
+    return (c[k:] - c[:-k]) / k
+
+
+def step_sag_ratio(sweep: Sweep) -> float:
+    """I_h's sag ratio of a hyperpolarising test step: (steady state - minimum) / (baseline - minimum), the minimum
+    taken on a 5 ms running mean over the step's first half, the steady state the mean of its last 20 %, the
+    baseline eFEL's voltage_base. 0 where the sag is within SAG_NOISE_FACTOR sd of the step's late fluctuations
+    (the detrended, smoothed last 20 %): eFEL's sag_ratio1 takes the raw minimum anywhere in the step, so a noisy
+    high-resistance cell without I_h read as sagging (0.05-0.30 on synthetic cells with 5 pA current noise).
+    NaN for a depolarising step, with an AP in the step, or on a step shorter than 8 smoothing windows."""
+    if sweep.stim_amplitude_pA >= 0:
+        return math.nan
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    a, b = int(round(sweep.stim_start_ms / dt)), min(sweep.n_samples, int(round(sweep.stim_end_ms / dt)))
+    k = max(1, int(round(SAG_SMOOTH_MS / dt)))
+    v = sweep.v_mV
+    if b - a < 8 * k or float(np.max(v[a:b])) > PEAK_MIN_MV:
+        return math.nan
+    smooth = _running_mean(v[a:b], k)
+    low = float(np.min(smooth[: max(1, len(smooth) // 2)]))
+    n_late = max(2 * k, int(STEADY_FRACTION * (b - a)))
+    late = v[b - n_late: b].astype(np.float64)
+    t = np.arange(n_late, dtype=np.float64)
+    trend = np.polyval(np.polyfit(t, late, 1), t)
+    noise = float(np.std(_running_mean(late - trend, k)))
+    base = float(voltage_base(v, dt, sweep.stim_start_ms)[0])
+    steady = float(np.mean(late))
+    if base - low <= 0:
+        return math.nan
+    sag = steady - low
+    return max(0.0, sag) / (base - low) if sag > SAG_NOISE_FACTOR * noise else 0.0
 
 
 def voltage_base(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float) -> np.ndarray:
@@ -267,6 +305,7 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
         out["rebound_mV"][k] = rebound(s)
         out["deflection_mV"][k] = deflection(s)
         out["late_deflection_mV"][k] = late_deflection(s)
+        out["sag_ratio"][k] = step_sag_ratio(s)
     return out
 
 

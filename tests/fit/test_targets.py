@@ -267,3 +267,30 @@ def test_tolerance_margin_starts_the_penalty_inside_the_latency_rest_and_rheobas
     for field, shift in (("rest_mV", 1.8), ("rheobase_pA", 18.0)):  # 0.9 of their tolerances
         c2 = {**cell, field: cell[field] + shift}
         assert acceptance_checks(prob, per, c2)["all_ok"] and prob.tolerance_excess(prob.score(per, c2)[0])[0] > 0
+
+
+def test_sag_ratio_is_i_h_not_the_noise_of_a_high_resistance_cell() -> None:
+    """A 1.7 GOhm cell without I_h, 5 pA of current noise: eFEL's sag_ratio1 (the raw minimum anywhere in the step)
+    reads a sag on the small step; `step_sag_ratio` reads none. A cell with I_h keeps its noise-free sag ratio
+    (within 0.03)."""
+    from _synth import synthetic_recording
+
+    from noble.datagen.features import trace_features
+    from noble.datagen.models.hh import HH
+    from noble.fit.targets import step_sag_ratio
+
+    small = HH.preset_values("regular_spiking", {"diam_um": 31.6, "g_leak": 0.0187})
+    rec = synthetic_recording(small, [-25.0, -10.0], start_ms=100.0, duration_ms=500.0, tail_ms=100.0,
+                              noise_pA=5.0, seed=4)
+    raw = [float(trace_features(s.v_mV[None, :], float(s.dt_ms), s.stim_start_ms, s.stim_end_ms,
+                                np.array([s.stim_amplitude_pA]), names=("sag_ratio",))["sag_ratio"][0])
+           for s in rec.sweeps]
+    assert max(raw) > 0.1
+    assert [step_sag_ratio(s) for s in rec.sweeps] == [0.0, 0.0]
+
+    with_h = HH.preset_values("regular_spiking", {"g_h": 0.1})
+    noisy, clean = (synthetic_recording(with_h, [-100.0, -50.0], start_ms=100.0, duration_ms=500.0, tail_ms=100.0,
+                                        noise_pA=noise, seed=4) for noise in (5.0, 0.0))
+    ratios = np.array([[step_sag_ratio(s) for s in r.sweeps] for r in (noisy, clean)])
+    assert np.all(ratios[1] > 0.1)
+    np.testing.assert_allclose(ratios[0], ratios[1], atol=0.03)
