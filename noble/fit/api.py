@@ -39,7 +39,7 @@ from .hhmodel import (DEFAULT_FREE, DEPOLARISED_SPIKE_BOUNDS, EFFECTIVE_E_LEAK_M
                       ParamSpace, equivalent_bias_pA, params_row, pin_rest, split_holding)
 from .objective import Evaluation, FitProblem, ObjectiveConfig, select_sweeps
 from .physiology import BLOCK_MV, finite_or_none, of_traces
-from .targets import DRIFT_NOTE_MV, prestep_window
+from .targets import DRIFT_NOTE_MV, REBOUND_WINDOW_MS, prestep_window
 from .polish import PolishConfig, polish_feasibility
 from .restarts import run_restarts
 from .resample import limit_sampling_rate
@@ -153,6 +153,11 @@ class FitConfig(BaseModel):
                             "that did not fire left it (`settles_low_after_firing`): at steady state a cell of "
                             "voltage-gated currents sits higher at a larger current, and I_M did not reach it "
                             "(docs/fit.md)")
+    t_current: Literal["auto", "on", "off"] = Field(
+        "auto", description="fit I_T (g_T and V_x: the hh family's low-threshold Ca2+ current); 'auto': when the "
+                            "recording fires after a hyperpolarising step (`rebounds_after_hyperpolarisation`): the "
+                            "rebound burst of LTS interneurons and thalamic cells, which no other current of the "
+                            "family makes")
     settle_margin_mV: float = Field(
         1.0, ge=0, description="'auto' frees I_AHP when a step's late voltage after its APs is at most this far above "
                                "the steady state of a weaker silent depolarising step")
@@ -584,6 +589,26 @@ def settles_low_after_firing(problem: FitProblem, margin_mV: float) -> tuple[boo
     return False, "no step where the recording settles after its APs below a weaker silent step's steady state"
 
 
+# Where 'auto' starts I_T: g_T near the geometric middle of its box (0.01..2 mS/cm2; the LTS preset's 0.4), V_x at
+# the family's default (the LTS preset's -7 mV puts I_T's activation ~9 mV higher)
+T_START = {"g_T": 0.15, "V_x": 2.0}
+
+
+def rebounds_after_hyperpolarisation(problem: FitProblem) -> tuple[bool, str]:
+    """(does the recording fire after a hyperpolarising test step, the evidence): APs within the rebound window
+    after the step's end (`targets.rebound_spikes`: not where the cell fired in the 100 ms before the step)."""
+    t = problem.targets
+    counts = t.feature_array("rebound_spike_count")
+    amps = np.asarray(problem.amplitudes_pA, dtype=float)
+    fired = [k for k in range(len(amps)) if np.isfinite(counts[k]) and counts[k] >= 1]
+    if not fired:
+        judged = int(np.count_nonzero(np.isfinite(counts)))
+        return False, f"no AP after any of its {judged} hyperpolarising steps that can be judged"
+    k = min(fired, key=lambda i: amps[i])
+    return True, (f"{counts[k]:.0f} AP(s) within {REBOUND_WINDOW_MS:g} ms after the {amps[k]:+g} pA step "
+                  f"({len(fired)} of the hyperpolarising steps)")
+
+
 def spike_onset(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
     """(is the recording's median AP onset above threshold_mV, the evidence): onset = AP peak - AP amplitude per
     sweep (eFEL's AP_begin voltage, where dV/dt rises through 10 mV/ms)."""
@@ -832,6 +857,16 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     elif settles_low:
         notes.append(f"the recording settles low after firing ({settle_evidence}) and I_AHP is not fitted "
                      f"(ahp_current '{cfg.ahp_current}')")
+    rebounds, rebound_evidence = rebounds_after_hyperpolarisation(problem)
+    if cfg.t_current == "on" or (cfg.t_current == "auto" and rebounds):
+        extra_free += ("g_T", "V_x")
+        for name, value in T_START.items():
+            base, extra = _moved_from_default(base, extra, name, value)
+        notes.append(f"I_T fitted (g_T, V_x free, from {base['g_T']:g} mS/cm2, {base['V_x']:g} mV): "
+                     + (rebound_evidence if rebounds else "t_current 'on'"))
+    elif rebounds:
+        notes.append(f"the recording fires after a hyperpolarising step ({rebound_evidence}) and I_T is not fitted "
+                     f"(t_current '{cfg.t_current}')")
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
     if depolarised:

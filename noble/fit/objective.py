@@ -92,6 +92,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5,
     # the overshoot after a hyperpolarising step (I_h, I_T): with sag, what tells I_h's size and speed apart
     "rebound_mV": 0.5,
+    # APs in the same window after a hyperpolarising step (rebound_mV is NaN where one fires): I_T's rebound burst,
+    # which no count in the step sees; 1, as the latency (0 where neither rebounds, as on the five recordings here)
+    "rebound_spike_count": 1.0,
     # The steady-state deflection of every step where the recording does not fire (the physiology checks'
     # subthreshold measure, its sd bounded by their max(2 mV, 15 %) tolerance): eFEL's input resistance sees only
     # hyperpolarising steps, and a fit traded the depolarising ones for spike terms (190619B_0003 at +60 pA: the

@@ -36,6 +36,10 @@ Per sweep (a check appears on a sweep where its condition holds):
 * prestep_deflection: the same in a pre-step (a constant command epoch >= 20 ms before the test step, e.g. the
   -100 pA step some protocols put right before it): its last 20 % minus the resting baseline, within
   max(2 mV, 15 %); on sweeps with a pre-step where neither fires in it. Input resistance on every sweep.
+* rebound: APs in the 150 ms after a hyperpolarising step's end (post-inhibitory rebound: I_T's low-threshold
+  burst, I_h), where the recording has no AP in the 100 ms before the step (not a pacemaker's ongoing spikes) and
+  either rebounds: both rebound or neither, and |model - data| <= max(1, 10 % of data). No count in the step sees
+  it: three synthetic LTS cells (I_T) fired 1-2 rebound APs and a model without I_T passed every other check.
 * latency: first AP peak after onset, at the two lowest-amplitude sweeps where the recording fires, within
   max(5 ms, 20 % of data); a model with no AP there fails.
 * ap_peak (median AP peak, within 8 mV), ap_half_width (median half-width, within 30 % of data), ahp_trough
@@ -68,13 +72,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from noble.operator.ap_metrics import find_aps
 
+from .targets import REBOUND_WINDOW_MS
+
 SWEEP_CHECKS = ("spike_count", "stops_early", "block", "deflection", "late_deflection", "prestep_deflection",
-                "latency", "ap_peak", "ap_half_width", "ahp_trough")
+                "rebound", "latency", "ap_peak", "ap_half_width", "ahp_trough")
 CELL_CHECKS = ("rest", "rheobase")
 BLOCK_MV = -40.0  # a step's silent last part at or above this is depolarisation block (`block_mV`)
 # short names for the overlay PNG and the explorer's captions
 SHORT = {"spike_count": "n", "stops_early": "stops early", "block": "block", "deflection": "ΔV",
-         "late_deflection": "ΔV late", "prestep_deflection": "ΔV pre",
+         "late_deflection": "ΔV late", "prestep_deflection": "ΔV pre", "rebound": "rebound",
          "latency": "lat", "ap_peak": "peak",
          "ap_half_width": "hw", "ahp_trough": "AHP"}
 
@@ -104,6 +110,8 @@ class PhysiologyTolerances(BaseModel):
     min_aps_shape: int = Field(2, ge=1, description="AP shape judged where both fire at least this many APs")
     rest_mV: float = Field(2.0, gt=0)
     rheobase_pA: float = Field(20.0, gt=0)
+    rebound_ms: float = Field(REBOUND_WINDOW_MS, gt=0, description="rebound APs: this long after a "
+                                                                    "hyperpolarising step's end")
 
     def deflection_tol(self, data_mV: float) -> float:
         """The tolerance of a steady-state deflection (subthreshold, late in a step, pre-step): max(2 mV, 15 %)."""
@@ -139,10 +147,12 @@ def _steady(v: np.ndarray, dt_ms: float, start_ms: float, end_ms: float, fractio
 
 def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_end_ms: float,
                    steady_fraction: float = 0.2, rest_end_ms: float | None = None,
-                   prestep_ms: tuple[float, float] | None = None) -> dict[str, Any]:
+                   prestep_ms: tuple[float, float] | None = None, rebound_ms: float = REBOUND_WINDOW_MS
+                   ) -> dict[str, Any]:
     """What the checks read from one trace (t = k dt): the APs in the step (peak times after onset, peaks,
     half-widths, troughs between consecutive APs of the step), the resting baseline (before rest_end_ms, default
-    the onset), the step's steady state and, with a pre-step window, its steady state and APs."""
+    the onset), the step's steady state, with a pre-step window its steady state and APs, and the APs in the 100
+    ms before the step and in the rebound_ms after it (None where the trace ends before that window does)."""
     v = np.asarray(v_mV, dtype=np.float64)
     finite = bool(np.all(np.isfinite(v)))
     n0 = max(1, min(len(v), int(round((stim_start_ms if rest_end_ms is None else rest_end_ms) / dt_ms))))
@@ -154,11 +164,15 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
     b_late = min(len(v), int(round(stim_end_ms / dt_ms)))
     out["late_median_mV"] = float(np.median(v[a_late:b_late])) if finite and b_late > a_late else math.nan
     out["late_deflection_mV"] = out["late_median_mV"] - out["baseline_mV"]
+    out["before_n"], out["rebound_n"] = 0, None
     if not finite:
         out.update(n=0, times_ms=np.zeros(0), peaks_mV=np.zeros(0), half_widths_ms=np.zeros(0),
                    troughs_mV=np.zeros(0))
         return out
     aps = find_aps(v, dt_ms)
+    out["before_n"] = int(np.count_nonzero(aps.within(stim_start_ms - 100.0, stim_start_ms)))
+    if (len(v) - 1) * dt_ms >= stim_end_ms + rebound_ms:
+        out["rebound_n"] = int(np.count_nonzero(aps.within(stim_end_ms, stim_end_ms + rebound_ms)))
     if prestep_ms is not None:
         out["prestep_deflection_mV"] = _steady(v, dt_ms, *prestep_ms, steady_fraction) - out["baseline_mV"]
         out["prestep_n"] = int(np.count_nonzero(aps.within(*prestep_ms)))
@@ -246,8 +260,10 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
         vm = _on_grid(model[k], model_dt_ms, len(vd), dt)
         extra = {"rest_end_ms": None if rest_end_ms is None else rest_end_ms[k],
                  "prestep_ms": None if prestep_ms is None else prestep_ms[k]}
-        D.append(sweep_measures(vd, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction, **extra))
-        M.append(sweep_measures(vm, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction, **extra))
+        D.append(sweep_measures(vd, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction,
+                                rebound_ms=tol.rebound_ms, **extra))
+        M.append(sweep_measures(vm, dt, stim_start_ms[k], stim_end_ms[k], tol.steady_fraction,
+                                rebound_ms=tol.rebound_ms, **extra))
     order = [int(k) for k in np.argsort(amps, kind="stable")]
     latency_sweeps = [k for k in order if D[k]["n"] > 0][: tol.latency_sweeps]
     rows = []
@@ -307,6 +323,13 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
             dv, mv = d["prestep_deflection_mV"], m["prestep_deflection_mV"]
             t = tol.deflection_tol(dv)
             checks["prestep_deflection"] = _check(dv, mv, t, "mV", bool(math.isfinite(mv) and abs(mv - dv) <= t), note)
+        rd, rm = d["rebound_n"], m["rebound_n"]
+        if amps[k] < 0 and d["before_n"] == 0 and rd is not None and rm is not None and (rd > 0 or rm > 0):
+            t = float(max(tol.spike_count, tol.spike_count_rel * rd))
+            ok = (rd > 0) == (rm > 0) and abs(rm - rd) <= t
+            who, other = ("recording", "model") if rd else ("model", "recording")
+            reason = None if (rd > 0) == (rm > 0) else f"the {who} fires after the step and the {other} does not"
+            checks["rebound"] = _check(rd, rm, t, "APs", ok, reason or note)
         if k in latency_sweeps:
             dl = float(d["times_ms"][0])
             ml = float(m["times_ms"][0]) if m["n"] else math.nan

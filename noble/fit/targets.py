@@ -42,7 +42,7 @@ from noble.io.recording import Recording, Sweep, holding_level
 
 from noble.operator.ap_metrics import PEAK_MIN_MV
 
-from .spikes import spike_train_features
+from .spikes import ap_peaks, spike_train_features
 
 REL_SD_FLOOR = 0.05  # BluePyEModel threshold_efeature_std default
 ABS_SD_FLOOR: dict[str, float] = {
@@ -50,16 +50,20 @@ ABS_SD_FLOOR: dict[str, float] = {
     "adaptation_index": 0.01, "ap_amplitude_mV": 1.0, "ap_half_width_ms": 0.05, "ahp_depth_mV": 1.0,
     "v_rest_mV": 0.5, "input_resistance_MOhm": 5.0, "tau_m_ms": 1.0, "sag_ratio": 0.02,
     "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5, "ap_peak_mV": 2.0,
-    "rebound_mV": 1.0, "deflection_mV": 0.5, "isi_trough_mV": 2.0, "late_deflection_mV": 2.0,  # absolute potentials: electrode filtering and drift, not 5 % of their value
+    "rebound_mV": 1.0, "rebound_spike_count": 1.0,
+    # absolute potentials: electrode filtering and drift, not 5 % of their value
+    "deflection_mV": 0.5, "isi_trough_mV": 2.0, "late_deflection_mV": 2.0,
 }
 # The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
 FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
-                                 "rebound_mV", "deflection_mV", "late_deflection_mV", *PRESTEP_FEATURES)
+                                 "rebound_mV", "rebound_spike_count", "deflection_mV", "late_deflection_mV",
+                                 *PRESTEP_FEATURES)
 REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
                                  "ap_peak_mV": "mV", "isi_trough_mV": "mV", "rebound_mV": "mV", "deflection_mV": "mV",
+                                 "rebound_spike_count": "1",
                                  "prestep_deflection_mV": "mV", "late_deflection_mV": "mV",
                                  "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
@@ -271,6 +275,25 @@ def rebound(sweep: Sweep) -> float:
     return peak - float(voltage_base(sweep.v_mV, dt, sweep.stim_start_ms)[0])
 
 
+def rebound_spikes(sweep: Sweep) -> float:
+    """APs (peak above -10 mV, prominence >= 20 mV, as the spike features count them) in the REBOUND_WINDOW_MS after
+    a hyperpolarising test step's end: post-inhibitory rebound, I_T's low-threshold burst (LTS interneurons,
+    thalamic cells) or I_h's. The spike features count APs in the step only, and `rebound` is NaN where one fires.
+    NaN for a depolarising step, where an AP fires in the 100 ms before the step (a pacemaker's spikes), or without
+    half the window before the analysis end (`analysis_end_ms`)."""
+    if sweep.stim_amplitude_pA >= 0:
+        return math.nan
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    a = int(round(sweep.stim_end_ms / dt))
+    b = min(sweep.n_samples, a + int(round(REBOUND_WINDOW_MS / dt)), int(round(analysis_end_ms(sweep) / dt)))
+    s0 = int(round(sweep.stim_start_ms / dt))
+    if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
+        return math.nan
+    if float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
+        return math.nan
+    return float(len(ap_peaks(sweep.v_mV[None, a:b], dt)[0]))
+
+
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
     """`FIT_FEATURES` of every sweep (recording order), each trace cut at its analysis end (module docstring).
 
@@ -303,6 +326,7 @@ def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.
     for k, s in enumerate(rec.sweeps):
         out["prestep_deflection_mV"][k], out["prestep_sag_mV"][k] = prestep_features(s)
         out["rebound_mV"][k] = rebound(s)
+        out["rebound_spike_count"][k] = rebound_spikes(s)
         out["deflection_mV"][k] = deflection(s)
         out["late_deflection_mV"][k] = late_deflection(s)
         out["sag_ratio"][k] = step_sag_ratio(s)

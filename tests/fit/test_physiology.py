@@ -256,3 +256,36 @@ def test_where_a_cell_settles_after_its_burst_the_late_deflection_tells_a_weak_m
             assert late["status"] == "fail" and late["model"] - late["data"] > 2.5, late
             assert late["tol"] == pytest.approx(max(2.0, 0.15 * abs(late["data"])))
     assert "ΔV late ✗" in compact_line(bad["sweeps"][1])
+
+
+def test_rebound_check_fails_a_model_without_the_cells_rebound_burst() -> None:
+    """The LTS preset fires after a -100 pA step (I_T de-inactivated below rest); a model without I_T, its rest
+    re-pinned to the cell's, does not. Only the rebound check (APs in the 150 ms after a hyperpolarising step)
+    tells them apart on that sweep; it passes the truth, and is not judged where neither rebounds (-50 pA)."""
+    truth = params_row(HH.preset_values("low_threshold_spiking", {}))
+    P, ok = pin_rest(np.stack([truth, _variant(truth, g_T=0.0)]), -54.0)
+    assert ok.all()
+    amps = np.array([-100.0, -50.0])
+    start, dur, tail = 100.0, 300.0, 200.0
+    total = start + dur + tail
+    stim = steps_matrix(amps, start, dur, total, DT)
+    noise = ou_noise(len(amps), stim.shape[1], DT, 5.0, 2.0, np.random.default_rng(3))
+    res = simulate(HHFit, np.repeat(P, len(amps), axis=0), np.concatenate([stim + noise, stim]), stim_dt_ms=DT,
+                   duration_ms=total, dt_ms=0.025, record_dt_ms=DT)
+    v = res.v_mV.astype(np.float64).reshape(2, len(amps), -1)
+    truth_model = simulate(HHFit, np.repeat(P[:1], len(amps), axis=0), stim, stim_dt_ms=DT, duration_ms=total,
+                           dt_ms=0.025, record_dt_ms=DT).v_mV.astype(np.float64)
+
+    def checks(model: np.ndarray) -> dict:
+        n = len(amps)
+        return physiology_checks(list(v[0]), [DT] * n, list(model), DT, [start] * n, [start + dur] * n, amps)
+
+    good, bad = checks(truth_model), checks(v[1])
+    for doc in (good, bad):
+        assert "rebound" in doc["sweeps"][0]["checks"] and "rebound" not in doc["sweeps"][1]["checks"]
+    assert good["sweeps"][0]["checks"]["rebound"]["status"] == "ok", good["sweeps"][0]
+    c = bad["sweeps"][0]["checks"]
+    assert c["rebound"]["status"] == "fail" and c["rebound"]["data"] >= 1 and c["rebound"]["model"] == 0, c
+    assert "fires after the step" in c["rebound"]["reason"]
+    assert c["deflection"]["status"] == "ok", c  # the subthreshold response does not tell them apart
+    assert "rebound ✗" in compact_line(bad["sweeps"][0])

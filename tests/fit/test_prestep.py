@@ -227,3 +227,28 @@ def test_a_cell_that_settles_below_a_weaker_silent_step_after_firing_frees_the_s
         assert fired[2] and t.feature_array("last_spike_fraction")[2] < 0.5 and late[2] > defl[1] + 3.0, (late, defl)
     space = _space(FitConfig(), cell, False, extra_free=("g_AHP", "tau_AHP") if settles else ())
     assert {"g_AHP", "tau_AHP"} <= set(space.free) if frees else "g_AHP" not in space.free
+
+
+@pytest.mark.parametrize("preset, g_T, frees", [("low_threshold_spiking", 0.4, True),
+                                                ("low_threshold_spiking", 0.0, False),
+                                                ("regular_spiking", 0.0, False)])
+def test_a_cell_that_fires_after_a_hyperpolarising_step_frees_the_t_current(preset: str, g_T: float,
+                                                                            frees: bool) -> None:
+    """`t_current` 'auto' frees I_T (g_T, V_x) where the recording fires after a hyperpolarising step: the LTS
+    preset's rebound AP after -100 pA (I_T de-inactivated below rest); the same cell without I_T and the
+    regular-spiking preset do not rebound. The rebound count is 0 after -50 pA and undefined on depolarising steps."""
+    from noble.fit.api import T_START, FitConfig, _space, rebounds_after_hyperpolarisation
+
+    cell = HH.preset_values(preset, {"g_T": g_T})
+    rec = synthetic_recording(cell, [-100.0, -50.0, 50.0, 100.0], start_ms=100.0, duration_ms=300.0,
+                              tail_ms=200.0, noise_pA=0.0)
+    problem = FitProblem.from_recording(rec)
+    counts = problem.targets.feature_array("rebound_spike_count")
+    assert counts[1] == 0 and np.isnan(counts[2:]).all(), counts
+    assert (counts[0] >= 1) == frees, counts
+    rebounds, why = rebounds_after_hyperpolarisation(problem)
+    assert rebounds == frees, why
+    if frees:
+        assert "-100 pA" in why
+    space = _space(FitConfig(), {**cell, **T_START}, False, extra_free=("g_T", "V_x") if rebounds else ())
+    assert {"g_T", "V_x"} <= set(space.free) if frees else "g_T" not in space.free

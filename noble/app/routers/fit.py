@@ -59,6 +59,9 @@ class FitOptions(BaseModel):
     ahp_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_AHP, a spike-activated slow "
                                                                               "K+ current (default 'auto': when the "
                                                                               "cell settles low after firing)")
+    t_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_T, the low-threshold Ca2+ "
+                                                                            "current (default 'auto': when the cell "
+                                                                            "fires after a hyperpolarising step)")
     baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
                                                                                  "pre-step baseline with a bias "
                                                                                  "current (default 'off'; 'auto': "
@@ -88,7 +91,7 @@ class FitOptions(BaseModel):
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
-                     "ahp_current", "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
+                     "ahp_current", "t_current", "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:

@@ -217,7 +217,8 @@ function paramTable(params) {
 // Short labels as physiology.SHORT; every check fit.json lists is drawn, in its order (a check added there
 // shows up under its own name until it gets a label here).
 const PHYS_SHORT = { spike_count: "n", stops_early: "stops early", block: "block", deflection: "ΔV",
-  late_deflection: "ΔV late", prestep_deflection: "ΔV pre", latency: "lat", ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
+  late_deflection: "ΔV late", prestep_deflection: "ΔV pre", rebound: "rebound",
+  latency: "lat", ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
 
 function physMark(c) {
   if (c.status === "ok") return `<span class="ok">✓</span>`;
