@@ -89,7 +89,7 @@ def main() -> None:
         args.json.write_text(json.dumps(results if args.draw > 0 else results[0], indent=1))
 
 
-VARIED = ("g_leak", "E_leak", "g_Na", "g_Kd", "g_M", "V_T", "tau_max", "diam_um")
+VARIED = ("g_leak", "E_leak", "g_Na", "g_Kd", "g_M", "V_T", "tau_max", "diam_um", "g_T", "V_x")
 
 
 def leak_resistance_MOhm(cell: dict[str, float]) -> float:

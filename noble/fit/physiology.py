@@ -38,7 +38,8 @@ Per sweep (a check appears on a sweep where its condition holds):
   max(2 mV, 15 %); on sweeps with a pre-step where neither fires in it. Input resistance on every sweep.
 * rebound: APs in the 150 ms after a hyperpolarising step's end (post-inhibitory rebound: I_T's low-threshold
   burst, I_h), where the recording has no AP in the 100 ms before the step (not a pacemaker's ongoing spikes) and
-  either rebounds: both rebound or neither, and |model - data| <= max(1, 10 % of data). No count in the step sees
+  either rebounds: both rebound or neither, and |model - data| <= max(1, 10 % of data); where both traces reach
+  half the window at least (a fit keeps 150 ms after the step, `targets.rebound_spikes`'s). No count in the step sees
   it: three synthetic LTS cells (I_T) fired 1-2 rebound APs and a model without I_T passed every other check.
 * latency: first AP peak after onset, at the two lowest-amplitude sweeps where the recording fires, within
   max(5 ms, 20 % of data); a model with no AP there fails.
@@ -152,7 +153,7 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
     """What the checks read from one trace (t = k dt): the APs in the step (peak times after onset, peaks,
     half-widths, troughs between consecutive APs of the step), the resting baseline (before rest_end_ms, default
     the onset), the step's steady state, with a pre-step window its steady state and APs, and the APs in the 100
-    ms before the step and in the rebound_ms after it (None where the trace ends before that window does)."""
+    ms before the step and in the rebound_ms after it (None where the trace ends before half that window)."""
     v = np.asarray(v_mV, dtype=np.float64)
     finite = bool(np.all(np.isfinite(v)))
     n0 = max(1, min(len(v), int(round((stim_start_ms if rest_end_ms is None else rest_end_ms) / dt_ms))))
@@ -171,7 +172,7 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
         return out
     aps = find_aps(v, dt_ms)
     out["before_n"] = int(np.count_nonzero(aps.within(stim_start_ms - 100.0, stim_start_ms)))
-    if (len(v) - 1) * dt_ms >= stim_end_ms + rebound_ms:
+    if (len(v) - 1) * dt_ms >= stim_end_ms + 0.5 * rebound_ms:  # as `targets.rebound_spikes`: half the window
         out["rebound_n"] = int(np.count_nonzero(aps.within(stim_end_ms, stim_end_ms + rebound_ms)))
     if prestep_ms is not None:
         out["prestep_deflection_mV"] = _steady(v, dt_ms, *prestep_ms, steady_fraction) - out["baseline_mV"]

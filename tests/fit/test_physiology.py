@@ -266,7 +266,7 @@ def test_rebound_check_fails_a_model_without_the_cells_rebound_burst() -> None:
     P, ok = pin_rest(np.stack([truth, _variant(truth, g_T=0.0)]), -54.0)
     assert ok.all()
     amps = np.array([-100.0, -50.0])
-    start, dur, tail = 100.0, 300.0, 200.0
+    start, dur, tail = 100.0, 300.0, 150.0  # the fit keeps 150 ms after the step (FitProblem tail_ms)
     total = start + dur + tail
     stim = steps_matrix(amps, start, dur, total, DT)
     noise = ou_noise(len(amps), stim.shape[1], DT, 5.0, 2.0, np.random.default_rng(3))
