@@ -93,8 +93,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # the overshoot after a hyperpolarising step (I_h, I_T): with sag, what tells I_h's size and speed apart
     "rebound_mV": 0.5,
     # APs in the same window after a hyperpolarising step (rebound_mV is NaN where one fires): I_T's rebound burst,
-    # which no count in the step sees; 1, as the latency (0 where neither rebounds, as on the five recordings here)
-    "rebound_spike_count": 1.0,
+    # which no count in the step sees; weighted as the step's counts are (at 1, a drawn LTS cell's one rebound AP,
+    # z 1, lost to the other terms and the fit missed it: docs/fit.md)
+    "rebound_spike_count": 3.0,
     # The steady-state deflection of every step where the recording does not fire (the physiology checks'
     # subthreshold measure, its sd bounded by their max(2 mV, 15 %) tolerance): eFEL's input resistance sees only
     # hyperpolarising steps, and a fit traded the depolarising ones for spike terms (190619B_0003 at +60 pA: the
