@@ -279,8 +279,9 @@ def rebound_spikes(sweep: Sweep) -> float:
     """APs (peak above -10 mV, prominence >= 20 mV, as the spike features count them) in the REBOUND_WINDOW_MS after
     a hyperpolarising test step's end: post-inhibitory rebound, I_T's low-threshold burst (LTS interneurons,
     thalamic cells) or I_h's. The spike features count APs in the step only, and `rebound` is NaN where one fires.
-    NaN for a depolarising step, where an AP fires in the 100 ms before the step (a pacemaker's spikes), or without
-    half the window before the analysis end (`analysis_end_ms`)."""
+    NaN for a depolarising step, where an AP fires in the 100 ms before the step (a pacemaker's spikes; for a
+    spontaneously active recording `recording_targets` sets every sweep's to NaN), or without half the window
+    before the analysis end (`analysis_end_ms`)."""
     if sweep.stim_amplitude_pA >= 0:
         return math.nan
     dt = float(sweep.dt_ms)  # type: ignore[arg-type]
@@ -428,6 +429,9 @@ def recording_targets(rec: Recording, *, n_fi: int = 4, threshold_mV: float = -2
         notes.append("fires at every tested amplitude: rheobase is at or below the smallest step (censored)")
     if spont > 0:
         notes.append(f"spontaneously active ({spont:.1f} Hz before the step)")
+        # a pacemaker's APs after a hyperpolarising step are its firing resuming, not a rebound (the FSI's model fired
+        # 145 ms after the -50 pA step, the cell after 150 ms: a 'rebound' of one AP against none)
+        feats["rebound_spike_count"][:] = np.nan
     neg = amps < 0
     base = np.array([float(np.median(s.v_mV[: max(1, int(round(s.rest_end_ms / s.dt_ms)))]))  # type: ignore[operator]
                      for s in rec.sweeps])

@@ -294,3 +294,15 @@ def test_sag_ratio_is_i_h_not_the_noise_of_a_high_resistance_cell() -> None:
     ratios = np.array([[step_sag_ratio(s) for s in r.sweeps] for r in (noisy, clean)])
     assert np.all(ratios[1] > 0.1)
     np.testing.assert_allclose(ratios[0], ratios[1], atol=0.03)
+
+
+def test_rebound_aps_are_counted_on_cells_silent_at_rest_only(targets: dict[str, RecordingTargets]) -> None:
+    """After its hyperpolarising steps the regular-spiking cell fires no AP in the rebound window (0, judged); the two
+    spontaneously active cells' APs after a step are their firing resuming, not a rebound: not counted (NaN)."""
+    rs = targets[RS]
+    counts = rs.feature_array("rebound_spike_count")
+    neg = np.array(rs.amplitudes_pA) < 0
+    assert neg.sum() == 4 and np.all(counts[neg] == 0) and np.isnan(counts[~neg]).all()
+    for name in (FSI, ACTIVE):
+        assert targets[name].spontaneously_active
+        assert np.isnan(targets[name].feature_array("rebound_spike_count")).all()
