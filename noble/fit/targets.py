@@ -61,6 +61,8 @@ FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_pea
                                  "rebound_mV", "rebound_spike_count", "deflection_mV", "late_deflection_mV",
                                  *PRESTEP_FEATURES)
 REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
+# A rebound's height is read up to here: above any subthreshold rebound, below where the APs that take over peak
+REBOUND_CAP_MV = -30.0
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
                                  "ap_peak_mV": "mV", "isi_trough_mV": "mV", "rebound_mV": "mV", "deflection_mV": "mV",
                                  "rebound_spike_count": "1",
@@ -257,10 +259,12 @@ def late_deflection(sweep: Sweep) -> float:
 
 
 def rebound(sweep: Sweep) -> float:
-    """After a hyperpolarising test step: the highest voltage in the REBOUND_WINDOW_MS after its end minus eFEL's
-    voltage_base before it, in mV (> 0: the cell overshoots its rest, I_h / I_T). A subthreshold measure: NaN
-    where an AP fires in that window or in the 100 ms before the step (a rebound burst or a pacemaker's spikes
-    are the spike features' business), for depolarising steps, or without half the window after the step."""
+    """After a hyperpolarising test step: the highest voltage in the REBOUND_WINDOW_MS after its end, capped at
+    REBOUND_CAP_MV, minus eFEL's voltage_base before it, in mV (> 0: the cell overshoots its rest, I_h / I_T).
+    Where a rebound AP fires the value is the cap's: a model whose rebound stays below threshold is that far short
+    (a graded pull the AP count, `rebound_spikes`, cannot give: a drawn LTS cell's fit missed its one rebound AP
+    with I_T free, its V_x 13 mV off). NaN where an AP fires in the 100 ms before the step (a pacemaker's spikes),
+    for depolarising steps, or without half the window after the step."""
     if sweep.stim_amplitude_pA >= 0:
         return math.nan
     dt = float(sweep.dt_ms)  # type: ignore[arg-type]
@@ -269,8 +273,8 @@ def rebound(sweep: Sweep) -> float:
     s0 = int(round(sweep.stim_start_ms / dt))
     if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
         return math.nan
-    peak = float(np.max(sweep.v_mV[a:b]))
-    if peak > PEAK_MIN_MV or float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
+    peak = min(float(np.max(sweep.v_mV[a:b])), REBOUND_CAP_MV)
+    if float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
         return math.nan
     return peak - float(voltage_base(sweep.v_mV, dt, sweep.stim_start_ms)[0])
 
