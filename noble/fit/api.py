@@ -560,6 +560,24 @@ def search_bounds(cfg: FitConfig, depolarised: bool = False) -> dict[str, tuple[
 AHP_START = {"g_AHP": 0.05, "tau_AHP": 1000.0}
 
 
+def _optional_current(mode: str, switch: str, shows: bool, evidence: str, label: str, start: dict[str, float],
+                      missing: str, base: dict[str, float], extra: np.ndarray | None, notes: list[str]
+                      ) -> tuple[tuple[str, ...], dict[str, float], np.ndarray | None]:
+    """An optional current's parameters, freed (from `start` where the warm starts leave them at the family default)
+    when `mode` is 'on', or 'auto' and the recording shows its signature; a note says which, and why, either way."""
+    if mode == "on" or (mode == "auto" and shows):
+        for name, value in start.items():
+            base, extra = _moved_from_default(base, extra, name, value)
+        spec = get_family("hh").param_spec
+        values = ", ".join(f"{base[n]:g} {spec(n).unit}" for n in start)
+        notes.append(f"{label} fitted ({', '.join(start)} free, from {values}): "
+                     + (evidence if shows else f"{switch} 'on'"))
+        return tuple(start), base, extra
+    if shows:
+        notes.append(f"{missing} ({evidence}) and {label} is not fitted ({switch} '{mode}')")
+    return (), base, extra
+
+
 def settles_low_after_firing(problem: FitProblem, margin_mV: float) -> tuple[bool, str]:
     """(does the recording, in some step, fire and then settle at or below (+ margin_mV) the steady state of a weaker
     depolarising step that did not fire, the evidence). 'Settles': no AP in the step's last quarter, not in block.
@@ -848,25 +866,13 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
         notes.append(f"the recording's interspike troughs are high ({trough_evidence}) and I_NaP is not fitted "
                      f"(persistent_sodium '{cfg.persistent_sodium}')")
     settles_low, settle_evidence = settles_low_after_firing(problem, cfg.settle_margin_mV)
-    if cfg.ahp_current == "on" or (cfg.ahp_current == "auto" and settles_low):
-        extra_free += ("g_AHP", "tau_AHP")
-        for name, value in AHP_START.items():
-            base, extra = _moved_from_default(base, extra, name, value)
-        notes.append(f"I_AHP fitted (g_AHP, tau_AHP free, from {base['g_AHP']:g} mS/cm2, {base['tau_AHP']:g} ms): "
-                     + (settle_evidence if settles_low else "ahp_current 'on'"))
-    elif settles_low:
-        notes.append(f"the recording settles low after firing ({settle_evidence}) and I_AHP is not fitted "
-                     f"(ahp_current '{cfg.ahp_current}')")
+    freed, base, extra = _optional_current(cfg.ahp_current, "ahp_current", settles_low, settle_evidence, "I_AHP",
+                                           AHP_START, "the recording settles low after firing", base, extra, notes)
+    extra_free += freed
     rebounds, rebound_evidence = rebounds_after_hyperpolarisation(problem)
-    if cfg.t_current == "on" or (cfg.t_current == "auto" and rebounds):
-        extra_free += ("g_T", "V_x")
-        for name, value in T_START.items():
-            base, extra = _moved_from_default(base, extra, name, value)
-        notes.append(f"I_T fitted (g_T, V_x free, from {base['g_T']:g} mS/cm2, {base['V_x']:g} mV): "
-                     + (rebound_evidence if rebounds else "t_current 'on'"))
-    elif rebounds:
-        notes.append(f"the recording fires after a hyperpolarising step ({rebound_evidence}) and I_T is not fitted "
-                     f"(t_current '{cfg.t_current}')")
+    freed, base, extra = _optional_current(cfg.t_current, "t_current", rebounds, rebound_evidence, "I_T", T_START,
+                                           "the recording fires after a hyperpolarising step", base, extra, notes)
+    extra_free += freed
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
     if depolarised:
