@@ -153,9 +153,9 @@ def sweep_measures(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float, stim_en
                    ) -> dict[str, Any]:
     """What the checks read from one trace (t = k dt): the APs in the step (peak times after onset, peaks,
     half-widths, troughs between consecutive APs of the step), the resting baseline (before rest_end_ms, default
-    the onset), the step's steady state, with a pre-step window its steady state and APs, and the APs in the 100
-    baseline (before rest_end_ms) and in the rebound_ms after the step (None where the trace ends before half that
-    window)."""
+    the onset), the step's steady state, with a pre-step window its steady state and APs, and the APs in the
+    resting baseline (before rest_end_ms) and in the rebound_ms after the step (None where the trace ends before
+    half that window)."""
     v = np.asarray(v_mV, dtype=np.float64)
     finite = bool(np.all(np.isfinite(v)))
     n0 = max(1, min(len(v), int(round((stim_start_ms if rest_end_ms is None else rest_end_ms) / dt_ms))))

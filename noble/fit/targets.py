@@ -282,7 +282,8 @@ def rebound(sweep: Sweep) -> float:
 def rebound_spikes(sweep: Sweep) -> float:
     """APs (peak above -10 mV, prominence >= 20 mV, as the spike features count them) in the REBOUND_WINDOW_MS after
     a hyperpolarising test step's end: post-inhibitory rebound, I_T's low-threshold burst (LTS interneurons,
-    thalamic cells) or I_h's. The spike features count APs in the step only, and `rebound` is NaN where one fires.
+    thalamic cells) or I_h's. The spike features count APs in the step only, and `rebound` reads the height up to
+    REBOUND_CAP_MV.
     NaN for a depolarising step, where an AP fires in the 100 ms before the step (a pacemaker's spikes; for a
     spontaneously active recording `recording_targets` sets every sweep's to NaN), or without half the window
     before the analysis end (`analysis_end_ms`)."""
