@@ -73,7 +73,8 @@ DRIFT_NOTE_MV = 5.0  # a pre-step baseline range across sweeps above this is rep
 STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the physiology checks' definition)
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
-NO_RELATIVE_FLOOR = {"v_rest_mV", "ap_peak_mV", "isi_trough_mV"}  # an absolute potential has no natural zero: 5 % of -65 mV means nothing
+# an absolute potential has no natural zero: 5 % of -65 mV means nothing
+NO_RELATIVE_FLOOR = {"v_rest_mV", "ap_peak_mV", "isi_trough_mV"}
 
 
 def _f(x: float) -> float | None:
