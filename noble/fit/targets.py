@@ -168,8 +168,8 @@ def prestep_window(sweep: Sweep) -> tuple[float, float] | None:
 
 def prestep_features(sweep: Sweep) -> tuple[float, float]:
     """(deflection, sag) in mV of the pre-step window: its steady state (mean of the last 20 %) minus the resting
-    baseline (median before the command leaves holding), and, for a hyperpolarising pre-step, `window_sag`'s sag
-    (I_h; 0 without one or within the noise). NaN without a pre-step or where an AP fires in it."""
+    baseline (median before the command leaves holding), and, for a hyperpolarising pre-step, steady state minus
+    the window's minimum (I_h sag; 0 without one). NaN without a pre-step or where an AP fires in it."""
     w = prestep_window(sweep)
     if w is None:
         return math.nan, math.nan
@@ -181,7 +181,7 @@ def prestep_features(sweep: Sweep) -> tuple[float, float]:
     base = float(np.median(v[: max(1, int(round(sweep.rest_end_ms / dt)))]))
     steady = float(np.mean(v[b - max(1, int(STEADY_FRACTION * (b - a))): b]))
     hyper = steady < base
-    return steady - base, window_sag(v, a, b, dt)[0] if hyper else math.nan
+    return steady - base, (steady - float(np.min(v[a:b]))) if hyper else math.nan
 
 
 AP_SHAPE_FEATURES = ("ap_amplitude_mV", "ap_half_width_ms", "ahp_depth_mV")
@@ -195,37 +195,34 @@ def _running_mean(x: np.ndarray, k: int) -> np.ndarray:
     return (c[k:] - c[:-k]) / k
 
 
-def window_sag(v_mV: np.ndarray, a: int, b: int, dt_ms: float) -> tuple[float, float]:
-    """(sag mV, minimum mV) of the window v[a:b]: its steady state (the mean of the last 20 %) minus its minimum,
-    the minimum taken on a 5 ms running mean (shorter in a window under 40 ms) over the window's first half; 0 where
-    that sag is within SAG_NOISE_FACTOR sd of the window's late fluctuations (the detrended, smoothed last 20 %):
-    the raw minimum anywhere in a noisy high-resistance cell's step read as an I_h sag."""
-    k = max(1, min(int(round(SAG_SMOOTH_MS / dt_ms)), (b - a) // 8))
-    smooth = _running_mean(v_mV[a:b], k)
-    low = float(np.min(smooth[: max(1, len(smooth) // 2)]))
-    n_late = max(2 * k, int(STEADY_FRACTION * (b - a)))
-    late = v_mV[b - n_late: b].astype(np.float64)
-    t = np.arange(n_late, dtype=np.float64)
-    noise = float(np.std(_running_mean(late - np.polyval(np.polyfit(t, late, 1), t), k)))
-    sag = float(np.mean(late)) - low
-    return (sag if sag > SAG_NOISE_FACTOR * noise else 0.0), low
-
-
 def step_sag_ratio(sweep: Sweep) -> float:
-    """I_h's sag ratio of a hyperpolarising test step: sag / (baseline - minimum), `window_sag`'s sag and minimum of
-    the step, the baseline eFEL's voltage_base (eFEL's sag_ratio1 takes the raw minimum anywhere in the step, so a
-    noisy high-resistance cell without I_h read as sagging: 0.05-0.30 on synthetic cells with 5 pA current noise).
-    NaN for a depolarising step, with an AP in the step, or on a step shorter than 40 ms."""
+    """I_h's sag ratio of a hyperpolarising test step: (steady state - minimum) / (baseline - minimum), the minimum
+    taken on a 5 ms running mean over the step's first half, the steady state the mean of its last 20 %, the
+    baseline eFEL's voltage_base. 0 where the sag is within SAG_NOISE_FACTOR sd of the step's late fluctuations
+    (the detrended, smoothed last 20 %): eFEL's sag_ratio1 takes the raw minimum anywhere in the step, so a noisy
+    high-resistance cell without I_h read as sagging (0.05-0.30 on synthetic cells with 5 pA current noise).
+    NaN for a depolarising step, with an AP in the step, or on a step shorter than 8 smoothing windows."""
     if sweep.stim_amplitude_pA >= 0:
         return math.nan
     dt = float(sweep.dt_ms)  # type: ignore[arg-type]
     a, b = int(round(sweep.stim_start_ms / dt)), min(sweep.n_samples, int(round(sweep.stim_end_ms / dt)))
+    k = max(1, int(round(SAG_SMOOTH_MS / dt)))
     v = sweep.v_mV
-    if (b - a) * dt < 8 * SAG_SMOOTH_MS or float(np.max(v[a:b])) > PEAK_MIN_MV:
+    if b - a < 8 * k or float(np.max(v[a:b])) > PEAK_MIN_MV:
         return math.nan
-    sag, low = window_sag(v, a, b, dt)
+    smooth = _running_mean(v[a:b], k)
+    low = float(np.min(smooth[: max(1, len(smooth) // 2)]))
+    n_late = max(2 * k, int(STEADY_FRACTION * (b - a)))
+    late = v[b - n_late: b].astype(np.float64)
+    t = np.arange(n_late, dtype=np.float64)
+    trend = np.polyval(np.polyfit(t, late, 1), t)
+    noise = float(np.std(_running_mean(late - trend, k)))
     base = float(voltage_base(v, dt, sweep.stim_start_ms)[0])
-    return sag / (base - low) if base - low > 0 else math.nan
+    steady = float(np.mean(late))
+    if base - low <= 0:
+        return math.nan
+    sag = steady - low
+    return max(0.0, sag) / (base - low) if sag > SAG_NOISE_FACTOR * noise else 0.0
 
 
 def voltage_base(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float) -> np.ndarray:

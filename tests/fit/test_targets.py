@@ -306,31 +306,3 @@ def test_rebound_aps_are_counted_on_cells_silent_at_rest_only(targets: dict[str,
     for name in (FSI, ACTIVE):
         assert targets[name].spontaneously_active
         assert np.isnan(targets[name].feature_array("rebound_spike_count")).all()
-
-
-def test_prestep_sag_is_i_h_not_noise() -> None:
-    """The same for a pre-step's sag (fitted with weight 0.5, and >= 1 mV frees I_h under h_current 'auto'): a
-    1.7 GOhm cell without I_h behind a -10 pA pre-step of 200 ms, 5 pA of current noise, reads a raw-minimum sag of
-    > 1 mV on some sweep and 0 now; a cell with I_h behind -100 pA keeps its noise-free sag within 15 %."""
-    from _synth import synthetic_recording
-
-    from noble.datagen.models.hh import HH
-    from noble.fit.targets import prestep_features, prestep_window
-
-    def raw_sag(s: Sweep) -> float:
-        a, b = (int(round(x / s.dt_ms)) for x in prestep_window(s))  # type: ignore[union-attr, operator]
-        late = s.v_mV[b - int(0.2 * (b - a)): b]
-        return float(np.mean(late) - np.min(s.v_mV[a:b]))
-
-    small = HH.preset_values("regular_spiking", {"diam_um": 31.6, "g_leak": 0.0187})
-    rec = synthetic_recording(small, [10.0, 20.0, 30.0], start_ms=300.0, duration_ms=100.0, tail_ms=50.0,
-                              noise_pA=5.0, seed=4, prestep_pA=-10.0, prestep_ms=200.0)
-    assert max(raw_sag(s) for s in rec.sweeps) > 1.0
-    assert [prestep_features(s)[1] for s in rec.sweeps] == [0.0, 0.0, 0.0]
-
-    with_h = HH.preset_values("regular_spiking", {"g_h": 0.1})
-    noisy, clean = ([prestep_features(s)[1] for s in synthetic_recording(
-        with_h, [0.0, 50.0], start_ms=300.0, duration_ms=100.0, tail_ms=50.0, noise_pA=noise, seed=4,
-        prestep_pA=-100.0, prestep_ms=200.0).sweeps] for noise in (5.0, 0.0))
-    assert min(clean) > 2.0
-    np.testing.assert_allclose(noisy, clean, rtol=0.15)
