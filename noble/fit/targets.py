@@ -259,6 +259,25 @@ def late_deflection(sweep: Sweep) -> float:
     return float(np.median(v[a:b])) - float(np.median(v[: max(1, int(round(sweep.rest_end_ms / dt)))]))
 
 
+def _rebound_window(sweep: Sweep, end_ms: float | None = None) -> tuple[int, int] | None:
+    """(first, last + 1) sample of the REBOUND_WINDOW_MS after a hyperpolarising test step (cut at end_ms); None for
+    a depolarising step, with less than half the window, or where an AP fires in the 100 ms before the step (a
+    pacemaker's spikes): what `rebound` and `rebound_spikes` read."""
+    if sweep.stim_amplitude_pA >= 0:
+        return None
+    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
+    a = int(round(sweep.stim_end_ms / dt))
+    b = min(sweep.n_samples, a + int(round(REBOUND_WINDOW_MS / dt)))
+    if end_ms is not None:
+        b = min(b, int(round(end_ms / dt)))
+    s0 = int(round(sweep.stim_start_ms / dt))
+    if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
+        return None
+    if float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
+        return None
+    return a, b
+
+
 def rebound(sweep: Sweep) -> float:
     """After a hyperpolarising test step: the highest voltage in the REBOUND_WINDOW_MS after its end, capped at
     REBOUND_CAP_MV, minus eFEL's voltage_base before it, in mV (> 0: the cell overshoots its rest, I_h / I_T).
@@ -266,18 +285,11 @@ def rebound(sweep: Sweep) -> float:
     (a graded pull the AP count, `rebound_spikes`, cannot give: a drawn LTS cell's fit missed its one rebound AP
     with I_T free, its V_x 13 mV off). NaN where an AP fires in the 100 ms before the step (a pacemaker's spikes),
     for depolarising steps, or without half the window after the step."""
-    if sweep.stim_amplitude_pA >= 0:
+    window = _rebound_window(sweep)
+    if window is None:
         return math.nan
-    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
-    a = int(round(sweep.stim_end_ms / dt))
-    b = min(sweep.n_samples, a + int(round(REBOUND_WINDOW_MS / dt)))
-    s0 = int(round(sweep.stim_start_ms / dt))
-    if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
-        return math.nan
-    peak = min(float(np.max(sweep.v_mV[a:b])), REBOUND_CAP_MV)
-    if float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
-        return math.nan
-    return peak - float(voltage_base(sweep.v_mV, dt, sweep.stim_start_ms)[0])
+    peak = min(float(np.max(sweep.v_mV[window[0]:window[1]])), REBOUND_CAP_MV)
+    return peak - float(voltage_base(sweep.v_mV, float(sweep.dt_ms), sweep.stim_start_ms)[0])  # type: ignore[arg-type]
 
 
 def rebound_spikes(sweep: Sweep) -> float:
@@ -288,17 +300,10 @@ def rebound_spikes(sweep: Sweep) -> float:
     NaN for a depolarising step, where an AP fires in the 100 ms before the step (a pacemaker's spikes; for a
     spontaneously active recording `recording_targets` sets every sweep's to NaN), or without half the window
     before the analysis end (`analysis_end_ms`)."""
-    if sweep.stim_amplitude_pA >= 0:
+    window = _rebound_window(sweep, analysis_end_ms(sweep) if sweep.stim_amplitude_pA < 0 else None)
+    if window is None:
         return math.nan
-    dt = float(sweep.dt_ms)  # type: ignore[arg-type]
-    a = int(round(sweep.stim_end_ms / dt))
-    b = min(sweep.n_samples, a + int(round(REBOUND_WINDOW_MS / dt)), int(round(analysis_end_ms(sweep) / dt)))
-    s0 = int(round(sweep.stim_start_ms / dt))
-    if b - a < int(round(0.5 * REBOUND_WINDOW_MS / dt)):
-        return math.nan
-    if float(np.max(sweep.v_mV[max(0, s0 - int(round(100.0 / dt))): s0 + 1])) > PEAK_MIN_MV:
-        return math.nan
-    return float(len(ap_peaks(sweep.v_mV[None, a:b], dt)[0]))
+    return float(len(ap_peaks(sweep.v_mV[None, window[0]:window[1]], float(sweep.dt_ms))[0]))  # type: ignore[arg-type]
 
 
 def sweep_features(rec: Recording, threshold_mV: float = -20.0) -> dict[str, np.ndarray]:
