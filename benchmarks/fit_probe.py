@@ -54,7 +54,12 @@ def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dic
     from noble.fit.physiology import physiology_checks
     from noble.fit.targets import prestep_window
 
-    base = np.array([fit_doc["parameters"][n]["value"] for n in NAMES])
+    from noble.datagen.models import get as get_family
+
+    # a fit made before a parameter existed was made with its family default
+    spec = get_family("hh").param_spec
+    base = np.array([fit_doc["parameters"][n]["value"] if n in fit_doc["parameters"] else spec(n).default
+                     for n in NAMES])
     solved = {p["name"] for p in fit_doc.get("free_parameters", []) if p.get("transform") == "solved"}
     for names, _, _ in axes:
         for name in names.split("+"):

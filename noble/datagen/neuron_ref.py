@@ -173,6 +173,10 @@ class _Cells:
                 if mech in ("nb_na", "nb_kd"):
                     m.vt = float(col["V_T"][k])
                     m.tadj = float(col["phi_NaK"][k])
+                if mech == "nb_na":
+                    m.fs = float(col["f_NaS"][k])
+                    m.phis = float(col["phi_NaS"][k])
+                    m.vs = float(col["V_NaS"][k])
                 elif mech == "nb_im":
                     m.taumax = float(col["tau_max"][k])
                 elif mech == "nb_it":

@@ -158,6 +158,16 @@ class FitConfig(BaseModel):
                             "recording fires after a hyperpolarising step (`rebounds_after_hyperpolarisation`): the "
                             "rebound burst of LTS interneurons and thalamic cells, which no other current of the "
                             "family makes")
+    # Off by default: on the two recordings whose APs shrink over their trains (FSI, 17o05028) 'auto' freed it and the
+    # search left f_NaS at 0.004 / 0.03 (2026-12-07, docs/fit.md): at Fleidervish's rates even 10x faster the loss
+    # is too slow for the 10-20 mV those cells lose
+    sodium_slow_inactivation: Literal["auto", "on", "off"] = Field(
+        "off", description="fit I_Na's slow inactivation (f_NaS, phi_NaS, V_NaS); 'auto': when the recording's APs "
+                            "shrink over its trains (`aps_shrink_over_trains`: the last 3 peaks at least "
+                            "peak_decline_threshold_mV below the first 3 in two or more steps), which a model whose "
+                            "Na+ channels all recover between spikes does not do")
+    peak_decline_threshold_mV: float = Field(
+        5.0, gt=0, description="AP peak decline over a train (mV) from which 'auto' frees the slow inactivation")
     settle_margin_mV: float = Field(
         1.0, ge=0, description="'auto' frees I_AHP when a step's late voltage after its APs is at most this far above "
                                "the steady state of a weaker silent depolarising step")
@@ -627,6 +637,26 @@ def rebounds_after_hyperpolarisation(problem: FitProblem) -> tuple[bool, str]:
                   f"({len(fired)} of the hyperpolarising steps)")
 
 
+# Where 'auto' starts I_Na's slow inactivation: a third of the channels can enter it, at Fleidervish et al.'s rates,
+# unshifted (V_NaS free too: a cell resting near -48 mV has a third of them inactivated at rest unshifted)
+NAS_START = {"f_NaS": 0.3, "phi_NaS": 1.0, "V_NaS": 0.0}
+
+
+def aps_shrink_over_trains(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
+    """(do the recording's APs shrink by at least threshold_mV over the trains of two or more steps, the evidence):
+    `spikes.ap_peak_decline_mV`, the last 3 peaks against the first 3 of a step."""
+    drop = problem.targets.feature_array("ap_peak_decline_mV")
+    amps = np.asarray(problem.amplitudes_pA, dtype=float)
+    judged = np.flatnonzero(np.isfinite(drop))
+    if len(judged) == 0:
+        return False, "no step with the APs to measure a decline over its train"
+    shrink = [k for k in judged if drop[k] <= -threshold_mV]
+    k = int(judged[np.argmin(drop[judged])])
+    evidence = (f"the last APs peak {-drop[k]:.1f} mV below the first at {amps[k]:+g} pA ({len(shrink)} of "
+                f"{len(judged)} trains by >= {threshold_mV:g} mV)")
+    return len(shrink) >= 2, evidence
+
+
 def spike_onset(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
     """(is the recording's median AP onset above threshold_mV, the evidence): onset = AP peak - AP amplitude per
     sweep (eFEL's AP_begin voltage, where dV/dt rises through 10 mV/ms)."""
@@ -872,6 +902,11 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
     rebounds, rebound_evidence = rebounds_after_hyperpolarisation(problem)
     freed, base, extra = _optional_current(cfg.t_current, "t_current", rebounds, rebound_evidence, "I_T", T_START,
                                            "the recording fires after a hyperpolarising step", base, extra, notes)
+    extra_free += freed
+    shrinks, shrink_evidence = aps_shrink_over_trains(problem, cfg.peak_decline_threshold_mV)
+    freed, base, extra = _optional_current(cfg.sodium_slow_inactivation, "sodium_slow_inactivation", shrinks,
+                                           shrink_evidence, "I_Na's slow inactivation", NAS_START,
+                                           "the recording's APs shrink over its trains", base, extra, notes)
     extra_free += freed
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)

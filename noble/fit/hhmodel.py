@@ -41,7 +41,7 @@ def ionic_current_density(v_mV: np.ndarray, params: np.ndarray) -> np.ndarray:
     cols = _columns(np.atleast_2d(params))
     if v.ndim == 2:  # (n, G) voltages against per-neuron columns
         cols = {name: c[:, None] for name, c in cols.items()}
-    gates = _gates_at_rest(v, cols["V_T"], cols["V_x"])
+    gates = _gates_at_rest(v, cols["V_T"], cols["V_x"], cols["f_NaS"], cols["V_NaS"])
     return np.nan_to_num(_ionic_current(v, gates, cols))
 
 
@@ -204,7 +204,7 @@ class HHFit(HH):
         return {k: bool(np.any(_col(params, g) > 0)) for k, g in (("with_T", "g_T"), ("with_L", "g_L"),
                                                                     ("with_D", "g_D"), ("with_h", "g_h"),
                                                                     ("with_Kir", "g_Kir"), ("with_NaP", "g_NaP"),
-                                                                    ("with_AHP", "g_AHP"))}
+                                                                    ("with_AHP", "g_AHP"), ("with_NaS", "f_NaS"))}
 
     @classmethod
     def start_state(cls, params: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -214,7 +214,8 @@ class HHFit(HH):
         if cls.E_leak_effective_mV is not None:
             eff[:, IDX["E_leak"]] = cls.E_leak_effective_mV
         v0, _stable = resting_potential(eff, hint_mV=cls.v_hint_mV)
-        gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"))
+        gates = _gates_at_rest(v0, _col(params, "V_T"), _col(params, "V_x"), _col(params, "f_NaS"),
+                               _col(params, "V_NaS"))
         init = cls.initial_state
         if init is not None:
             rows = np.isfinite(init["v"])
@@ -268,6 +269,11 @@ FIT_BOUNDS: dict[str, tuple[float, float, bool]] = {
     # linear: the lower edge is exactly "no I_AHP"; at 1 mS/cm2 three APs (z ~0.3) hold a cell ~20 mV down
     "g_AHP": (0.0, 1.0, False),
     "tau_AHP": (100.0, 5000.0, True),
+    # linear: the lower edge is exactly "no slow inactivation"; 0.9 leaves a tenth of the channels in a long train.
+    # phi_NaS log: 0.3..30 puts the recovery at -70 mV between ~5 s and ~50 ms (1.6 s at 1)
+    "f_NaS": (0.0, 0.9, False),
+    "phi_NaS": (0.3, 30.0, True),
+    "V_NaS": (-10.0, 35.0, False),
     "E_h": (-55.0, -25.0, False),
     "V_x": (-10.0, 10.0, False),
     "E_Na": (30.0, 70.0, False),

@@ -110,6 +110,9 @@ DEFAULT_WEIGHTS: dict[str, float] = {
     # interspike trough at the counts' level of care below them (the regular-spiking recording's fit dipped to
     # -64 mV between spikes where the cell sits at -41..-48 mV, and only the 0.1-weight eFEL AHP depth saw it).
     "isi_trough_mV": 1.0, "ap_peak_mV": 0.5,
+    # How much the APs shrink over a train (the last 3 peaks against the first 3): the median peak alone passed a
+    # model whose APs keep their height where the cell's fall 10-20 mV (the FSI and 17o05028 at their largest steps)
+    "ap_peak_decline_mV": 0.5,
 }
 CELL_TERMS = ("rheobase_pA", "rest_mV", "spontaneous_rate_Hz")
 

@@ -29,6 +29,8 @@ neighbours, as `find_aps`) lies in [stim_start, stim_end]:
 * isi_trough_mV: median of the lowest voltage between consecutive APs of the step (both in it): where the cell
   sits between spikes, what the physiology check's interspike trough compares (a regular-spiking cell near
   -45 mV between spikes against a model that dips to -64 mV passed every count); NaN with < 2 APs.
+* ap_peak_decline_mV: median peak of the step's last 3 APs minus that of its first 3 (negative: the APs shrink
+  over the train, as Na+ channels accumulate in slow inactivation); NaN with < PEAK_DECLINE_MIN_APS APs.
 """
 
 from __future__ import annotations
@@ -42,7 +44,9 @@ from scipy.signal import find_peaks
 from noble.operator.ap_metrics import PEAK_MIN_MV, PROMINENCE_MV
 
 SPIKE_FEATURES: tuple[str, ...] = ("spike_count", "rate_Hz", "first_spike_latency_ms", "isi_cv",
-                                   "adaptation_index", "last_spike_fraction", "ap_peak_mV", "isi_trough_mV")
+                                   "adaptation_index", "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
+                                   "ap_peak_decline_mV")
+PEAK_DECLINE_MIN_APS = 6  # two disjoint groups of 3
 _SENTINEL_MV = 1e9  # above any membrane potential (traces are finite; the fit clips candidates to +-150 mV)
 
 
@@ -117,6 +121,8 @@ def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | 
     bounds = np.r_[np.flatnonzero(first), len(row)]
     for a, b in zip(bounds[:-1], bounds[1:]):
         out["ap_peak_mV"][row[a]] = float(np.median(peak[a:b]))
+        if b - a >= PEAK_DECLINE_MIN_APS:
+            out["ap_peak_decline_mV"][row[a]] = float(np.median(peak[b - 3:b]) - np.median(peak[a:a + 3]))
         tr = trough[a:b][np.isfinite(trough[a:b])]
         if len(tr):
             out["isi_trough_mV"][row[a]] = float(np.median(tr))

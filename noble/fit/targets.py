@@ -52,20 +52,20 @@ ABS_SD_FLOOR: dict[str, float] = {
     "last_spike_fraction": 0.05, "prestep_deflection_mV": 1.0, "prestep_sag_mV": 0.5, "ap_peak_mV": 2.0,
     "rebound_mV": 1.0, "rebound_spike_count": 1.0,
     # absolute potentials: electrode filtering and drift, not 5 % of their value
-    "deflection_mV": 0.5, "isi_trough_mV": 2.0, "late_deflection_mV": 2.0,
+    "deflection_mV": 0.5, "isi_trough_mV": 2.0, "late_deflection_mV": 2.0, "ap_peak_decline_mV": 2.0,
 }
 # The per-sweep features a fit measures: eFEL's (the dataset's columns), the last AP's time in the step, and the
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
 FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
-                                 "rebound_mV", "rebound_spike_count", "deflection_mV", "late_deflection_mV",
+                                 "ap_peak_decline_mV", "rebound_mV", "rebound_spike_count", "deflection_mV", "late_deflection_mV",
                                  *PRESTEP_FEATURES)
 REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
 # A rebound's height is read up to here: above any subthreshold rebound, below where the APs that take over peak
 REBOUND_CAP_MV = -30.0
 FEATURE_UNITS: dict[str, str] = {**{k: spec[2] for k, spec in TRACE_FEATURES.items()}, "last_spike_fraction": "1",
                                  "ap_peak_mV": "mV", "isi_trough_mV": "mV", "rebound_mV": "mV", "deflection_mV": "mV",
-                                 "rebound_spike_count": "1",
+                                 "rebound_spike_count": "1", "ap_peak_decline_mV": "mV",
                                  "prestep_deflection_mV": "mV", "late_deflection_mV": "mV",
                                  "prestep_sag_mV": "mV"}
 PRESTEP_MIN_MS = 20.0  # shortest pre-step whose steady state and sag are measured
@@ -74,7 +74,7 @@ STEADY_FRACTION = 0.2  # a window's steady state: the mean of its last 20 % (the
 AMPLITUDE_INDEPENDENT = {"v_rest_mV"}
 RELATIVE_SCATTER = {"first_spike_latency_ms"}  # sd proportional to the value (see module docstring)
 # an absolute potential has no natural zero: 5 % of -65 mV means nothing
-NO_RELATIVE_FLOOR = {"v_rest_mV", "ap_peak_mV", "isi_trough_mV"}
+NO_RELATIVE_FLOOR = {"v_rest_mV", "ap_peak_mV", "isi_trough_mV", "ap_peak_decline_mV"}
 
 
 def _f(x: float) -> float | None:

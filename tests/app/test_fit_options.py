@@ -13,16 +13,19 @@ from noble.fit.api import FitConfig
 def test_every_switch_reaches_the_fit_config() -> None:
     opts = FitOptions(h_current="auto", kir_current="off", spike_kinetics="on", persistent_sodium="auto",
                       sodium_reversal="off", baseline_drift="on", bridge_balance="off", input_resistance="search",
-                      depolarised_spikes="off", ahp_current="on", t_current="off", time_budget_s=90, seed=3)
+                      depolarised_spikes="off", ahp_current="on", t_current="off", sodium_slow_inactivation="on",
+                      time_budget_s=90, seed=3)
     cfg = FitConfig.model_validate(opts.fit_config())
     assert (cfg.h_current, cfg.kir_current, cfg.spike_kinetics, cfg.persistent_sodium, cfg.sodium_reversal,
             cfg.baseline_drift, cfg.bridge_balance, cfg.input_resistance, cfg.depolarised_spikes, cfg.ahp_current,
-            cfg.t_current) == ("auto", "off", "on", "auto", "off", "on", "off", "search", "off", "on", "off")
+            cfg.t_current, cfg.sodium_slow_inactivation) == ("auto", "off", "on", "auto", "off", "on", "off", "search",
+                                                             "off", "on", "off", "on")
     assert cfg.time_budget_s == 90 and cfg.solver.seed == 3
     defaults = FitConfig.model_validate(FitOptions().fit_config())
     assert defaults.input_resistance == "solve" and defaults.spike_kinetics == "auto"
     assert defaults.sodium_reversal == "auto" and defaults.baseline_drift == "off"
     assert defaults.depolarised_spikes == "auto" and defaults.ahp_current == "auto" and defaults.t_current == "auto"
+    assert defaults.sodium_slow_inactivation == "off"
     # the service's fit is `noble fit`'s: its seed overrides the fit's solver defaults, not SolverConfig's own
     assert defaults.solver == FitConfig().solver.model_copy(update={"seed": 0})
     assert FitConfig.model_validate({"solver": {"sigma0": 0.3}}).solver.sigma0 == 0.3

@@ -265,3 +265,34 @@ def test_slow_ahp_holds_the_cell_down_after_spikes_only_and_matches_neuron():
     assert counts[1] < counts[0] - 2, counts
     after = int(round((START_MS + STEP_MS + 50.0) / 0.1))  # 50 ms after the step: deeper than I_M's AHP alone
     assert float(brian.v_mV[5][after]) < float(brian.v_mV[4][after]) - 2.0, (brian.v_mV[5][after], brian.v_mV[4][after])
+
+
+# A fast-spiking cell short of Na+ channels (g_Na 20 of the preset's 58: its AP peak follows their number) with most
+# of them able to enter slow inactivation, 10x faster than Fleidervish's rates: its APs shrink by ~5.5 mV over a 300 ms
+# train at 300 pA (0.0 without; at the preset's g_Na -1.9 mV)
+NAS_G_NA, NAS_F, NAS_PHI = 20.0, 0.8, 10.0
+
+
+def test_slow_sodium_inactivation_shrinks_aps_over_a_train_and_matches_neuron():
+    """I_Na's slow inactivation (Fleidervish et al. 1996): the Na+ channels lost to it build up over a train, so its
+    APs shrink, while a subthreshold step (s_Na near 1 below -60 mV) is unchanged within 0.5 mV; Brian2 and NEURON
+    agree on the subthreshold traces within 0.1 mV and on every spike within SPIKE_TOL_MS."""
+    from scipy.signal import find_peaks
+
+    names = HH.param_names()
+    base = HH.preset_values("fast_spiking", {"g_Na": NAS_G_NA})
+    amps = np.array([-30.0, -30.0, 300.0, 300.0])
+    f = (0.0, NAS_F, 0.0, NAS_F)
+    rows = np.array([[{**base, "f_NaS": fk, "phi_NaS": NAS_PHI}[k] for k in names] for fk in f])
+    brian = simulate(HH, rows, steps_matrix(amps, START_MS, STEP_MS, TOTAL_MS, STIM_DT_MS), stim_dt_ms=STIM_DT_MS,
+                     duration_ms=TOTAL_MS, dt_ms=DT_MS, record_dt_ms=0.1)
+    ref = simulate_neuron(rows, amps, START_MS, STEP_MS, TOTAL_MS, dt_ms=REF_DT_MS, record_dt_ms=0.1, secondorder=2)
+    counts = [_agree_with_neuron(brian, ref, k) for k in range(4)]
+    assert float(np.max(np.abs(brian.v_mV[0] - brian.v_mV[1]))) < 0.5
+    decline = []
+    for k in (2, 3):
+        v = brian.v_mV[k].astype(float)
+        peaks = v[find_peaks(v, height=-10.0, prominence=20.0)[0]]
+        decline.append(float(np.median(peaks[-3:]) - np.median(peaks[:3])))
+    assert decline[0] > -1.0 and decline[1] < decline[0] - 4.0, decline
+    assert counts[2] > 10 and counts[3] > 10, counts

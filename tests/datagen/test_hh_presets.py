@@ -44,6 +44,9 @@ SHARED = {  # family defaults no preset overrides (except where the preset's row
     "V_NaP": (-52.3, "Magistretti & Alonso 1999, J. Gen. Physiol. 114:491: V_1/2 of activation -52.3 mV"),
     "g_AHP": (0.0, "I_AHP is not Pospischil's (a Wang 1998-type slow AHP), off in every preset"),
     "tau_AHP": (1000.0, "the slow AHP's 1-2 s decay in cortical pyramidal cells (Sah & Faber 2002)"),
+    "f_NaS": (0.0, "I_Na's slow inactivation is not Pospischil's (Fleidervish et al. 1996), off in every preset"),
+    "phi_NaS": (1.0, "Fleidervish et al. 1996's rates (ModelDB 143671 naps.mod)"),
+    "V_NaS": (0.0, "Fleidervish et al. 1996's rates, unshifted"),
 }
 
 TABLE: dict[str, dict[str, tuple[float, str]]] = {

@@ -175,3 +175,21 @@ def test_peak_and_interspike_trough_are_the_physiology_checks_measures(block_eva
     k = prob.term_labels.index(("sweep 2 (+200 pA)", "isi_trough_mV"))
     assert ev.features["isi_trough_mV"][1, 2] > ev.features["isi_trough_mV"][0, 2] + 5.0
     assert abs(ev.z[0, k]) < 1.0 < 3.0 < abs(ev.z[1, k])
+
+
+def test_peak_decline_is_the_last_three_peaks_against_the_first_three() -> None:
+    """ap_peak_decline_mV: the median of a step's last 3 AP peaks minus that of its first 3 (APs that shrink over the
+    train: negative); NaN below 6 APs, where the two groups would overlap."""
+    t = np.arange(int(600.0 / DT)) * DT
+    traces = []
+    for heights in ((30.0 - 2.0 * np.arange(8)), np.full(8, 25.0), (30.0 - 2.0 * np.arange(5))):
+        v = np.where((t >= START) & (t < END), -60.0, -65.0)
+        for k, peak in enumerate(heights):
+            v = v + (peak + 60.0) * np.exp(-(((t - (120.0 + 40.0 * k)) / 0.4) ** 2))
+        traces.append(v)
+    feats = spike_train_features(np.stack(traces), DT, START, END)
+    assert feats["spike_count"].tolist() == [8, 8, 5]
+    # 8 APs peaking 30, 28, ..., 16 mV: first three's median 28, last three's 18
+    assert feats["ap_peak_decline_mV"][0] == pytest.approx(-10.0, abs=0.05)
+    assert feats["ap_peak_decline_mV"][1] == pytest.approx(0.0, abs=0.05)
+    assert np.isnan(feats["ap_peak_decline_mV"][2])

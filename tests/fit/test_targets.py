@@ -306,3 +306,25 @@ def test_rebound_aps_are_counted_on_cells_silent_at_rest_only(targets: dict[str,
     for name in (FSI, ACTIVE):
         assert targets[name].spontaneously_active
         assert np.isnan(targets[name].feature_array("rebound_spike_count")).all()
+
+
+def test_aps_that_shrink_over_the_train_are_measured_and_free_the_slow_inactivation(
+        targets: dict[str, RecordingTargets]) -> None:
+    """ap_peak_decline_mV on the recordings: the FSI's last APs at +300 pA peak ~10 mV below its first, 17o05028's at
+    +100 pA ~20 mV below, the regular-spiking cell's keep their height within 3 mV; `aps_shrink_over_trains` (the
+    'auto' of sodium_slow_inactivation) says so for the first two only."""
+    from noble.fit.api import FitConfig, aps_shrink_over_trains
+    from noble.fit.objective import FitProblem
+
+    def decline(name: str, amp: float) -> float:
+        t = targets[name]
+        return float(t.feature_array("ap_peak_decline_mV")[t.amplitudes_pA.index(amp)])
+
+    assert -13.0 < decline(FSI, 300.0) < -7.0
+    assert -24.0 < decline(ACTIVE, 100.0) < -15.0
+    rs = targets[RS].feature_array("ap_peak_decline_mV")
+    assert np.isfinite(rs).sum() >= 4 and np.nanmax(np.abs(rs)) < 3.0, rs
+    threshold = FitConfig().peak_decline_threshold_mV
+    for name, shrinks in ((FSI, True), (RS, False)):
+        found, why = aps_shrink_over_trains(FitProblem.from_recording(read_recording(DATA / name)), threshold)
+        assert found == shrinks, why

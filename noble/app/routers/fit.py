@@ -62,6 +62,8 @@ class FitOptions(BaseModel):
     t_current: Literal["auto", "on", "off"] | None = Field(None, description="fit I_T, the low-threshold Ca2+ "
                                                                             "current (default 'auto': when the cell "
                                                                             "fires after a hyperpolarising step)")
+    sodium_slow_inactivation: Literal["auto", "on", "off"] | None = Field(
+        None, description="fit I_Na's slow inactivation (default 'off'; 'auto': when the APs shrink over the trains)")
     baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
                                                                                  "pre-step baseline with a bias "
                                                                                  "current (default 'off'; 'auto': "
@@ -91,7 +93,8 @@ class FitOptions(BaseModel):
         if self.polish_generations is not None:
             out["polish"] = {"generations": self.polish_generations}
         for name in ("h_current", "kir_current", "spike_kinetics", "persistent_sodium", "sodium_reversal",
-                     "ahp_current", "t_current", "baseline_drift", "depolarised_spikes", "bridge_balance", "input_resistance"):
+                     "ahp_current", "t_current", "sodium_slow_inactivation", "baseline_drift", "depolarised_spikes",
+                     "bridge_balance", "input_resistance"):
             if getattr(self, name) is not None:
                 out[name] = getattr(self, name)
         if self.tolerances is not None:

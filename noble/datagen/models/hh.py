@@ -50,6 +50,17 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   at -60 mV after 2-3 APs, at -57 mV at +150 pA without one): at steady state a cell of voltage-gated currents
   sits higher at the larger current, and the family's slow I_M did not get there anywhere on a grid over its
   range (docs/fit.md). Not Pospischil's (g_AHP = 0 in every preset, then not integrated).
+* Slow inactivation of I_Na: I_Na = g_Na m^3 h s_Na (V - E_Na), ds_Na/dt = phi_NaS (alpha_s (1 - s_Na) - beta_s
+  (s_Na - 1 + f_NaS)), alpha_s = 0.001 exp((-85 - V) / 30) (recovery), beta_s = 0.0034 / (1 + exp((-17 - V) / 10))
+  (entry), 1/ms: the slow inactivation Fleidervish, Friedman & Gutnick (1996), J. Physiol. 493:83 measured in
+  neocortical neurons, in the rate form of ModelDB 143671's naps.mod (its `ar` is 1 - f_NaS). Entry is ~0.003/ms
+  at the AP's peak and ~2e-4/ms near -45 mV, recovery ~1.6 s at -70 mV: each AP makes ~0.3 % x f_NaS of the
+  channels unavailable and the loss builds up over a train, so APs shrink and the interspike troughs rise the longer
+  and faster a cell fires (the FSI and 17o05028 recordings: peaks 10-20 mV lower at the end of their fastest
+  trains than at the start), and the firing rate saturates. f_NaS is the share of channels that can enter it
+  (s_Na at rest is then 1 - 0.027 f_NaS at -70 mV), phi_NaS scales both rates and V_NaS shifts both along the
+  voltage axis (the rates are read at V - V_NaS): Fleidervish's cells rested near -70 mV, and at 0 a cell resting
+  at -48 mV has a third of its f_NaS already inactivated at rest (alpha = beta near -43 mV). f_NaS = 0 in every preset, and then s_Na is 1 and not integrated.
 * phi_NaK multiplies every rate of I_Na's and I_Kd's gates (m, h, n): the temperature factor
   tadj = 3^((celsius - 36) / 10) of Pospischil's hh2.mod (Q10 3; the Traub-Miles rates hold at 36 C, where
   tadj is 1). Steady states are unchanged, the gates' time constants divide by it: at 0.5 (a recording ~6 C
@@ -116,7 +127,8 @@ for every cell); g_T = 0 / g_L = 0 where the paper's cell has no such current; g
 tau_D 150 ms (Golomb et al. 2007's tau_b); g_h = 0 (not Pospischil's) and E_h -45 mV (Kole et al. 2006);
 g_Kir = 0 (not Pospischil's) and V_Kir -100 mV (Mahon et al. 2000); phi_NaK 1 (the kinetics as published);
 g_NaP = 0 (not Pospischil's) and V_NaP -52.3 mV (Magistretti & Alonso 1999); g_AHP = 0 (not Pospischil's) and
-tau_AHP 1000 ms (the slow AHP's decay in cortical pyramidal cells: 1-2 s, e.g. Sah & Faber 2002's review).
+tau_AHP 1000 ms (the slow AHP's decay in cortical pyramidal cells: 1-2 s, e.g. Sah & Faber 2002's review); f_NaS = 0
+(not Pospischil's), phi_NaS 1 and V_NaS 0 mV (Fleidervish et al. 1996's rates).
 tests/datagen/test_hh_presets.py pins each value to this table.
 
 Cell-to-cell variability: `sample_params` draws log-normal conductances / time constants and normal
@@ -151,7 +163,7 @@ area = pi * diam_um**2 : metre**2
 Cm = 1 * ufarad / cm**2 * area : farad
 I_inj = I_stim(t, i) : amp
 I_leak = g_leak * area * (E_leak - v) : amp
-I_Na = g_Na * area * m**3 * h * (v - E_Na) : amp
+I_Na = g_Na * area * m**3 * h * s_Na * (v - E_Na) : amp
 I_Kd = g_Kd * area * n**4 * (v - E_K) : amp
 I_M = g_M * area * p * (v - E_K) : amp
 I_T = g_T * area * s_inf**2 * u * (v - E_Ca) : amp
@@ -198,6 +210,9 @@ m_NaP_inf = 1 / (1 + exp(-(v - V_NaP) / (6.8 * mV))) : 1
 dz_AHP/dt = (c_AHP - z_AHP) / (50 * ms) : 1
 dc_AHP/dt = alpha_c * (1 - c_AHP) - c_AHP / tau_AHP : 1
 alpha_c = 0.2 / ms / (1 + exp(-(v / mV + 10) / 2)) : Hz
+ds_Na/dt = phi_NaS * (alpha_sNa * (1 - s_Na) - beta_sNa * (s_Na - 1 + f_NaS)) : 1
+alpha_sNa = 0.001 * exp((-85 - clip((v - V_NaS) / mV, -150, 1000)) / 30) / ms : Hz
+beta_sNa = 0.0034 / (exp((-17 - (v - V_NaS) / mV) / 10) + 1) / ms : Hz
 g_leak : siemens / metre**2 (constant)
 E_leak : volt (constant)
 g_Na : siemens / metre**2 (constant)
@@ -223,10 +238,14 @@ g_NaP : siemens / metre**2 (constant)
 V_NaP : volt (constant)
 g_AHP : siemens / metre**2 (constant)
 tau_AHP : second (constant)
+f_NaS : 1 (constant)
+phi_NaS : 1 (constant)
+V_NaS : volt (constant)
 """
 
 
-def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[str, np.ndarray]:
+def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray, f_NaS: np.ndarray | float = 0.0,
+                   V_NaS: np.ndarray | float = 0.0) -> dict[str, np.ndarray]:
     """Steady-state gating variables at a holding potential, so runs start at rest without a transient."""
     vu = np.maximum(v_mV - V_T, GATE_FLOOR_REL_MV)
     vg = np.maximum(v_mV, GATE_FLOOR_MV)
@@ -254,6 +273,7 @@ def _gates_at_rest(v_mV: np.ndarray, V_T: np.ndarray, V_x: np.ndarray) -> dict[s
         "w_h": _w_inf(v_mV),
         "z_AHP": np.zeros_like(np.asarray(v_mV, dtype=np.float64)),  # below -50 mV: < 1e-6 (module docstring)
         "c_AHP": np.zeros_like(np.asarray(v_mV, dtype=np.float64)),
+        "s_Na": slow_na_inactivation_inf(np.asarray(v_mV, dtype=np.float64) - V_NaS, f_NaS),
     }
 
 
@@ -279,6 +299,21 @@ def ahp_entry_rate(v_mV: np.ndarray) -> np.ndarray:
         return 0.2 / (1.0 + np.exp(-(np.asarray(v_mV, dtype=np.float64) + 10.0) / 2.0))
 
 
+def slow_na_rates(v_mV: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(recovery alpha, entry beta) of I_Na's slow inactivation gate s_Na in 1/ms at v (mV; pass v - V_NaS),
+    phi_NaS = 1 (Fleidervish et al. 1996 as in ModelDB 143671 naps.mod; module docstring)."""
+    v = np.asarray(v_mV, dtype=np.float64)
+    with np.errstate(over="ignore"):
+        return 0.001 * np.exp((-85.0 - np.maximum(v, GATE_FLOOR_MV)) / 30.0), 0.0034 / (np.exp((-17.0 - v) / 10.0) + 1)
+
+
+def slow_na_inactivation_inf(v_mV: np.ndarray, f_NaS: np.ndarray | float) -> np.ndarray:
+    """s_Na's steady state at v (mV; pass v - V_NaS): 1 - f_NaS beta / (alpha + beta), the share of Na+ channels
+    not slowly inactivated."""
+    a, b = slow_na_rates(v_mV)
+    return 1.0 - np.asarray(f_NaS, dtype=np.float64) * b / (a + b)
+
+
 def nap_activation(v_mV: np.ndarray, V_NaP_mV: np.ndarray | float) -> np.ndarray:
     """I_NaP's instantaneous activation 1 / (1 + exp(-(V - V_NaP) / 6.8 mV)) (Magistretti & Alonso 1999)."""
     with np.errstate(over="ignore"):
@@ -286,7 +321,7 @@ def nap_activation(v_mV: np.ndarray, V_NaP_mV: np.ndarray | float) -> np.ndarray
 
 
 # ---- steady state -----------------------------------------------------------------------------------
-_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h", "z_AHP", "c_AHP")
+_STATE = ("v", "m", "h", "n", "p", "u", "q", "r", "a_D", "b_D", "w_h", "z_AHP", "c_AHP", "s_Na")
 AHP_RISE_MS = 50.0  # I_AHP's conductance follows its Ca2+ pool with this lag (written as 50 * ms in _EQS)
 _GATES = _STATE[1:]
 
@@ -313,6 +348,7 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
         ar, br = 0.000457 * np.exp((-13 - v) / 50), 0.0065 / (np.exp((-15 - v) / 28) + 1)
         aw, bw = _w_rates(v)
         az = ahp_entry_rate(v)
+        a_s, b_s = slow_na_rates(v - col["V_NaS"])
         phi = col["phi_NaK"]
         tau_p = col["tau_max"] / (3.3 * np.exp((vg + 35) / 20) + np.exp(-(vg + 35) / 20))
         tau_u = (30.8 + (211.4 + np.exp((vx + 113.2) / 5)) / (1 + np.exp((vx + 84) / 3.2))) / 3.7
@@ -330,6 +366,8 @@ def _kinetics(v: np.ndarray, col: dict[str, np.ndarray]) -> dict[str, tuple[np.n
             # z relaxes to the pool c, not to a function of v: its steady state is c's (see _derivatives)
             "z_AHP": (az / (az + 1 / col["tau_AHP"]), np.full_like(v, AHP_RISE_MS)),
             "c_AHP": (az / (az + 1 / col["tau_AHP"]), 1 / (az + 1 / col["tau_AHP"])),
+            # ds/dt = phi (a (1 - s) - b (s - 1 + f)): relaxes to 1 - f b / (a + b) at rate phi (a + b)
+            "s_Na": (1 - col["f_NaS"] * b_s / (a_s + b_s), 1 / (a_s + b_s) / col["phi_NaS"]),
         }
     return out
 
@@ -343,7 +381,7 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
     """Outward current density (uA/cm^2 = mS/cm^2 x mV) of the active channels, leak excluded."""
     vx = v + col["V_x"]
     s_inf = 1 / (1 + np.exp(-(vx + 57) / 6.2))
-    return (col["g_Na"] * gates["m"] ** 3 * gates["h"] * (v - col["E_Na"])
+    return (col["g_Na"] * gates["m"] ** 3 * gates["h"] * gates["s_Na"] * (v - col["E_Na"])
             + col["g_Kd"] * gates["n"] ** 4 * (v - col["E_K"])
             + col["g_M"] * gates["p"] * (v - col["E_K"])
             + col["g_T"] * s_inf**2 * gates["u"] * (v - col["E_Ca"])
@@ -356,7 +394,7 @@ def _ionic_current(v: np.ndarray, gates: dict[str, np.ndarray], col: dict[str, n
 
 
 def _derivatives(y: np.ndarray, col: dict[str, np.ndarray], J_hold: np.ndarray) -> np.ndarray:
-    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 13) in `_STATE` order, C = 1 uF/cm^2 and a
+    """d(state)/dt (mV/ms, 1/ms) of `_EQS` for states y (..., 14) in `_STATE` order, C = 1 uF/cm^2 and a
     constant injected current density J_hold (uA/cm^2)."""
     v = y[..., 0]
     gates = {g: y[..., k + 1] for k, g in enumerate(_GATES)}
@@ -441,7 +479,8 @@ def steady_state(params: np.ndarray, holding_pA: np.ndarray | float = 0.0, v_lo_
 
 class HH(ModelFamily):
     """Pospischil 2008 single-compartment HH neuron (Na, Kd, M, T, L currents; optional Golomb 2007 I_D,
-    Kole 2006 I_h, Mahon 2000 I_Kir, Magistretti & Alonso 1999 I_NaP and a Wang 1998-type slow I_AHP)."""
+    Kole 2006 I_h, Mahon 2000 I_Kir, Magistretti & Alonso 1999 I_NaP, a Wang 1998-type slow I_AHP and I_Na's
+    slow inactivation after Fleidervish et al. 1996)."""
 
     name: ClassVar[str] = "hh"
     description: ClassVar[str] = (
@@ -450,7 +489,8 @@ class HH(ModelFamily):
         "current (Golomb et al. 2007) for delayed firing, an optional h-current (Kole et al. 2006) for sag and an "
         "optional inward rectifier (Mahon et al. 2000) for hyperpolarised input resistance and an optional "
         "persistent Na+ current (Magistretti & Alonso 1999) for depolarised interspike troughs and an optional "
-        "spike-activated slow K+ current (I_AHP, after Wang 1998) for where a cell settles after a burst."
+        "spike-activated slow K+ current (I_AHP, after Wang 1998) for where a cell settles after a burst and an "
+        "optional slow inactivation of I_Na (Fleidervish et al. 1996) for APs that shrink over a train."
     )
     # RK4 at dt 0.025 ms: spike times within 0.05 ms of NEURON run to convergence. exponential_euler at the
     # same dt made ISIs ~5% too long (10 ms drift over a 300 ms train; benchmarks/datagen.py measures it).
@@ -512,6 +552,13 @@ class HH(ModelFamily):
                   description="spike-activated slow K+ (sAHP) conductance density: holds a cell down after a burst"),
         ParamSpec(name="tau_AHP", unit="ms", default=1000.0, low=20.0, high=10000.0,
                   description="decay time constant of I_AHP's activation"),
+        # Last and not varied, like I_AHP's.
+        ParamSpec(name="f_NaS", unit="1", default=0.0, low=0.0, high=1.0,
+                  description="share of Na+ channels that can enter slow inactivation: APs that shrink over a train"),
+        ParamSpec(name="phi_NaS", unit="1", default=1.0, low=0.1, high=30.0,
+                  description="rate factor of I_Na's slow inactivation (entry and recovery)"),
+        ParamSpec(name="V_NaS", unit="mV", default=0.0, low=-20.0, high=40.0,
+                  description="voltage shift of I_Na's slow inactivation rates (positive: entry only at higher V)"),
     )
     # Sources of every value: module docstring (pinned by tests/datagen/test_hh_presets.py).
     presets: ClassVar[dict[str, dict[str, float]]] = {
@@ -531,10 +578,12 @@ class HH(ModelFamily):
 
     @classmethod
     def equations(cls, with_T: bool = True, with_L: bool = True, with_D: bool = True, with_h: bool = True,
-                  with_Kir: bool = True, with_NaP: bool = True, with_AHP: bool = True) -> str:
+                  with_Kir: bool = True, with_NaP: bool = True, with_AHP: bool = True, with_NaS: bool = True) -> str:
         """The model's equations; a Ca2+, d-type, h or Kir current whose conductance is zero in the whole group
         is dropped (its gates are not integrated), which halves the cost for FS/RS cells and changes nothing else."""
         drop: set[str] = set()
+        if not with_NaS:
+            drop |= {"ds_Na/dt", "alpha_sNa", "beta_sNa"}
         if not with_AHP:
             drop |= {"I_AHP", "dz_AHP/dt", "dc_AHP/dt", "alpha_c"}
         if not with_NaP:
@@ -552,6 +601,8 @@ class HH(ModelFamily):
         lines = []
         for line in _EQS.strip().splitlines():
             head = line.split("=")[0].strip()  # "I_T", "du/dt", ...
+            if head == "I_Na" and not with_NaS:
+                line = line.replace(" * s_Na", "")  # every channel available: s_Na = 1, not integrated
             if head in drop:
                 if head in ("I_T", "I_L", "I_D", "I_h", "I_Kir", "I_NaP", "I_AHP"):
                     lines.append(f"{head} = 0*amp : amp")
@@ -579,8 +630,9 @@ class HH(ModelFamily):
         with_Kir = bool(np.any(params[:, names.index("g_Kir")] > 0))
         with_NaP = bool(np.any(params[:, names.index("g_NaP")] > 0))
         with_AHP = bool(np.any(params[:, names.index("g_AHP")] > 0))
+        with_NaS = bool(np.any(params[:, names.index("f_NaS")] > 0))
         group = b2.NeuronGroup(
-            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP, with_AHP),
+            n, cls.equations(with_T, with_L, with_D, with_h, with_Kir, with_NaP, with_AHP, with_NaS),
             method=cached_method(cls.method),
             threshold="v > -20*mV",
             refractory="v > -20*mV", namespace=namespace, name="neurons",
