@@ -58,8 +58,8 @@ ABS_SD_FLOOR: dict[str, float] = {
 # pre-step window's (PRESTEP_FEATURES).
 PRESTEP_FEATURES: tuple[str, ...] = ("prestep_deflection_mV", "prestep_sag_mV")
 FIT_FEATURES: tuple[str, ...] = (*TRACE_FEATURES, "last_spike_fraction", "ap_peak_mV", "isi_trough_mV",
-                                 "ap_peak_decline_mV", "rebound_mV", "rebound_spike_count", "deflection_mV", "late_deflection_mV",
-                                 *PRESTEP_FEATURES)
+                                 "ap_peak_decline_mV", "rebound_mV", "rebound_spike_count", "deflection_mV",
+                                 "late_deflection_mV", *PRESTEP_FEATURES)
 REBOUND_WINDOW_MS = 150.0  # after a hyperpolarising step's end, where a rebound (I_h, I_T) peaks
 # A rebound's height is read up to here: above any subthreshold rebound, below where the APs that take over peak
 REBOUND_CAP_MV = -30.0

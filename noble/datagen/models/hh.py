@@ -55,12 +55,14 @@ neurons", Biol. Cybern. 99:427-441 (ModelDB 123623).
   (entry), 1/ms: the slow inactivation Fleidervish, Friedman & Gutnick (1996), J. Physiol. 493:83 measured in
   neocortical neurons, in the rate form of ModelDB 143671's naps.mod (its `ar` is 1 - f_NaS). Entry is ~0.003/ms
   at the AP's peak and ~2e-4/ms near -45 mV, recovery ~1.6 s at -70 mV: each AP makes ~0.3 % x f_NaS of the
-  channels unavailable and the loss builds up over a train, so APs shrink and the interspike troughs rise the longer
-  and faster a cell fires (the FSI and 17o05028 recordings: peaks 10-20 mV lower at the end of their fastest
-  trains than at the start), and the firing rate saturates. f_NaS is the share of channels that can enter it
-  (s_Na at rest is then 1 - 0.027 f_NaS at -70 mV), phi_NaS scales both rates and V_NaS shifts both along the
-  voltage axis (the rates are read at V - V_NaS): Fleidervish's cells rested near -70 mV, and at 0 a cell resting
-  at -48 mV has a third of its f_NaS already inactivated at rest (alpha = beta near -43 mV). f_NaS = 0 in every preset, and then s_Na is 1 and not integrated.
+  channels unavailable and the loss builds up over a train, so APs shrink the longer and faster a cell fires. At
+  these rates the effect is small: a fast-spiking cell with g_Na 20 at 300 pA loses 5.5 mV of AP height over 300 ms
+  at f_NaS 0.8 and phi_NaS 10 (1.9 mV at the preset's g_Na 58), where the FSI and 17o05028 recordings lose 10-20 mV
+  over their fastest trains. f_NaS is the share of channels that can enter it (s_Na at rest is then
+  1 - 0.027 f_NaS at -70 mV), phi_NaS scales both rates and V_NaS shifts both along the voltage axis (the rates are
+  read at V - V_NaS): Fleidervish's cells rested near -70 mV, and at 0 a cell resting at -48 mV has a third of its
+  f_NaS already inactivated at rest (alpha = beta near -43 mV). f_NaS = 0 in every preset, and then s_Na is 1 and
+  not integrated.
 * phi_NaK multiplies every rate of I_Na's and I_Kd's gates (m, h, n): the temperature factor
   tadj = 3^((celsius - 36) / 10) of Pospischil's hh2.mod (Q10 3; the Traub-Miles rates hold at 36 C, where
   tadj is 1). Steady states are unchanged, the gates' time constants divide by it: at 0.5 (a recording ~6 C
