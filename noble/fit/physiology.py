@@ -47,6 +47,10 @@ Per sweep (a check appears on a sweep where its condition holds):
 * ap_peak (median AP peak, within 8 mV), ap_half_width (median half-width, within 30 % of data), ahp_trough
   (median of the lowest voltage between consecutive APs of the step, within 5 mV): on sweeps where both fire
   >= 2 APs.
+* ap_decline: how much the APs shrink over the train, the median peak of the step's last 3 APs minus that of its
+  first 3 (`spikes.peak_decline`), within max(3 mV, 30 % of |data|); on sweeps where both fire >= 6 APs. The median
+  peak passed models whose APs keep their height where the cell's fall by 10-20 mV (the FSI and 17o05028 at their
+  largest steps).
 
 Per cell:
 
@@ -74,17 +78,18 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from noble.operator.ap_metrics import find_aps
 
+from .spikes import PEAK_DECLINE_MIN_APS, peak_decline
 from .targets import REBOUND_WINDOW_MS
 
 SWEEP_CHECKS = ("spike_count", "stops_early", "block", "deflection", "late_deflection", "prestep_deflection",
-                "rebound", "latency", "ap_peak", "ap_half_width", "ahp_trough")
+                "rebound", "latency", "ap_peak", "ap_half_width", "ahp_trough", "ap_decline")
 CELL_CHECKS = ("rest", "rheobase")
 BLOCK_MV = -40.0  # a step's silent last part at or above this is depolarisation block (`block_mV`)
 # short names for the overlay PNG and the explorer's captions
 SHORT = {"spike_count": "n", "stops_early": "stops early", "block": "block", "deflection": "ΔV",
          "late_deflection": "ΔV late", "prestep_deflection": "ΔV pre", "rebound": "rebound",
          "latency": "lat", "ap_peak": "peak",
-         "ap_half_width": "hw", "ahp_trough": "AHP"}
+         "ap_half_width": "hw", "ahp_trough": "AHP", "ap_decline": "decline"}
 
 
 class PhysiologyTolerances(BaseModel):
@@ -110,6 +115,9 @@ class PhysiologyTolerances(BaseModel):
     ap_half_width_rel: float = Field(0.3, gt=0)
     ahp_trough_mV: float = Field(5.0, gt=0)
     min_aps_shape: int = Field(2, ge=1, description="AP shape judged where both fire at least this many APs")
+    ap_decline_mV: float = Field(3.0, gt=0, description="AP peak decline over the train (judged where both fire "
+                                                        "at least 6 APs): within max(this, ap_decline_rel x data)")
+    ap_decline_rel: float = Field(0.3, ge=0)
     rest_mV: float = Field(2.0, gt=0)
     rheobase_pA: float = Field(20.0, gt=0)
     rebound_ms: float = Field(REBOUND_WINDOW_MS, gt=0, description="rebound APs: this long after a "
@@ -355,6 +363,10 @@ def physiology_checks(recorded: Sequence[np.ndarray], recorded_dt_ms: Sequence[f
             else:
                 checks["ahp_trough"] = _check(ad, am, tol.ahp_trough_mV, "mV", None,
                                               "no two consecutive APs inside the step")
+        if d["n"] >= PEAK_DECLINE_MIN_APS and m["n"] >= PEAK_DECLINE_MIN_APS:
+            dd, dm = peak_decline(d["peaks_mV"]), peak_decline(m["peaks_mV"])
+            t = max(tol.ap_decline_mV, tol.ap_decline_rel * abs(dd))
+            checks["ap_decline"] = _check(dd, dm, t, "mV", abs(dm - dd) <= t)
         rows.append({"sweep": idx[k], "amplitude_pA": float(amps[k]), "n_aps": {"data": d["n"], "model": m["n"]},
                      "checks": checks})
     rest_d = _median(np.array([x["baseline_mV"] for x in D]))

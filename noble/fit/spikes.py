@@ -121,8 +121,7 @@ def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | 
     bounds = np.r_[np.flatnonzero(first), len(row)]
     for a, b in zip(bounds[:-1], bounds[1:]):
         out["ap_peak_mV"][row[a]] = float(np.median(peak[a:b]))
-        if b - a >= PEAK_DECLINE_MIN_APS:
-            out["ap_peak_decline_mV"][row[a]] = float(np.median(peak[b - 3:b]) - np.median(peak[a:a + 3]))
+        out["ap_peak_decline_mV"][row[a]] = peak_decline(peak[a:b])
         tr = trough[a:b][np.isfinite(trough[a:b])]
         if len(tr):
             out["isi_trough_mV"][row[a]] = float(np.median(tr))
@@ -148,6 +147,15 @@ def spike_train_features(v_mV: np.ndarray, dt_ms: float, stim_start_ms: float | 
             out["adaptation_index"][ok] = (np.bincount(rp, q, minlength=N)[ok]
                                            / np.maximum(np.bincount(rp, minlength=N)[ok], 1))
     return out
+
+
+def peak_decline(peaks_mV: np.ndarray) -> float:
+    """Median of the last 3 AP peaks minus that of the first 3 (mV; negative: the APs shrink over the train); NaN
+    below PEAK_DECLINE_MIN_APS APs."""
+    p = np.asarray(peaks_mV, dtype=np.float64)
+    if len(p) < PEAK_DECLINE_MIN_APS:
+        return math.nan
+    return float(np.median(p[-3:]) - np.median(p[:3]))
 
 
 def last_spike_sd(count: float, latency_ms: float, last_fraction: float, duration_ms: float,

@@ -86,9 +86,11 @@ def test_the_truth_passes_every_check(sim: dict[str, np.ndarray]) -> None:
     s = doc["summary"]
     assert s["all_ok"] and s["n_fail"] == 0 and s["n_not_judged"] == 0, s
     # every check is exercised: counts where it fires, the deflection where neither does, the latency at the two
-    # lowest spiking steps (80, 100 pA), the shape where >= 2 APs, and the cell's rest and rheobase
+    # lowest spiking steps (80, 100 pA), the shape where >= 2 APs, the decline where >= 6, and the cell's rest and
+    # rheobase
     assert set(s["by_check"]) == {"spike_count", "stops_early", "block", "deflection", "late_deflection", "latency",
-                                  "ap_peak", "ap_half_width", "ahp_trough", "rest", "rheobase"}
+                                  "ap_peak", "ap_half_width", "ahp_trough", "ap_decline", "rest", "rheobase"}
+    assert [r["amplitude_pA"] for r in doc["sweeps"] if "ap_decline" in r["checks"]] == [400.0]
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "latency" in r["checks"]] == [80.0, 100.0]
     assert [r["amplitude_pA"] for r in doc["sweeps"] if "deflection" in r["checks"]] == [-50.0, 0.0, 60.0, 70.0]
     # near the rheobase the cell fires once and settles: where it sits then is judged
@@ -289,3 +291,27 @@ def test_rebound_check_fails_a_model_without_the_cells_rebound_burst() -> None:
     assert "fires after the step" in c["rebound"]["reason"]
     assert c["deflection"]["status"] == "ok", c  # the subthreshold response does not tell them apart
     assert "rebound ✗" in compact_line(bad["sweeps"][0])
+
+
+def test_aps_that_keep_their_height_fail_the_decline_check_of_a_cell_whose_aps_shrink() -> None:
+    """ap_decline: a fast-spiking cell short of Na+ channels (g_Na 15) with most of them able to enter slow
+    inactivation (f_NaS 0.9, phi_NaS 30) loses ~10 mV of AP height over a 300 ms train at 300 pA; the same cell without
+    the slow inactivation keeps its APs' height and fails the check, the truth (noise-free, against the noisy
+    recording) passes it. At 200 pA the loss is ~6 mV, and the 3 mV tolerance judges it the same way."""
+    cell = HH.preset_values("fast_spiking", {"g_Na": 15.0, "f_NaS": 0.9, "phi_NaS": 30.0})
+    P, ok = pin_rest(np.stack([params_row(cell), params_row({**cell, "f_NaS": 0.0})]), REST)
+    assert ok.all()
+    amps = np.array([200.0, 300.0])
+    start, dur, total = 50.0, 300.0, 400.0
+    stim = steps_matrix(amps, start, dur, total, DT)
+    noise = ou_noise(2, stim.shape[1], DT, 5.0, 2.0, np.random.default_rng(2))
+    res = simulate(HHFit, np.repeat(P[[0, 0, 1]], 2, axis=0), np.concatenate([stim + noise, stim, stim]),
+                   stim_dt_ms=DT, duration_ms=total, dt_ms=0.025, record_dt_ms=DT)
+    v = res.v_mV.astype(np.float64)
+    for model, expect in ((v[2:4], "ok"), (v[4:6], "fail")):
+        doc = physiology_checks(list(v[:2]), [DT] * 2, list(model), DT, [start] * 2, [start + dur] * 2, amps)
+        declines = [r["checks"]["ap_decline"] for r in doc["sweeps"]]
+        assert [c["status"] for c in declines] == [expect, expect], declines
+        assert declines[1]["data"] < -7.0, declines
+        if expect == "fail":
+            assert all(c["model"] > -1.5 for c in declines), declines

@@ -218,7 +218,7 @@ function paramTable(params) {
 // shows up under its own name until it gets a label here).
 const PHYS_SHORT = { spike_count: "n", stops_early: "stops early", block: "block", deflection: "ΔV",
   late_deflection: "ΔV late", prestep_deflection: "ΔV pre", rebound: "rebound",
-  latency: "lat", ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP" };
+  latency: "lat", ap_peak: "peak", ap_half_width: "hw", ahp_trough: "AHP", ap_decline: "decline" };
 
 function physMark(c) {
   if (c.status === "ok") return `<span class="ok">✓</span>`;
