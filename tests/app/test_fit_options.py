@@ -25,7 +25,7 @@ def test_every_switch_reaches_the_fit_config() -> None:
     assert defaults.input_resistance == "solve" and defaults.spike_kinetics == "auto"
     assert defaults.sodium_reversal == "auto" and defaults.baseline_drift == "off"
     assert defaults.depolarised_spikes == "auto" and defaults.ahp_current == "auto" and defaults.t_current == "auto"
-    assert defaults.sodium_slow_inactivation == "off"
+    assert defaults.sodium_slow_inactivation == "auto"
     # the service's fit is `noble fit`'s: its seed overrides the fit's solver defaults, not SolverConfig's own
     assert defaults.solver == FitConfig().solver.model_copy(update={"seed": 0})
     assert FitConfig.model_validate({"solver": {"sigma0": 0.3}}).solver.sigma0 == 0.3

@@ -326,5 +326,12 @@ def test_aps_that_shrink_over_the_train_are_measured_and_free_the_slow_inactivat
     assert np.isfinite(rs).sum() >= 4 and np.nanmax(np.abs(rs)) < 3.0, rs
     threshold = FitConfig().peak_decline_threshold_mV
     for name, shrinks in ((FSI, True), (RS, False)):
-        found, why = aps_shrink_over_trains(FitProblem.from_recording(read_recording(DATA / name)), threshold)
+        problem = FitProblem.from_recording(read_recording(DATA / name))
+        found, why = aps_shrink_over_trains(problem, threshold)
         assert found == shrinks, why
+        # scored only where the fit frees the current that shapes it (api.DECLINE_WEIGHT): one term per train of >= 6
+        assert not any(f == "ap_peak_decline_mV" for _, f in problem.term_labels)
+        scored = problem.weighted("ap_peak_decline_mV", 1.0)
+        n_trains = int(np.count_nonzero(problem.targets.feature_array("spike_count") >= 6))
+        assert sum(f == "ap_peak_decline_mV" for _, f in scored.term_labels) == n_trains > 0
+        assert len(scored.term_labels) == len(problem.term_labels) + n_trains

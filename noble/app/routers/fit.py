@@ -63,7 +63,7 @@ class FitOptions(BaseModel):
                                                                             "current (default 'auto': when the cell "
                                                                             "fires after a hyperpolarising step)")
     sodium_slow_inactivation: Literal["auto", "on", "off"] | None = Field(
-        None, description="fit I_Na's slow inactivation (default 'off'; 'auto': when the APs shrink over the trains)")
+        None, description="fit I_Na's slow inactivation (default 'auto': when the APs shrink over the trains)")
     baseline_drift: Literal["auto", "on", "off"] | None = Field(None, description="hold each sweep at its own "
                                                                                  "pre-step baseline with a bias "
                                                                                  "current (default 'off'; 'auto': "
