@@ -578,7 +578,7 @@ def _optional_current(mode: str, switch: str, shows: bool, evidence: str, label:
         for name, value in start.items():
             base, extra = _moved_from_default(base, extra, name, value)
         spec = get_family("hh").param_spec
-        values = ", ".join(f"{base[n]:g} {spec(n).unit}" for n in start)
+        values = ", ".join(f"{base[n]:g}" + ("" if spec(n).unit == "1" else f" {spec(n).unit}") for n in start)
         notes.append(f"{label} fitted ({', '.join(start)} free, from {values}): "
                      + (evidence if shows else f"{switch} 'on'"))
         return tuple(start), base, extra
