@@ -271,6 +271,9 @@ def run_cmaes(problem: FitProblem, space: ParamSpace, x0: np.ndarray, cfg: Solve
                         unit_samples=draws if samples is not None else None)
 
 
+MEDIAN_OF = 5  # generations whose median cost per evaluation predicts the next one's (`_would_overrun`)
+
+
 def _would_overrun(cfg: SolverConfig, d: int, per_eval_s: Sequence[float], now: float, t_start: float) -> bool:
     """Would one more generation, then the posterior probe, end past cfg.time_limit_s? The cost per evaluation is
     the median of the last three generations' (a generation is one Brian2 group, its cost ~ linear in its size):
@@ -278,12 +281,17 @@ def _would_overrun(cfg: SolverConfig, d: int, per_eval_s: Sequence[float], now: 
     on 2 cores for a current switched on for the first time on a machine, which once stopped an FSI fit after one
     generation) or the cpp_standalone build of a repeated shape (standalone.py, ~6 s, which stopped a fit after
     three generations when the last one predicted), so until a second one has run only the limit itself stops
-    the search."""
+    the search. Compilations come early (each new group size, then the build), and two of the first three
+    generations can carry one (an FSI fit with I_Na's slow inactivation switched on for the first time on a machine:
+    0.85, 0.2 and 1.4 s per evaluation, and the median stopped it after 3 of 80 generations with 100 s left): before
+    MEDIAN_OF generations the cheapest one so far predicts, from then on the median of the last MEDIAN_OF (a cost
+    that rises for good, e.g. a fall back to the runtime, is believed within three generations)."""
     assert cfg.time_limit_s is not None
     if len(per_eval_s) < 2:
         return now - t_start > cfg.time_limit_s
     n_probe = 2 * d * len(cfg.probe_scales) if cfg.probe and d > 0 else 0
-    per_eval = float(np.median(per_eval_s[-3:])) if len(per_eval_s) >= 3 else per_eval_s[-1]
+    recent = per_eval_s[-MEDIAN_OF:]
+    per_eval = float(np.median(recent)) if len(recent) >= MEDIAN_OF else float(min(per_eval_s))
     return now - t_start + per_eval * (cfg.popsize + n_probe) > cfg.time_limit_s
 
 

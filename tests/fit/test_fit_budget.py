@@ -28,9 +28,12 @@ def test_a_generation_that_would_end_past_the_limit_is_not_started() -> None:
     assert not _would_overrun(probed, 3, [4.0], now=6.0, t_start=0.0)
     assert _would_overrun(probed, 3, [4.0], now=10.5, t_start=0.0)
     assert not _would_overrun(probed, 3, [4.0, 0.05], now=7.0, t_start=0.0)  # 7 + 34 x 0.05 < 10
-    # one slow generation among later ones (a cpp_standalone build) does not stop the search: the median of three
+    # slow generations early on (Brian2's compilations of new group sizes, a cpp_standalone build) do not stop the
+    # search: before five generations the cheapest predicts, then the median of the last five
     assert not _would_overrun(probed, 3, [0.05, 0.05, 0.5], now=7.0, t_start=0.0)  # 7 + 34 x 0.05 < 10
-    assert _would_overrun(probed, 3, [0.05, 0.5, 0.5], now=7.0, t_start=0.0)  # 7 + 34 x 0.5 > 10
+    assert not _would_overrun(probed, 3, [0.85, 0.05, 0.5], now=7.0, t_start=0.0)  # two of three compiled
+    assert not _would_overrun(probed, 3, [0.05] * 3 + [0.5, 0.5], now=7.0, t_start=0.0)  # median 0.05
+    assert _would_overrun(probed, 3, [0.05] * 2 + [0.5] * 3, now=7.0, t_start=0.0)  # risen for good: 7 + 34 x 0.5
 
 
 @pytest.mark.serial  # asserts the fit's wall time
