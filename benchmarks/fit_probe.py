@@ -49,7 +49,7 @@ def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dic
     """Every grid point of `axes` around the fit `fit_doc` (a fit.json document) on `recording` (a path or a
     Recording, on the fit's sweeps, prepared as `fit_recording` prepares it: `api.prepare_problem`): its
     parameters, solved diameter, objective, per-feature rms z and physiology checks (failed, by check)."""
-    from noble.fit.api import DECLINE_WEIGHT, FitConfig, prepare_problem
+    from noble.fit.api import FitConfig, prepare_problem, score_decline_where_freed
     from noble.fit.hhmodel import IDX, NAMES, pin_rest, solve_area
     from noble.fit.physiology import physiology_checks
     from noble.fit.targets import prestep_window
@@ -68,8 +68,8 @@ def probe(fit_doc: dict[str, Any], recording: Any, axes: list[Axis]) -> list[dic
     fitted = fit_doc.get("sweeps")
     cfg = FitConfig(sweeps=[int(sw["index"]) for sw in fitted] if fitted else None)
     problem = prepare_problem(recording, cfg)[0]
-    if "f_NaS" in {p["name"] for p in fit_doc.get("free_parameters", [])}:  # scored where the fit frees it
-        problem = problem.weighted("ap_peak_decline_mV", DECLINE_WEIGHT)
+    problem = score_decline_where_freed(problem, [p["name"] for p in fit_doc.get("free_parameters", [])],
+                                        cfg.objective.weights)
     grid = list(itertools.product(*[values for _, _, values in axes]))
     P = np.repeat(base[None, :], len(grid), axis=0)
     for k, point in enumerate(grid):

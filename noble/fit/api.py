@@ -26,7 +26,7 @@ import math
 import os
 import time
 from dataclasses import asdict, replace
-from typing import Any, Callable, Literal
+from typing import Any, Callable, Iterable, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -645,6 +645,15 @@ NAS_START = {"f_NaS": 0.6, "phi_NaS": 10.0, "V_NaS": 0.0}
 DECLINE_WEIGHT = 1.0
 
 
+def score_decline_where_freed(problem: FitProblem, free: Iterable[str], weights: dict[str, float]) -> FitProblem:
+    """`problem`, scoring the AP decline over the trains (DECLINE_WEIGHT) where f_NaS is free and the objective's
+    weights leave it at 0: the family's one current that shapes it (objective.DEFAULT_WEIGHTS). The fit, and whoever
+    re-scores a fit (benchmarks/fit_probe.py), go through here."""
+    if "f_NaS" in set(free) and weights.get("ap_peak_decline_mV", 0.0) <= 0:
+        return problem.weighted("ap_peak_decline_mV", DECLINE_WEIGHT)
+    return problem
+
+
 def aps_shrink_over_trains(problem: FitProblem, threshold_mV: float) -> tuple[bool, str]:
     """(do the recording's APs shrink by at least threshold_mV over the trains of two or more steps, the evidence):
     `spikes.ap_peak_decline_mV`, the last 3 peaks against the first 3 of a step."""
@@ -911,8 +920,7 @@ def fit_recording(recording: str | os.PathLike[str] | Recording, config: FitConf
                                            shrink_evidence, "I_Na's slow inactivation", NAS_START,
                                            "the recording's APs shrink over its trains", base, extra, notes)
     extra_free += freed
-    if freed and cfg.objective.weights.get("ap_peak_decline_mV", 0.0) <= 0:
-        problem = problem.weighted("ap_peak_decline_mV", DECLINE_WEIGHT)
+    problem = score_decline_where_freed(problem, freed, cfg.objective.weights)
     high_onset, onset_evidence = spike_onset(problem, cfg.onset_threshold_mV)
     depolarised = cfg.depolarised_spikes == "on" or (cfg.depolarised_spikes == "auto" and high_onset)
     if depolarised:
